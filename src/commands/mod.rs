@@ -1,0 +1,16 @@
+//! What each subcommand does: resolve flags into settings, call the library, report.
+
+mod local;
+
+use crate::cli::{Command, LocalCommand};
+use crate::errors::ExpectedError;
+use crate::output::Printer;
+
+/// Runs a subcommand; `Ok` carries the exit code of a command that ran to its end.
+pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, ExpectedError> {
+    match command {
+        Command::Local(LocalCommand::Up(args)) => local::up(args, printer).await,
+        Command::Local(LocalCommand::Down(args)) => local::down(args, printer).await,
+        Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
+    }
+}

@@ -1,0 +1,63 @@
+//! gpuconform: end-to-end conformance and benchmark suite for GPU Kubernetes clusters.
+//!
+//! Where things live:
+//! - `cli` — raw flags; `commands` — what each subcommand does; `errors` and `exit_codes` — how a
+//!   failure reaches the user; `output` — the only writer of stdout and stderr.
+//! - `input` — YAML loading with file/line/field errors; `catalog` — instance types and GPU models;
+//!   `fixture` — cluster fixtures.
+//! - `local` — the local cluster (real control plane + kwok); `k8s` — client and waits;
+//!   `pki` and `kubeconfig` — certificates and kubeconfigs for clusters the harness builds.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod errors;
+pub mod exit_codes;
+pub mod fixture;
+pub mod input;
+pub mod k8s;
+pub mod kubeconfig;
+pub mod local;
+pub mod output;
+pub mod pki;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use output::{Printer, Verbosity};
+
+/// Entry point of the `gpuconform` binary.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    let printer = Printer::new(if cli.quiet { Verbosity::Quiet } else { Verbosity::Normal });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.error(format!("error: failed to start the async runtime: {e}"));
+            return ExitCode::from(exit_codes::INFRA_ERROR);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli.command, &printer)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            e.render(&printer);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,kube=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,492 @@
+//! The local cluster: a real Kubernetes control plane on loopback with kwok playing the nodes.
+//!
+//! `up` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the
+//! tool cache inside a run folder, with a CA generated for this cluster, and creates the nodes of
+//! a cluster fixture. Each step waits on the API for what it needs (readyz, CRD established,
+//! leader leases, the default service account, every node Ready), with a deadline, and gives up
+//! early if a component exits. Any failure or interrupt during `up` stops everything started so
+//! far. [`down`] stops a cluster from its `state.json`, from any process, and checks that no
+//! process and no port of it is left.
+
+pub mod components;
+pub mod nodes;
+pub mod process;
+pub mod state;
+pub mod tools;
+
+mod setup;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::future::{self, Either};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use kube::Api;
+
+use crate::catalog::Catalog;
+use crate::fixture::ClusterFixture;
+use crate::k8s::{self, K8sError, wait};
+use components::Ports;
+use process::{Child, ProcessRecord, Stopped};
+use state::{RunDir, RunState};
+use tools::{MissingTool, Tools};
+
+/// Starting, using or stopping the local cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A tool is not installed.
+    #[error(transparent)]
+    Tools(#[from] MissingTool),
+    /// A cluster is already running in the run folder.
+    #[error(
+        "start a cluster in {}: one is already running there (run `gpuconform local down --dir {}` first)",
+        dir.display(), dir.display()
+    )]
+    AlreadyRunning {
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// No cluster state in the run folder.
+    #[error("find a local cluster in {}: no state.json there", dir.display())]
+    NotRunning {
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// Preparing the run folder failed.
+    #[error("prepare {}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation failed.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// A process could not be started.
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    /// A component exited during startup.
+    #[error("start the cluster: {component} exited ({status}); last lines of {}:\n{tail}", log.display())]
+    ComponentExited {
+        /// Which.
+        component: String,
+        /// Exit status.
+        status: String,
+        /// Its log.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// The API server never answered ready.
+    #[error("start the cluster: the API server was not ready within {}: {last}; see {}", humantime::format_duration(*limit), log.display())]
+    ApiNotReady {
+        /// The deadline.
+        limit: Duration,
+        /// The last answer or error.
+        last: String,
+        /// The API server log.
+        log: PathBuf,
+    },
+    /// An API call or wait failed.
+    #[error(transparent)]
+    Api(#[from] K8sError),
+    /// Interrupted by a signal; what was started has been stopped.
+    #[error("start the cluster: interrupted by {0}")]
+    Interrupted(&'static str),
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Leave the processes running after this process exits.
+    pub detach: bool,
+    /// Deadline for the whole startup.
+    pub timeout: Duration,
+}
+
+/// A running local cluster started by this process.
+pub struct LocalCluster {
+    /// The run folder.
+    pub dir: RunDir,
+    /// What is recorded in `state.json`.
+    pub state: RunState,
+    /// An admin client.
+    pub client: kube::Client,
+    children: Vec<Child>,
+}
+
+/// What stopping a cluster did.
+#[derive(Debug, Clone, Default)]
+pub struct StopReport {
+    /// Per process: name, pid, outcome.
+    pub processes: Vec<(String, i32, Stopped)>,
+    /// Ports still listening afterwards.
+    pub ports_left: Vec<u16>,
+}
+
+impl StopReport {
+    /// Whether anything is left behind.
+    pub fn is_clean(&self) -> bool {
+        self.ports_left.is_empty()
+            && self
+                .processes
+                .iter()
+                .all(|(_, _, s)| !matches!(s, Stopped::Left(_)))
+    }
+
+    /// What is left, as one line per item.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .processes
+            .iter()
+            .filter_map(|(_, _, s)| match s {
+                Stopped::Left(why) => Some(why.clone()),
+                _ => None,
+            })
+            .collect();
+        out.extend(self.ports_left.iter().map(|p| format!("127.0.0.1:{p} still listening")));
+        out
+    }
+}
+
+impl LocalCluster {
+    /// Starts a cluster for `fixture`. `progress` receives one line per step.
+    pub async fn up(
+        fixture: &ClusterFixture,
+        catalog: &Catalog,
+        tools: &Tools,
+        opts: &UpOptions,
+        progress: &(dyn Fn(String) + Sync),
+    ) -> Result<Self, LocalError> {
+        let dir = RunDir::new(&opts.dir);
+        if let Ok(Some(old)) = dir.read_state() {
+            if old.processes.iter().any(process::is_ours) {
+                return Err(LocalError::AlreadyRunning { dir: opts.dir.clone() });
+            }
+        }
+        let started = Instant::now();
+        let mut starting = Starting {
+            dir: dir.clone(),
+            children: Vec::new(),
+            detach: opts.detach,
+        };
+        let work = starting.run(fixture, catalog, tools, opts, started, progress);
+        let interrupted = interrupt_signal();
+        let outcome = {
+            let work = std::pin::pin!(work);
+            let interrupted = std::pin::pin!(interrupted);
+            match future::select(work, interrupted).await {
+                Either::Left((r, _)) => r,
+                Either::Right((sig, _)) => Err(LocalError::Interrupted(sig)),
+            }
+        };
+        match outcome {
+            Ok((state, client)) => Ok(Self {
+                dir,
+                state,
+                client,
+                children: starting.children,
+            }),
+            Err(e) => {
+                progress("stopping what was started".into());
+                let records: Vec<ProcessRecord> =
+                    starting.children.iter().map(|c| c.record.clone()).collect();
+                let report = stop_records(&records).await;
+                let _ = std::fs::remove_file(dir.state_file());
+                if !report.is_clean() {
+                    progress(format!("left behind: {}", report.leftovers().join("; ")));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops every process of this cluster (reverse start order).
+    pub async fn stop(self) -> StopReport {
+        let report = stop_records(&self.state.processes).await;
+        drop(self.children);
+        if report.is_clean() {
+            let _ = std::fs::remove_file(self.dir.state_file());
+        }
+        report
+    }
+
+    /// Waits until a component exits by itself (foreground mode watches this), or forever.
+    pub async fn any_exit(&mut self) -> (String, String) {
+        if self.children.is_empty() {
+            return future::pending().await;
+        }
+        let waits = self.children.iter_mut().map(|c| {
+            let name = c.record.name.clone();
+            Box::pin(async move { (name, c.exited().await) })
+        });
+        future::select_all(waits).await.0
+    }
+}
+
+/// Stops the cluster recorded in `dir` and removes its state file when nothing is left.
+pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
+    let run = RunDir::new(dir);
+    let state = run
+        .read_state()
+        .map_err(|source| LocalError::Io {
+            path: run.state_file(),
+            source,
+        })?
+        .ok_or_else(|| LocalError::NotRunning { dir: dir.to_path_buf() })?;
+    let report = stop_records(&state.processes).await;
+    if report.is_clean() {
+        let _ = std::fs::remove_file(run.state_file());
+    }
+    Ok(report)
+}
+
+/// The state of the cluster in `dir` and which of its processes are alive.
+pub fn status(dir: &std::path::Path) -> Result<(RunState, Vec<(ProcessRecord, bool)>), LocalError> {
+    let run = RunDir::new(dir);
+    let state = run
+        .read_state()
+        .map_err(|source| LocalError::Io {
+            path: run.state_file(),
+            source,
+        })?
+        .ok_or_else(|| LocalError::NotRunning { dir: dir.to_path_buf() })?;
+    let alive = state
+        .processes
+        .iter()
+        .map(|p| (p.clone(), process::is_ours(p)))
+        .collect();
+    Ok((state, alive))
+}
+
+async fn stop_records(records: &[ProcessRecord]) -> StopReport {
+    let mut report = StopReport::default();
+    for record in records.iter().rev() {
+        let outcome = process::stop(record, process::STOP_GRACE).await;
+        report.processes.push((record.name.clone(), record.pid, outcome));
+    }
+    report.ports_left = records
+        .iter()
+        .flat_map(|r| r.ports.iter().copied())
+        .filter(|p| process::port_in_use(*p))
+        .collect();
+    report
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+pub async fn interrupt_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// The startup in progress; owns the children so a failure can stop them.
+struct Starting {
+    dir: RunDir,
+    children: Vec<Child>,
+    detach: bool,
+}
+
+impl Starting {
+    async fn run(
+        &mut self,
+        fixture: &ClusterFixture,
+        catalog: &Catalog,
+        tools: &Tools,
+        opts: &UpOptions,
+        started: Instant,
+        progress: &(dyn Fn(String) + Sync),
+    ) -> Result<(RunState, kube::Client), LocalError> {
+        let deadline = started + opts.timeout;
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        let prepared = setup::prepare(&self.dir, tools)?;
+        let ports = prepared.ports;
+        let mut state = RunState {
+            version: state::STATE_VERSION,
+            cluster: fixture.name.clone(),
+            fixture: fixture.file.clone(),
+            server: prepared.server.clone(),
+            kubernetes_version: tools.kubernetes_version().to_string(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            ready_seconds: 0.0,
+            nodes: fixture.node_names(),
+            processes: Vec::new(),
+            detached: self.detach,
+        };
+
+        progress(format!("starting etcd on 127.0.0.1:{}", ports.etcd_client));
+        self.spawn(&mut state, "etcd", tools, components::etcd_args(&ports, &self.dir.etcd()), &[ports.etcd_client, ports.etcd_peer])?;
+        progress(format!("starting kube-apiserver {} on https://127.0.0.1:{}", tools.kubernetes_version(), ports.apiserver));
+        let api_args = components::apiserver_args(&ports, &prepared.files, &self.dir.pki().join("apiserver"));
+        self.spawn(&mut state, "kube-apiserver", tools, api_args, &[ports.apiserver])?;
+
+        let client = k8s::client_from_kubeconfig(&self.dir.kubeconfig()).await?;
+        let limit = remaining();
+        let ready = {
+            let exit = self.first_exit();
+            wait::api_ready(&client, limit, exit).await
+        };
+        match ready {
+            Ok(()) => {}
+            Err(wait::NotReady::Aborted(_)) => return Err(self.exited_error()),
+            Err(wait::NotReady::Timeout(last)) => {
+                return Err(LocalError::ApiNotReady {
+                    limit,
+                    last,
+                    log: self.dir.log("kube-apiserver"),
+                });
+            }
+        }
+        progress(format!("API server ready after {:.1}s", started.elapsed().as_secs_f64()));
+
+        setup::install_kwok_crds(&client, tools, remaining()).await?;
+        let node_objects = nodes::nodes(fixture, catalog, tools.kubernetes_version());
+        progress(format!("creating {} nodes of fixture `{}`", node_objects.len(), fixture.name));
+        let node_api: Api<Node> = Api::all(client.clone());
+        for node in &node_objects {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            node_api
+                .create(&Default::default(), node)
+                .await
+                .map_err(K8sError::api(format!("create node {name}")))?;
+        }
+
+        progress("starting kube-controller-manager, kube-scheduler and kwok".into());
+        let kcm_args = components::controller_manager_args(&ports, &prepared.files, &self.dir.pki().join("controller-manager"));
+        self.spawn(&mut state, "kube-controller-manager", tools, kcm_args, &[ports.controller_manager])?;
+        let sched_args = components::scheduler_args(&ports, &prepared.files, &self.dir.pki().join("scheduler"));
+        self.spawn(&mut state, "kube-scheduler", tools, sched_args, &[ports.scheduler])?;
+        let kwok_args = components::kwok_args(&ports, &prepared.files, &prepared.kwok_configs);
+        self.spawn(&mut state, "kwok", tools, kwok_args, &[ports.kwok])?;
+
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let has_holder = |l: Option<&Lease>| {
+            l.and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.holder_identity.as_ref())
+                .is_some_and(|h| !h.is_empty())
+        };
+        let exists = |s: Option<&ServiceAccount>| s.is_some();
+        let names = fixture.node_names();
+        let all_ready = async {
+            tokio::try_join!(
+                wait::object(leases.clone(), "kube-controller-manager", "the controller manager to take its leader lease", remaining(), has_holder),
+                wait::object(leases.clone(), "kube-scheduler", "the scheduler to take its leader lease", remaining(), has_holder),
+                wait::object(sas, "default", "the default service account (serviceaccount controller)", remaining(), exists),
+                async { wait::nodes_ready(node_api.clone(), &names, remaining()).await.map(|()| Lease::default()) },
+            )
+        };
+        let exit = self.first_exit();
+        let joined = {
+            let all_ready = std::pin::pin!(all_ready);
+            let exit = std::pin::pin!(exit);
+            match future::select(all_ready, exit).await {
+                Either::Left((r, _)) => Some(r),
+                Either::Right(_) => None,
+            }
+        };
+        match joined {
+            Some(r) => {
+                r?;
+            }
+            None => return Err(self.exited_error()),
+        }
+        state.ready_seconds = started.elapsed().as_secs_f64();
+        self.dir.write_state(&state).map_err(|source| LocalError::Io {
+            path: self.dir.state_file(),
+            source,
+        })?;
+        Ok((state, client))
+    }
+
+    fn spawn(
+        &mut self,
+        state: &mut RunState,
+        name: &str,
+        tools: &Tools,
+        args: Vec<String>,
+        ports: &[u16],
+    ) -> Result<(), LocalError> {
+        let exe = tools.bin(name);
+        let mut env = Vec::new();
+        if name == "kwok" {
+            // kwok always prepends ~/.kwok/kwok.yaml when it exists; give it a HOME of its own
+            // so a stale file on this machine cannot change the simulation.
+            env.push(("HOME".to_string(), self.dir.kwok().display().to_string()));
+        }
+        let child = process::spawn(
+            process::Spec {
+                name,
+                exe: &exe,
+                args,
+                env,
+                ports: ports.to_vec(),
+                log: self.dir.log(name),
+            },
+            !self.detach,
+        )?;
+        state.processes.push(child.record.clone());
+        self.children.push(child);
+        // Record every start at once, so `local down` can clean up even if this process dies.
+        self.dir.write_state(state).map_err(|source| LocalError::Io {
+            path: self.dir.state_file(),
+            source,
+        })
+    }
+
+    /// Resolves when any child exits.
+    fn first_exit(&mut self) -> impl std::future::Future<Output = String> + '_ {
+        let waits: Vec<_> = self
+            .children
+            .iter_mut()
+            .map(|c| {
+                let name = c.record.name.clone();
+                Box::pin(async move { format!("{name}: {}", c.exited().await) })
+            })
+            .collect();
+        async move {
+            if waits.is_empty() {
+                future::pending().await
+            } else {
+                future::select_all(waits).await.0
+            }
+        }
+    }
+
+    fn exited_error(&mut self) -> LocalError {
+        for c in &mut self.children {
+            if let Some(status) = c.try_exited() {
+                return LocalError::ComponentExited {
+                    component: c.record.name.clone(),
+                    status,
+                    log: c.record.log.clone(),
+                    tail: process::log_tail(&c.record.log, 15),
+                };
+            }
+        }
+        LocalError::ComponentExited {
+            component: "a component".into(),
+            status: "unknown".into(),
+            log: self.dir.logs(),
+            tail: String::new(),
+        }
+    }
+}
+
+impl Ports {
+    /// Six free loopback ports.
+    pub fn allocate() -> std::io::Result<Self> {
+        let p = process::free_ports(6)?;
+        Self::from_slice(&p).ok_or_else(|| std::io::Error::other("port allocation"))
+    }
+}
