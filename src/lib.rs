@@ -50,7 +50,9 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // kube-client logs every failed request at ERROR; the readiness probe expects failures
+        // while the API server starts, and real errors reach the user as Results anyway.
+        0 => "warn,kube_client::client::builder=off",
         1 => "info,kube=warn",
         _ => "debug",
     };

@@ -103,8 +103,6 @@ pub enum LocalError {
 pub struct UpOptions {
     /// The run folder.
     pub dir: PathBuf,
-    /// Leave the processes running after this process exits.
-    pub detach: bool,
     /// Deadline for the whole startup.
     pub timeout: Duration,
 }
@@ -173,7 +171,6 @@ impl LocalCluster {
         let mut starting = Starting {
             dir: dir.clone(),
             children: Vec::new(),
-            detach: opts.detach,
         };
         let work = starting.run(fixture, catalog, tools, opts, started, progress);
         let interrupted = interrupt_signal();
@@ -239,11 +236,34 @@ pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
             source,
         })?
         .ok_or_else(|| LocalError::NotRunning { dir: dir.to_path_buf() })?;
-    let report = stop_records(&state.processes).await;
+    // The supervisor stops its components in order when asked; whatever it leaves (or all of
+    // it, if it is gone) is stopped directly afterwards.
+    let mut report = StopReport::default();
+    if let Some(sup) = &state.supervisor {
+        let outcome = process::stop(sup, process::STOP_GRACE * 3).await;
+        report.processes.push((sup.name.clone(), sup.pid, outcome));
+    }
+    let rest = stop_records(&state.processes).await;
+    report.processes.extend(rest.processes);
+    report.ports_left = rest.ports_left;
     if report.is_clean() {
         let _ = std::fs::remove_file(run.state_file());
     }
     Ok(report)
+}
+
+/// Set by `local up` in the background process it starts, so that process records itself.
+pub const SUPERVISED_ENV: &str = "GPUCONFORM_SUPERVISED";
+
+fn supervisor_record() -> Option<ProcessRecord> {
+    std::env::var_os(SUPERVISED_ENV)?;
+    Some(ProcessRecord {
+        name: "gpuconform (supervisor)".into(),
+        pid: i32::try_from(std::process::id()).ok()?,
+        exe: std::env::current_exe().ok()?,
+        ports: Vec::new(),
+        log: PathBuf::new(),
+    })
 }
 
 /// The state of the cluster in `dir` and which of its processes are alive.
@@ -294,7 +314,6 @@ pub async fn interrupt_signal() -> &'static str {
 struct Starting {
     dir: RunDir,
     children: Vec<Child>,
-    detach: bool,
 }
 
 impl Starting {
@@ -321,7 +340,7 @@ impl Starting {
             ready_seconds: 0.0,
             nodes: fixture.node_names(),
             processes: Vec::new(),
-            detached: self.detach,
+            supervisor: supervisor_record(),
         };
 
         progress(format!("starting etcd on 127.0.0.1:{}", ports.etcd_client));
@@ -433,7 +452,7 @@ impl Starting {
                 ports: ports.to_vec(),
                 log: self.dir.log(name),
             },
-            !self.detach,
+            true,
         )?;
         state.processes.push(child.record.clone());
         self.children.push(child);

@@ -116,7 +116,8 @@ pub fn nodes(fixture: &ClusterFixture, catalog: &Catalog, kubelet_version: &str)
                         boot_id: uuid_like(seed ^ 0xb007),
                         container_runtime_version: CONTAINER_RUNTIME.into(),
                         kernel_version: fixture.kernel_version.clone(),
-                        kube_proxy_version: String::new(),
+                        // Deprecated and empty on real kubelets; kwok would fill in its own version.
+                        kube_proxy_version: kubelet_version.into(),
                         kubelet_version: kubelet_version.into(),
                         machine_id: format!("{:016x}{:016x}", seed, seed.rotate_left(17)),
                         operating_system: "linux".into(),

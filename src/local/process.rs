@@ -102,7 +102,7 @@ pub fn spawn(spec: Spec<'_>, attached: bool) -> Result<Child, ProcessError> {
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .process_group(0)
-        // Dropping the handle must never kill a detached cluster; stopping is explicit.
+        // Stopping is explicit and ordered; dropping a handle does not kill.
         .kill_on_drop(false);
     if attached {
         set_parent_death_signal(&mut cmd);

@@ -41,8 +41,10 @@ pub struct RunState {
     pub nodes: Vec<String>,
     /// Processes in start order.
     pub processes: Vec<ProcessRecord>,
-    /// Whether the processes outlive the command that started them.
-    pub detached: bool,
+    /// The `gpuconform` process that started and supervises the components, when `local up`
+    /// runs them in the background (stopping it stops them; they die with it).
+    #[serde(default)]
+    pub supervisor: Option<ProcessRecord>,
 }
 
 /// The paths inside a run folder.

@@ -9,7 +9,15 @@ use crate::local::tools::Tools;
 use crate::local::{self, LocalCluster, StopReport, UpOptions};
 use crate::output::Printer;
 
+mod supervise;
+
 /// `local up`: validate everything first (nothing starts for a bad fixture), then start.
+///
+/// Without `--foreground` the cluster is run by a background `gpuconform local up --foreground`
+/// (the supervisor): it is the parent of every component, reaps them, and stops them on SIGTERM
+/// from `local down`; they die with it even if it is killed. This process forwards the
+/// supervisor's progress and returns once the cluster is ready, with the supervisor's exit code
+/// if it is not.
 pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     let catalog = match &args.catalog {
         Some(path) => Catalog::load(path)?,
@@ -18,9 +26,11 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     let fixture = ClusterFixture::load(&args.fixture, &catalog)?;
     let tools = Tools::locate(&args.tools.clone().unwrap_or_else(Tools::default_dir))
         .map_err(local::LocalError::from)?;
+    if !args.foreground {
+        return supervise::start_in_background(&args, printer).await;
+    }
     let opts = UpOptions {
         dir: args.dir.clone(),
-        detach: !args.foreground,
         timeout: args.timeout,
     };
     let progress = |line: String| printer.progress(line);
@@ -34,14 +44,9 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         cluster.state.kubernetes_version
     ));
     printer.result(format!("export KUBECONFIG={}", kubeconfig.display()));
-    if !args.foreground {
-        printer.progress(format!(
-            "stop it with: gpuconform local down --dir {}",
-            args.dir.display()
-        ));
-        return Ok(exit_codes::OK);
+    if std::env::var_os(local::SUPERVISED_ENV).is_none() {
+        printer.progress("running in the foreground; Ctrl-C (or `gpuconform local down`) stops the cluster");
     }
-    printer.progress("running in the foreground; Ctrl-C stops the cluster");
     let (code, why) = tokio::select! {
         sig = local::interrupt_signal() => (exit_codes::INTERRUPTED, format!("{sig} received")),
         (name, status) = cluster.any_exit() => (exit_codes::INFRA_ERROR, format!("{name} exited ({status})")),
@@ -84,6 +89,16 @@ pub fn status(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     printer.result(format!("kubeconfig {}", args.dir.join("kubeconfig").display()));
     printer.result(format!("nodes {}", state.nodes.join(", ")));
     let mut all_alive = true;
+    if let Some(sup) = &state.supervisor {
+        let alive = crate::local::process::is_ours(sup);
+        all_alive &= alive;
+        printer.result(format!(
+            "{:<24} pid {:<8} {}",
+            sup.name,
+            sup.pid,
+            if alive { "running" } else { "gone" }
+        ));
+    }
     for (p, alive) in &processes {
         all_alive &= alive;
         let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
