@@ -115,7 +115,10 @@ impl ClusterFixture {
                 file,
                 &raw.name,
                 "name",
-                format!("`{}` is not a DNS label (lowercase letters, digits, `-`)", raw.name.value),
+                format!(
+                    "`{}` is not a DNS label (lowercase letters, digits, `-`)",
+                    raw.name.value
+                ),
             ));
         }
         if !is_region(&raw.region.value) {
@@ -123,11 +126,19 @@ impl ClusterFixture {
                 file,
                 &raw.region,
                 "region",
-                format!("`{}` does not look like an AWS region (e.g. us-west-2)", raw.region.value),
+                format!(
+                    "`{}` does not look like an AWS region (e.g. us-west-2)",
+                    raw.region.value
+                ),
             ));
         }
         if raw.pools.value.is_empty() {
-            return Err(InputError::at(file, &raw.pools, "pools", "at least one pool is needed"));
+            return Err(InputError::at(
+                file,
+                &raw.pools,
+                "pools",
+                "at least one pool is needed",
+            ));
         }
         let mut seen = BTreeSet::new();
         let mut pools = Vec::with_capacity(raw.pools.value.len());
@@ -188,7 +199,10 @@ impl ClusterFixture {
                 ));
             }
             let zone = match &p.zone {
-                Some(z) if !z.value.starts_with(&raw.region.value) || z.value.len() <= raw.region.value.len() => {
+                Some(z)
+                    if !z.value.starts_with(&raw.region.value)
+                        || z.value.len() <= raw.region.value.len() =>
+                {
                     return Err(InputError::at(
                         file,
                         z,
@@ -215,7 +229,9 @@ impl ClusterFixture {
             description: raw.description,
             region: raw.region.value,
             os_image: raw.os_image.unwrap_or_else(|| DEFAULT_OS_IMAGE.to_string()),
-            kernel_version: raw.kernel_version.unwrap_or_else(|| DEFAULT_KERNEL.to_string()),
+            kernel_version: raw
+                .kernel_version
+                .unwrap_or_else(|| DEFAULT_KERNEL.to_string()),
             pools,
         })
     }
@@ -229,7 +245,8 @@ pub fn node_name(pool: &str, index: u32) -> String {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -237,8 +254,14 @@ fn is_dns_label(s: &str) -> bool {
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -285,7 +308,9 @@ mod tests {
 
     #[test]
     fn duplicate_pool_is_rejected() {
-        let text = format!("{GOOD}  - name: gpu\n    role: worker\n    instanceType: m5.xlarge\n    count: 1\n");
+        let text = format!(
+            "{GOOD}  - name: gpu\n    role: worker\n    instanceType: m5.xlarge\n    count: 1\n"
+        );
         let e = check(&text).expect_err("invalid");
         assert_eq!(e.line, Some(8), "{e}");
     }

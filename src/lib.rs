@@ -31,8 +31,15 @@ use output::{Printer, Verbosity};
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
-    let printer = Printer::new(if cli.quiet { Verbosity::Quiet } else { Verbosity::Normal });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let printer = Printer::new(if cli.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Normal
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             printer.error(format!("error: failed to start the async runtime: {e}"));

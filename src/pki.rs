@@ -59,7 +59,11 @@ fn validity(params: &mut CertificateParams, years: i32) {
     // A day of slack before now tolerates clock skew between harness and cluster nodes.
     let start = now - chrono::Duration::days(1);
     params.not_before = date_time_ymd(start.year(), start.month() as u8, start.day() as u8);
-    params.not_after = date_time_ymd(now.year() + years, now.month() as u8, now.day().min(28) as u8);
+    params.not_after = date_time_ymd(
+        now.year() + years,
+        now.month() as u8,
+        now.day().min(28) as u8,
+    );
 }
 
 impl Ca {

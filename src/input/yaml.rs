@@ -98,7 +98,9 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Inp
         // location, so keep only the first line of the bare message.
         let rendered = e.without_snippet().to_string();
         let message = strip_location_prefix(rendered.lines().next().unwrap_or("invalid yaml"));
-        let field = path.filter(|p| !p.is_empty() && p != ".");
+        let field = path
+            .map(|p| clean_path(&p))
+            .filter(|p| !p.is_empty() && p != ".");
         InputError {
             file: file.to_path_buf(),
             line: location.map(|l| l.line() as u32).filter(|l| *l > 0),
@@ -109,19 +111,29 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Inp
     })
 }
 
+/// Drops the inner fields of [`Spanned`] wrappers (`count.value` → `count`) from a serde path.
+/// Input types therefore never name a field `value`.
+fn clean_path(path: &str) -> String {
+    path.replace(".value", "")
+}
+
 /// serde-saphyr prefixes messages with `error: line N column M: `; drop it (we print our own).
 fn strip_location_prefix(message: &str) -> String {
     let mut rest = message.trim();
     rest = rest.strip_prefix("error:").unwrap_or(rest).trim_start();
-    if let Some(after) = rest.strip_prefix("line ") {
-        if let Some(idx) = after.find(": ") {
-            let head = &after[..idx];
-            if head.chars().all(|c| c.is_ascii_digit() || c == ' ' || c.is_alphabetic()) {
-                return after[idx + 2..].to_string();
-            }
-        }
+    if let Some(after) = rest.strip_prefix("line ")
+        && let Some(idx) = after.find(": ")
+        && after[..idx]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c.is_alphabetic())
+    {
+        rest = &after[idx + 2..];
     }
-    rest.to_string()
+    // Some messages end with their own location; the error prints one already.
+    match rest.rfind(" at line ") {
+        Some(idx) if rest[idx..].contains("column") => rest[..idx].to_string(),
+        _ => rest.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -107,7 +107,11 @@ pub fn node_is_ready(node: &Node) -> bool {
 }
 
 /// Waits until every named node exists and is Ready. On timeout the error lists the stragglers.
-pub async fn nodes_ready(api: Api<Node>, names: &[String], limit: Duration) -> Result<(), K8sError> {
+pub async fn nodes_ready(
+    api: Api<Node>,
+    names: &[String],
+    limit: Duration,
+) -> Result<(), K8sError> {
     let mut ready: BTreeMap<String, bool> = names.iter().map(|n| (n.clone(), false)).collect();
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -124,10 +128,8 @@ pub async fn nodes_ready(api: Api<Node>, names: &[String], limit: Duration) -> R
             };
             match event {
                 watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
-                    if let Some(name) = node.metadata.name.as_deref() {
-                        if let Some(r) = ready.get_mut(name) {
-                            *r = node_is_ready(&node);
-                        }
+                    if let Some(r) = node.metadata.name.as_deref().and_then(|n| ready.get_mut(n)) {
+                        *r = node_is_ready(&node);
                     }
                 }
                 watcher::Event::Delete(node) => {
@@ -143,7 +145,6 @@ pub async fn nodes_ready(api: Api<Node>, names: &[String], limit: Duration) -> R
         }
     };
     let finished = tokio::time::timeout(limit, run).await.is_ok();
-    let _ = stream.next();
     if finished && ready.values().all(|r| *r) {
         return Ok(());
     }
@@ -153,7 +154,10 @@ pub async fn nodes_ready(api: Api<Node>, names: &[String], limit: Duration) -> R
         .map(|(n, _)| n.as_str())
         .collect();
     Err(K8sError::Timeout {
-        what: format!("nodes to become Ready (still waiting: {})", waiting.join(", ")),
+        what: format!(
+            "nodes to become Ready (still waiting: {})",
+            waiting.join(", ")
+        ),
         limit,
     })
 }

@@ -28,7 +28,14 @@ impl Ports {
     /// From six distinct free ports.
     pub fn from_slice(p: &[u16]) -> Option<Self> {
         match *p {
-            [etcd_client, etcd_peer, apiserver, controller_manager, scheduler, kwok] => Some(Self {
+            [
+                etcd_client,
+                etcd_peer,
+                apiserver,
+                controller_manager,
+                scheduler,
+                kwok,
+            ] => Some(Self {
                 etcd_client,
                 etcd_peer,
                 apiserver,
@@ -157,8 +164,14 @@ pub fn apiserver_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> 
         // Every node's InternalIP is loopback, where kwok serves the kubelet API.
         "--kubelet-preferred-address-types=InternalIP".into(),
         format!("--kubelet-certificate-authority={}", p(&f.ca_crt)),
-        format!("--kubelet-client-certificate={}", p(&f.apiserver_kubelet_client_crt)),
-        format!("--kubelet-client-key={}", p(&f.apiserver_kubelet_client_key)),
+        format!(
+            "--kubelet-client-certificate={}",
+            p(&f.apiserver_kubelet_client_crt)
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            p(&f.apiserver_kubelet_client_key)
+        ),
         // The `kubernetes` Service's endpoint would be 127.0.0.1, which the endpoint validation
         // rejects; nothing in this cluster runs in-cluster clients that need it.
         "--endpoint-reconciler-type=none".into(),
@@ -264,7 +277,11 @@ mod tests {
     #[test]
     fn kwok_gets_every_config() {
         let f = Files::layout(Path::new("/r"), Path::new("/r/pki"));
-        let args = kwok_args(&ports(), &f, &[PathBuf::from("/a.yaml"), PathBuf::from("/b.yaml")]);
+        let args = kwok_args(
+            &ports(),
+            &f,
+            &[PathBuf::from("/a.yaml"), PathBuf::from("/b.yaml")],
+        );
         assert!(args.contains(&"--config=/a.yaml".to_string()));
         assert!(args.contains(&"--config=/b.yaml".to_string()));
         assert!(args.contains(&"--server-address=127.0.0.1:6".to_string()));

@@ -147,7 +147,11 @@ impl StopReport {
                 _ => None,
             })
             .collect();
-        out.extend(self.ports_left.iter().map(|p| format!("127.0.0.1:{p} still listening")));
+        out.extend(
+            self.ports_left
+                .iter()
+                .map(|p| format!("127.0.0.1:{p} still listening")),
+        );
         out
     }
 }
@@ -162,18 +166,21 @@ impl LocalCluster {
         progress: &(dyn Fn(String) + Sync),
     ) -> Result<Self, LocalError> {
         let dir = RunDir::new(&opts.dir);
-        if let Ok(Some(old)) = dir.read_state() {
-            if old.processes.iter().any(process::is_ours) {
-                return Err(LocalError::AlreadyRunning { dir: opts.dir.clone() });
-            }
+        if let Ok(Some(old)) = dir.read_state()
+            && (old.processes.iter().any(process::is_ours)
+                || old.supervisor.as_ref().is_some_and(process::is_ours))
+        {
+            return Err(LocalError::AlreadyRunning {
+                dir: opts.dir.clone(),
+            });
         }
         let started = Instant::now();
         let mut starting = Starting {
             dir: dir.clone(),
             children: Vec::new(),
         };
-        let work = starting.run(fixture, catalog, tools, opts, started, progress);
         let interrupted = interrupt_signal();
+        let work = starting.run(fixture, catalog, tools, opts, started, progress);
         let outcome = {
             let work = std::pin::pin!(work);
             let interrupted = std::pin::pin!(interrupted);
@@ -235,7 +242,9 @@ pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
             path: run.state_file(),
             source,
         })?
-        .ok_or_else(|| LocalError::NotRunning { dir: dir.to_path_buf() })?;
+        .ok_or_else(|| LocalError::NotRunning {
+            dir: dir.to_path_buf(),
+        })?;
     // The supervisor stops its components in order when asked; whatever it leaves (or all of
     // it, if it is gone) is stopped directly afterwards.
     let mut report = StopReport::default();
@@ -275,7 +284,9 @@ pub fn status(dir: &std::path::Path) -> Result<(RunState, Vec<(ProcessRecord, bo
             path: run.state_file(),
             source,
         })?
-        .ok_or_else(|| LocalError::NotRunning { dir: dir.to_path_buf() })?;
+        .ok_or_else(|| LocalError::NotRunning {
+            dir: dir.to_path_buf(),
+        })?;
     let alive = state
         .processes
         .iter()
@@ -288,7 +299,9 @@ async fn stop_records(records: &[ProcessRecord]) -> StopReport {
     let mut report = StopReport::default();
     for record in records.iter().rev() {
         let outcome = process::stop(record, process::STOP_GRACE).await;
-        report.processes.push((record.name.clone(), record.pid, outcome));
+        report
+            .processes
+            .push((record.name.clone(), record.pid, outcome));
     }
     report.ports_left = records
         .iter()
@@ -299,14 +312,24 @@ async fn stop_records(records: &[ProcessRecord]) -> StopReport {
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
-pub async fn interrupt_signal() -> &'static str {
+///
+/// The handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives while the caller is still doing synchronous setup is not lost (and does
+/// not kill the process with its default action).
+pub fn interrupt_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            return future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
 
@@ -344,10 +367,27 @@ impl Starting {
         };
 
         progress(format!("starting etcd on 127.0.0.1:{}", ports.etcd_client));
-        self.spawn(&mut state, "etcd", tools, components::etcd_args(&ports, &self.dir.etcd()), &[ports.etcd_client, ports.etcd_peer])?;
-        progress(format!("starting kube-apiserver {} on https://127.0.0.1:{}", tools.kubernetes_version(), ports.apiserver));
-        let api_args = components::apiserver_args(&ports, &prepared.files, &self.dir.pki().join("apiserver"));
-        self.spawn(&mut state, "kube-apiserver", tools, api_args, &[ports.apiserver])?;
+        self.spawn(
+            &mut state,
+            "etcd",
+            tools,
+            components::etcd_args(&ports, &self.dir.etcd()),
+            &[ports.etcd_client, ports.etcd_peer],
+        )?;
+        progress(format!(
+            "starting kube-apiserver {} on https://127.0.0.1:{}",
+            tools.kubernetes_version(),
+            ports.apiserver
+        ));
+        let api_args =
+            components::apiserver_args(&ports, &prepared.files, &self.dir.pki().join("apiserver"));
+        self.spawn(
+            &mut state,
+            "kube-apiserver",
+            tools,
+            api_args,
+            &[ports.apiserver],
+        )?;
 
         let client = k8s::client_from_kubeconfig(&self.dir.kubeconfig()).await?;
         let limit = remaining();
@@ -366,11 +406,18 @@ impl Starting {
                 });
             }
         }
-        progress(format!("API server ready after {:.1}s", started.elapsed().as_secs_f64()));
+        progress(format!(
+            "API server ready after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
 
         setup::install_kwok_crds(&client, tools, remaining()).await?;
         let node_objects = nodes::nodes(fixture, catalog, tools.kubernetes_version());
-        progress(format!("creating {} nodes of fixture `{}`", node_objects.len(), fixture.name));
+        progress(format!(
+            "creating {} nodes of fixture `{}`",
+            node_objects.len(),
+            fixture.name
+        ));
         let node_api: Api<Node> = Api::all(client.clone());
         for node in &node_objects {
             let name = node.metadata.name.clone().unwrap_or_default();
@@ -381,10 +428,27 @@ impl Starting {
         }
 
         progress("starting kube-controller-manager, kube-scheduler and kwok".into());
-        let kcm_args = components::controller_manager_args(&ports, &prepared.files, &self.dir.pki().join("controller-manager"));
-        self.spawn(&mut state, "kube-controller-manager", tools, kcm_args, &[ports.controller_manager])?;
-        let sched_args = components::scheduler_args(&ports, &prepared.files, &self.dir.pki().join("scheduler"));
-        self.spawn(&mut state, "kube-scheduler", tools, sched_args, &[ports.scheduler])?;
+        let kcm_args = components::controller_manager_args(
+            &ports,
+            &prepared.files,
+            &self.dir.pki().join("controller-manager"),
+        );
+        self.spawn(
+            &mut state,
+            "kube-controller-manager",
+            tools,
+            kcm_args,
+            &[ports.controller_manager],
+        )?;
+        let sched_args =
+            components::scheduler_args(&ports, &prepared.files, &self.dir.pki().join("scheduler"));
+        self.spawn(
+            &mut state,
+            "kube-scheduler",
+            tools,
+            sched_args,
+            &[ports.scheduler],
+        )?;
         let kwok_args = components::kwok_args(&ports, &prepared.files, &prepared.kwok_configs);
         self.spawn(&mut state, "kwok", tools, kwok_args, &[ports.kwok])?;
 
@@ -399,10 +463,32 @@ impl Starting {
         let names = fixture.node_names();
         let all_ready = async {
             tokio::try_join!(
-                wait::object(leases.clone(), "kube-controller-manager", "the controller manager to take its leader lease", remaining(), has_holder),
-                wait::object(leases.clone(), "kube-scheduler", "the scheduler to take its leader lease", remaining(), has_holder),
-                wait::object(sas, "default", "the default service account (serviceaccount controller)", remaining(), exists),
-                async { wait::nodes_ready(node_api.clone(), &names, remaining()).await.map(|()| Lease::default()) },
+                wait::object(
+                    leases.clone(),
+                    "kube-controller-manager",
+                    "the controller manager to take its leader lease",
+                    remaining(),
+                    has_holder
+                ),
+                wait::object(
+                    leases.clone(),
+                    "kube-scheduler",
+                    "the scheduler to take its leader lease",
+                    remaining(),
+                    has_holder
+                ),
+                wait::object(
+                    sas,
+                    "default",
+                    "the default service account (serviceaccount controller)",
+                    remaining(),
+                    exists
+                ),
+                async {
+                    wait::nodes_ready(node_api.clone(), &names, remaining())
+                        .await
+                        .map(|()| Lease::default())
+                },
             )
         };
         let exit = self.first_exit();
@@ -421,10 +507,12 @@ impl Starting {
             None => return Err(self.exited_error()),
         }
         state.ready_seconds = started.elapsed().as_secs_f64();
-        self.dir.write_state(&state).map_err(|source| LocalError::Io {
-            path: self.dir.state_file(),
-            source,
-        })?;
+        self.dir
+            .write_state(&state)
+            .map_err(|source| LocalError::Io {
+                path: self.dir.state_file(),
+                source,
+            })?;
         Ok((state, client))
     }
 
@@ -457,10 +545,12 @@ impl Starting {
         state.processes.push(child.record.clone());
         self.children.push(child);
         // Record every start at once, so `local down` can clean up even if this process dies.
-        self.dir.write_state(state).map_err(|source| LocalError::Io {
-            path: self.dir.state_file(),
-            source,
-        })
+        self.dir
+            .write_state(state)
+            .map_err(|source| LocalError::Io {
+                path: self.dir.state_file(),
+                source,
+            })
     }
 
     /// Resolves when any child exits.

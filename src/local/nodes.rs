@@ -8,9 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
-};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
@@ -48,16 +46,28 @@ pub fn nodes(fixture: &ClusterFixture, catalog: &Catalog, kubelet_version: &str)
                 ("kubernetes.io/arch".into(), "amd64".into()),
                 ("beta.kubernetes.io/os".into(), "linux".into()),
                 ("beta.kubernetes.io/arch".into(), "amd64".into()),
-                ("node.kubernetes.io/instance-type".into(), pool.instance_type.clone()),
-                ("beta.kubernetes.io/instance-type".into(), pool.instance_type.clone()),
-                ("topology.kubernetes.io/region".into(), fixture.region.clone()),
+                (
+                    "node.kubernetes.io/instance-type".into(),
+                    pool.instance_type.clone(),
+                ),
+                (
+                    "beta.kubernetes.io/instance-type".into(),
+                    pool.instance_type.clone(),
+                ),
+                (
+                    "topology.kubernetes.io/region".into(),
+                    fixture.region.clone(),
+                ),
                 ("topology.kubernetes.io/zone".into(), pool.zone.clone()),
                 (POOL_LABEL.into(), pool.name.clone()),
                 (FIXTURE_LABEL.into(), fixture.name.clone()),
             ]);
             let mut taints = Vec::new();
             if pool.role == Role::ControlPlane {
-                labels.insert("node-role.kubernetes.io/control-plane".into(), String::new());
+                labels.insert(
+                    "node-role.kubernetes.io/control-plane".into(),
+                    String::new(),
+                );
                 taints.push(Taint {
                     key: "node-role.kubernetes.io/control-plane".into(),
                     effect: "NoSchedule".into(),
@@ -204,8 +214,15 @@ mod tests {
         assert_eq!(nodes.len(), 3);
         for n in &nodes {
             let labels = n.metadata.labels.as_ref().expect("labels");
-            assert!(labels.keys().all(|k| !k.starts_with("nvidia.com/")), "gpu label on a bare node");
-            let cap = n.status.as_ref().and_then(|s| s.capacity.as_ref()).expect("capacity");
+            assert!(
+                labels.keys().all(|k| !k.starts_with("nvidia.com/")),
+                "gpu label on a bare node"
+            );
+            let cap = n
+                .status
+                .as_ref()
+                .and_then(|s| s.capacity.as_ref())
+                .expect("capacity");
             assert!(!cap.contains_key("nvidia.com/gpu"));
         }
     }
@@ -216,11 +233,18 @@ mod tests {
         let gpu = nodes
             .iter()
             .find(|n| {
-                n.metadata.labels.as_ref().and_then(|l| l.get("node.kubernetes.io/instance-type"))
+                n.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("node.kubernetes.io/instance-type"))
                     == Some(&"p3.2xlarge".to_string())
             })
             .expect("a p3.2xlarge node");
-        let cap = gpu.status.as_ref().and_then(|s| s.capacity.as_ref()).expect("capacity");
+        let cap = gpu
+            .status
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .expect("capacity");
         assert_eq!(cap["cpu"].0, "8");
         assert_eq!(cap["memory"].0, format!("{}Ki", 62464 * 1024));
         let labels = gpu.metadata.labels.as_ref().expect("labels");
@@ -231,7 +255,11 @@ mod tests {
     fn control_plane_is_tainted() {
         let nodes = seed_nodes();
         let cp = &nodes[0];
-        let taints = cp.spec.as_ref().and_then(|s| s.taints.as_ref()).expect("taints");
+        let taints = cp
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .expect("taints");
         assert_eq!(taints[0].key, "node-role.kubernetes.io/control-plane");
     }
 

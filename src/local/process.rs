@@ -125,7 +125,10 @@ pub fn spawn(spec: Spec<'_>, attached: bool) -> Result<Child, ProcessError> {
     })
 }
 
-#[expect(unsafe_code, reason = "prctl in the forked child before exec; no allocation there")]
+#[expect(
+    unsafe_code,
+    reason = "prctl in the forked child before exec; no allocation there"
+)]
 fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe prctl.
     // The signal fires when the spawning *thread* exits; tokio's worker threads live as long as
@@ -184,7 +187,10 @@ pub async fn stop(record: &ProcessRecord, grace: Duration) -> Stopped {
         return Stopped::AlreadyGone;
     };
     let Some(exited) = ExitWatch::new(pidfd) else {
-        return Stopped::Left(format!("pid {} ({}): cannot watch it", record.pid, record.name));
+        return Stopped::Left(format!(
+            "pid {} ({}): cannot watch it",
+            record.pid, record.name
+        ));
     };
     signal_group(record.pid, libc::SIGTERM);
     if exited.wait(grace).await {
@@ -221,7 +227,10 @@ fn signal_group(pgid: i32, sig: libc::c_int) {
     }
 }
 
-#[expect(unsafe_code, reason = "pidfd_open(2) has no safe wrapper in std or libc")]
+#[expect(
+    unsafe_code,
+    reason = "pidfd_open(2) has no safe wrapper in std or libc"
+)]
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: the syscall returns a new fd or -1; a non-negative fd is owned by us alone.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
@@ -237,7 +246,10 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 struct ExitWatch(AsyncFd<OwnedFd>);
 
 impl ExitWatch {
-    #[expect(unsafe_code, reason = "tokio's registration of a raw fd is unsafe by signature")]
+    #[expect(
+        unsafe_code,
+        reason = "tokio's registration of a raw fd is unsafe by signature"
+    )]
     fn new(fd: OwnedFd) -> Option<Self> {
         // SAFETY: the OwnedFd moves into the AsyncFd, so the descriptor stays open and unchanged
         // for the registration's whole life.
@@ -247,7 +259,10 @@ impl ExitWatch {
     }
 
     async fn wait(&self, limit: Duration) -> bool {
-        matches!(tokio::time::timeout(limit, self.0.readable()).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(limit, self.0.readable()).await,
+            Ok(Ok(_))
+        )
     }
 }
 

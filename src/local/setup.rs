@@ -76,7 +76,11 @@ pub fn prepare(dir: &RunDir, tools: &Tools) -> Result<Prepared, LocalError> {
         ]
         .map(String::from)
         .to_vec(),
-        ips: [loopback.clone(), vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))]].concat(),
+        ips: [
+            loopback.clone(),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))],
+        ]
+        .concat(),
         server: true,
         ..LeafSpec::default()
     })?;
@@ -129,8 +133,16 @@ pub fn prepare(dir: &RunDir, tools: &Tools) -> Result<Prepared, LocalError> {
         write_private(path, text.as_bytes()).map_err(io(path))
     };
     kubeconfig(&dir.kubeconfig(), "gpuconform-admin", &admin)?;
-    kubeconfig(&files.controller_manager_kubeconfig, "system:kube-controller-manager", &kcm)?;
-    kubeconfig(&files.scheduler_kubeconfig, "system:kube-scheduler", &scheduler)?;
+    kubeconfig(
+        &files.controller_manager_kubeconfig,
+        "system:kube-controller-manager",
+        &kcm,
+    )?;
+    kubeconfig(
+        &files.scheduler_kubeconfig,
+        "system:kube-scheduler",
+        &scheduler,
+    )?;
     kubeconfig(&files.kwok_kubeconfig, "gpuconform-kwok", &kwok_client)?;
 
     let kwok_configs = kwok_configs(dir, tools)?;
@@ -178,9 +190,13 @@ pub async fn install_kwok_crds(
         })?;
     let name = crd.metadata.name.clone().unwrap_or_default();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(&name, &PatchParams::apply("gpuconform").force(), &Patch::Apply(&crd))
-        .await
-        .map_err(K8sError::api(format!("apply crd {name}")))?;
+    api.patch(
+        &name,
+        &PatchParams::apply("gpuconform").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .map_err(K8sError::api(format!("apply crd {name}")))?;
     wait::object(
         api,
         &name,

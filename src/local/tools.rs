@@ -92,7 +92,9 @@ impl Tools {
 
     /// The kwok CRD manifests copied from the kwok module.
     pub fn kwok_crd(&self, name: &str) -> PathBuf {
-        self.dir.join("kwok/crds").join(format!("kwok.x-k8s.io_{name}.yaml"))
+        self.dir
+            .join("kwok/crds")
+            .join(format!("kwok.x-k8s.io_{name}.yaml"))
     }
 
     /// A version recorded by the install script (`KUBERNETES`, `ETCD`, `KWOK`, `HELM`, ...).

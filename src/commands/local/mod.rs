@@ -45,7 +45,9 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     ));
     printer.result(format!("export KUBECONFIG={}", kubeconfig.display()));
     if std::env::var_os(local::SUPERVISED_ENV).is_none() {
-        printer.progress("running in the foreground; Ctrl-C (or `gpuconform local down`) stops the cluster");
+        printer.progress(
+            "running in the foreground; Ctrl-C (or `gpuconform local down`) stops the cluster",
+        );
     }
     let (code, why) = tokio::select! {
         sig = local::interrupt_signal() => (exit_codes::INTERRUPTED, format!("{sig} received")),
@@ -86,7 +88,10 @@ pub fn status(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         state.kubernetes_version,
         state.server
     ));
-    printer.result(format!("kubeconfig {}", args.dir.join("kubeconfig").display()));
+    printer.result(format!(
+        "kubeconfig {}",
+        args.dir.join("kubeconfig").display()
+    ));
     printer.result(format!("nodes {}", state.nodes.join(", ")));
     let mut all_alive = true;
     if let Some(sup) = &state.supervisor {
@@ -110,5 +115,9 @@ pub fn status(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError> {
             ports.join(",")
         ));
     }
-    Ok(if all_alive { exit_codes::OK } else { exit_codes::INFRA_ERROR })
+    Ok(if all_alive {
+        exit_codes::OK
+    } else {
+        exit_codes::INFRA_ERROR
+    })
 }

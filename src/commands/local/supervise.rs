@@ -91,10 +91,17 @@ pub async fn start_in_background(args: &UpArgs, printer: &Printer) -> Result<u8,
         printer.error(line);
     }
     let code = match child.wait().await {
-        Ok(status) => status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(exit_codes::INFRA_ERROR),
+        Ok(status) => status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(exit_codes::INFRA_ERROR),
         Err(_) => exit_codes::INFRA_ERROR,
     };
-    Ok(if code == exit_codes::OK { exit_codes::INFRA_ERROR } else { code })
+    Ok(if code == exit_codes::OK {
+        exit_codes::INFRA_ERROR
+    } else {
+        code
+    })
 }
 
 #[expect(unsafe_code, reason = "kill(2) to pass SIGTERM on to our own child")]

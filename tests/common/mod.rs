@@ -1,0 +1,106 @@
+//! Helpers for tests that run the real binary against the real local cluster.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The built `gpuconform` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gpuconform"))
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tool cache; these tests need it and fail loudly without it.
+pub fn tools_dir() -> PathBuf {
+    let dir = gpuconform::local::tools::Tools::default_dir();
+    assert!(
+        dir.join("bin/kube-apiserver").is_file(),
+        "tool cache {} is empty: run scripts/install-tools (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A binary from the tool cache.
+pub fn tool(name: &str) -> PathBuf {
+    tools_dir().join("bin").join(name)
+}
+
+/// Runs `gpuconform` with `args` from the repository root.
+pub fn gpuconform(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .env("GPUCONFORM_TOOLS", tools_dir())
+        .output()
+        .expect("run gpuconform")
+}
+
+/// Runs kubectl from the tool cache against a kubeconfig.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// stdout + stderr as text, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Live (non-zombie) processes whose command line mentions `needle` (a run folder).
+pub fn live_processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == std::process::id().to_string() {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // A zombie has an empty command line and holds nothing; the sandbox's init may not reap.
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if !zombie && cmdline.contains(&needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Whether something listens on a loopback port.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Stops the cluster in `dir` when dropped, so a failing test leaves nothing running.
+pub struct DownOnDrop(pub PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if self.0.join("state.json").exists() {
+            let _ = gpuconform(&["local", "down", "--dir", &self.0.to_string_lossy()]);
+        }
+    }
+}
