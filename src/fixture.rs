@@ -321,3 +321,26 @@ mod tests {
         assert!(e.message.contains("unknown role `master`"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// Every fixture in `fixtures/clusters/` loads against the embedded catalog.
+    #[test]
+    fn shipped_fixtures_validate() {
+        let catalog = Catalog::embedded().expect("catalog");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures/clusters") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let f = ClusterFixture::load(&path, &catalog)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(!f.node_names().is_empty());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "expected the seed, g4dn, p4d and MIG fixtures, found {seen}");
+    }
+}
