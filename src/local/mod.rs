@@ -235,16 +235,7 @@ impl LocalCluster {
 
 /// Stops the cluster recorded in `dir` and removes its state file when nothing is left.
 pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
-    let run = RunDir::new(dir);
-    let state = run
-        .read_state()
-        .map_err(|source| LocalError::Io {
-            path: run.state_file(),
-            source,
-        })?
-        .ok_or_else(|| LocalError::NotRunning {
-            dir: dir.to_path_buf(),
-        })?;
+    let (run, state) = recorded(dir)?;
     // The supervisor stops its components in order when asked; whatever it leaves (or all of
     // it, if it is gone) is stopped directly afterwards.
     let mut report = StopReport::default();
@@ -259,6 +250,21 @@ pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
         let _ = std::fs::remove_file(run.state_file());
     }
     Ok(report)
+}
+
+/// The run folder and its recorded state; an error when there is none.
+fn recorded(dir: &std::path::Path) -> Result<(RunDir, RunState), LocalError> {
+    let run = RunDir::new(dir);
+    let state = run
+        .read_state()
+        .map_err(|source| LocalError::Io {
+            path: run.state_file(),
+            source,
+        })?
+        .ok_or_else(|| LocalError::NotRunning {
+            dir: dir.to_path_buf(),
+        })?;
+    Ok((run, state))
 }
 
 /// Set by `local up` in the background process it starts, so that process records itself.
@@ -277,16 +283,7 @@ fn supervisor_record() -> Option<ProcessRecord> {
 
 /// The state of the cluster in `dir` and which of its processes are alive.
 pub fn status(dir: &std::path::Path) -> Result<(RunState, Vec<(ProcessRecord, bool)>), LocalError> {
-    let run = RunDir::new(dir);
-    let state = run
-        .read_state()
-        .map_err(|source| LocalError::Io {
-            path: run.state_file(),
-            source,
-        })?
-        .ok_or_else(|| LocalError::NotRunning {
-            dir: dir.to_path_buf(),
-        })?;
+    let (_, state) = recorded(dir)?;
     let alive = state
         .processes
         .iter()
