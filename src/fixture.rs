@@ -335,12 +335,14 @@ mod shipped {
         for entry in std::fs::read_dir(&dir).expect("fixtures/clusters") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                let f = ClusterFixture::load(&path, &catalog)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let f = ClusterFixture::load(&path, &catalog).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!f.node_names().is_empty());
                 seen += 1;
             }
         }
-        assert!(seen >= 4, "expected the seed, g4dn, p4d and MIG fixtures, found {seen}");
+        assert!(
+            seen >= 4,
+            "expected the seed, g4dn, p4d and MIG fixtures, found {seen}"
+        );
     }
 }
