@@ -2,10 +2,10 @@
 //!
 //! Every process gets its own process group, so the whole group (a binary and anything it forks)
 //! is signalled together and a terminal's Ctrl-C reaches the harness, which then stops the
-//! components in order instead of letting them die in a race. Attached processes (the harness's
-//! `local` target, `local up --foreground`) also get a parent-death signal, so even a harness killed
-//! with SIGKILL leaves nothing running. Detached processes (`local up`) outlive the command and
-//! are stopped later by `local down` from the pids recorded in the run folder.
+//! components in order instead of letting them die in a race. Components also get a parent-death
+//! signal, so even a `gpuconform` killed with SIGKILL leaves nothing running. A cluster that
+//! outlives the command (`local up` without `--foreground`) is owned by a background supervisor
+//! process; `local down`, from any later process, stops it and then checks each recorded pid.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
