@@ -36,15 +36,14 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     let progress = |line: String| printer.progress(line);
     let mut cluster = LocalCluster::up(&fixture, &catalog, &tools, &opts, &progress).await?;
     let kubeconfig = cluster.dir.kubeconfig();
-    printer.progress(format!(
-        "cluster `{}` ready in {:.1}s: {} nodes, Kubernetes {}",
-        cluster.state.cluster,
-        cluster.state.ready_seconds,
-        cluster.state.nodes.len(),
-        cluster.state.kubernetes_version
-    ));
+    let supervised = std::env::var_os(local::SUPERVISED_ENV).is_some();
+    // Under a supervisor the starting command prints the summary (from state.json), so it
+    // always comes before that command exits.
+    if !supervised {
+        printer.progress(ready_line(&cluster.state));
+    }
     printer.result(format!("export KUBECONFIG={}", kubeconfig.display()));
-    if std::env::var_os(local::SUPERVISED_ENV).is_none() {
+    if !supervised {
         printer.progress(
             "running in the foreground; Ctrl-C (or `gpuconform local down`) stops the cluster",
         );
@@ -57,6 +56,17 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     let report = cluster.stop().await;
     finish_stop(&report, printer)?;
     Ok(code)
+}
+
+/// `cluster `seed` ready in 8.9s: 3 nodes, Kubernetes v1.35.4`.
+pub(crate) fn ready_line(state: &crate::local::state::RunState) -> String {
+    format!(
+        "cluster `{}` ready in {:.1}s: {} nodes, Kubernetes {}",
+        state.cluster,
+        state.ready_seconds,
+        state.nodes.len(),
+        state.kubernetes_version
+    )
 }
 
 /// `local down`.

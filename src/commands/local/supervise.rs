@@ -58,7 +58,9 @@ pub async fn start_in_background(args: &UpArgs, printer: &Printer) -> Result<u8,
         tokio::select! {
             line = out.next_line() => match line {
                 Ok(Some(line)) => {
-                    // Relay what is already buffered on stderr before the result.
+                    if let Ok((state, _)) = local::status(&args.dir) {
+                        printer.progress(super::ready_line(&state));
+                    }
                     printer.result(line);
                     printer.progress(format!(
                         "cluster runs in the background (supervisor pid {}); stop it with: gpuconform local down --dir {}",
