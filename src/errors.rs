@@ -42,22 +42,42 @@ impl ExpectedError {
         }
     }
 
-    /// Prints `error: failed to <top>` and one `caused by:` line per source.
+    /// Prints the error (see [`Self::rendered`]).
     pub fn render(&self, printer: &Printer) {
+        printer.error(self.rendered());
+    }
+
+    /// `error: failed to <top>` and one `caused by:` line per source.
+    pub fn rendered(&self) -> String {
         let mut text = match self {
             // Input errors are already a complete `file:line:col: ...` sentence.
             Self::Input(e) => format!("error: {e}"),
             other => format!("error: failed to {other}"),
         };
+        // `transparent` variants already hand over their inner error's sources.
         let mut source = self.source();
-        // `transparent` variants share their inner error's source chain; skip the duplicate.
-        if matches!(self, Self::Input(_) | Self::Local(_)) {
-            source = source.and_then(|s| s.source());
-        }
         while let Some(cause) = source {
             text.push_str(&format!("\n  caused by: {cause}"));
             source = cause.source();
         }
-        printer.error(text);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_cause_is_shown() {
+        let e = ExpectedError::from(LocalError::Io {
+            path: "run/pki".into(),
+            source: std::io::Error::other("disk full"),
+        });
+        assert_eq!(
+            e.rendered(),
+            "error: failed to prepare run/pki\n  caused by: disk full"
+        );
+        assert_eq!(e.exit_code(), exit_codes::INFRA_ERROR);
     }
 }

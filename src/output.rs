@@ -26,6 +26,11 @@ impl Printer {
         Self { verbosity }
     }
 
+    /// Whether progress is silenced (passed on to a supervisor process).
+    pub fn is_quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
     /// A progress line on stderr (dropped under `--quiet`).
     pub fn progress(&self, line: impl AsRef<str>) {
         if self.verbosity == Verbosity::Normal {

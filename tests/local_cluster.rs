@@ -58,22 +58,45 @@ async fn seed_cluster_end_to_end() {
         .expect("client");
     let nodes: Api<Node> = Api::all(client.clone());
     let gpu = nodes.get("gpu-worker-1").await.expect("gpu node");
-    assert!(gpuconform::k8s::wait::node_is_ready(&gpu));
-    let labels = gpu.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(labels["node.kubernetes.io/instance-type"], "p3.2xlarge");
-    assert_eq!(labels["topology.kubernetes.io/zone"], "us-west-2a");
-    assert_eq!(labels["kubernetes.io/hostname"], "gpu-worker-1");
-    assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(
-        labels
-            .keys()
-            .all(|k| !k.starts_with("nvidia.com/") && !k.starts_with("feature.node"))
+        gpuconform::k8s::wait::node_is_ready(&gpu),
+        "gpu-worker-1 not Ready: {:?}",
+        gpu.status.as_ref().and_then(|s| s.conditions.as_ref())
+    );
+    let labels = gpu.metadata.labels.clone().unwrap_or_default();
+    for (key, want) in [
+        ("node.kubernetes.io/instance-type", "p3.2xlarge"),
+        ("topology.kubernetes.io/zone", "us-west-2a"),
+        ("kubernetes.io/hostname", "gpu-worker-1"),
+        ("kubernetes.io/os", "linux"),
+    ] {
+        assert_eq!(
+            labels.get(key).map(String::as_str),
+            Some(want),
+            "gpu-worker-1: label {key}"
+        );
+    }
+    let gpu_labels: Vec<&String> = labels
+        .keys()
+        .filter(|k| k.starts_with("nvidia.com/") || k.starts_with("feature.node"))
+        .collect();
+    assert!(
+        gpu_labels.is_empty(),
+        "gpu-worker-1: GPU labels on a bare node: {gpu_labels:?}"
     );
     let status = gpu.status.clone().unwrap_or_default();
     let cap = status.capacity.unwrap_or_default();
-    assert_eq!(cap["cpu"].0, "8");
+    assert_eq!(
+        cap.get("cpu").map(|q| q.0.as_str()),
+        Some("8"),
+        "gpu-worker-1: cpu capacity"
+    );
     // 61 GiB; the API server returns quantities in canonical form.
-    assert_eq!(cap["memory"].0, "61Gi");
+    assert_eq!(
+        cap.get("memory").map(|q| q.0.as_str()),
+        Some("61Gi"),
+        "gpu-worker-1: memory capacity"
+    );
     assert!(!cap.contains_key("nvidia.com/gpu"));
     assert_eq!(
         status.node_info.map(|i| i.kubelet_version).as_deref(),

@@ -47,6 +47,12 @@ impl Ports {
         }
     }
 
+    /// Six free loopback ports.
+    pub fn allocate() -> std::io::Result<Self> {
+        let p = super::process::free_ports(6)?;
+        Self::from_slice(&p).ok_or_else(|| std::io::Error::other("port allocation"))
+    }
+
     /// All ports, for the record.
     pub fn all(&self) -> [u16; 6] {
         [

@@ -27,7 +27,6 @@ use kube::Api;
 use crate::catalog::Catalog;
 use crate::fixture::ClusterFixture;
 use crate::k8s::{self, K8sError, wait};
-use components::Ports;
 use process::{Child, ProcessRecord, Stopped};
 use state::{RunDir, RunState};
 use tools::{MissingTool, Tools};
@@ -201,8 +200,10 @@ impl LocalCluster {
                 let records: Vec<ProcessRecord> =
                     starting.children.iter().map(|c| c.record.clone()).collect();
                 let report = stop_records(&records).await;
-                let _ = std::fs::remove_file(dir.state_file());
-                if !report.is_clean() {
+                if report.is_clean() {
+                    let _ = std::fs::remove_file(dir.state_file());
+                } else {
+                    // Keep state.json: it is what lets `local down` find and retry the leftovers.
                     progress(format!("left behind: {}", report.leftovers().join("; ")));
                 }
                 Err(e)
@@ -481,11 +482,7 @@ impl Starting {
                     remaining(),
                     exists
                 ),
-                async {
-                    wait::nodes_ready(node_api.clone(), &names, remaining())
-                        .await
-                        .map(|()| Lease::default())
-                },
+                wait::nodes_ready(node_api.clone(), &names, remaining()),
             )
         };
         let exit = self.first_exit();
@@ -586,13 +583,5 @@ impl Starting {
             log: self.dir.logs(),
             tail: String::new(),
         }
-    }
-}
-
-impl Ports {
-    /// Six free loopback ports.
-    pub fn allocate() -> std::io::Result<Self> {
-        let p = process::free_ports(6)?;
-        Self::from_slice(&p).ok_or_else(|| std::io::Error::other("port allocation"))
     }
 }

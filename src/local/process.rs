@@ -175,6 +175,17 @@ pub enum Stopped {
     Left(String),
 }
 
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Terminated => f.write_str("stopped (SIGTERM)"),
+            Self::Killed => f.write_str("killed (SIGKILL after the grace period)"),
+            Self::AlreadyGone => f.write_str("already gone"),
+            Self::Left(why) => write!(f, "still running: {why}"),
+        }
+    }
+}
+
 /// Stops a recorded process group: SIGTERM, wait up to `grace`, then SIGKILL.
 ///
 /// Works for processes this harness did not spawn (a later `local down`): waiting uses a pidfd,

@@ -78,7 +78,7 @@ pub async fn down(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError>
 
 fn finish_stop(report: &StopReport, printer: &Printer) -> Result<(), ExpectedError> {
     for (name, pid, outcome) in &report.processes {
-        printer.progress(format!("{name} (pid {pid}): {outcome:?}"));
+        printer.progress(format!("{name} (pid {pid}): {outcome}"));
     }
     if report.is_clean() {
         printer.progress("stopped: no process and no port of the cluster is left");

@@ -32,6 +32,9 @@ pub async fn start_in_background(args: &UpArgs, printer: &Printer) -> Result<u8,
     if let Some(t) = &args.tools {
         cmd.arg("--tools").arg(t);
     }
+    if printer.is_quiet() {
+        cmd.arg("--quiet");
+    }
     cmd.env(SUPERVISED_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
