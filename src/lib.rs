@@ -20,6 +20,7 @@ pub mod kubeconfig;
 pub mod local;
 pub mod output;
 pub mod pki;
+pub mod sim;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,9 @@
 //! early if a component exits. Any failure or interrupt during `up` stops everything started so
 //! far. [`down`] stops a cluster from its `state.json`, from any process, and checks that no
 //! process and no port of it is left.
+//!
+//! While the cluster runs, the GPU simulator ([`crate::sim`]) plays the GPU Operator's stack for
+//! its GPU nodes in the process that owns the components.
 
 pub mod components;
 pub mod nodes;
@@ -115,6 +118,7 @@ pub struct LocalCluster {
     /// An admin client.
     pub client: kube::Client,
     children: Vec<Child>,
+    simulator: Option<crate::sim::Handle>,
 }
 
 /// What stopping a cluster did.
@@ -189,12 +193,19 @@ impl LocalCluster {
             }
         };
         match outcome {
-            Ok((state, client)) => Ok(Self {
-                dir,
-                state,
-                client,
-                children: starting.children,
-            }),
+            Ok((state, client)) => {
+                // The GPU stack's stand-in runs as long as the cluster does.
+                let log = crate::sim::SimLog::open(&dir.log("gpu-simulator"));
+                let simulator =
+                    crate::sim::spawn(client.clone(), fixture.clone(), catalog.clone(), log);
+                Ok(Self {
+                    dir,
+                    state,
+                    client,
+                    children: starting.children,
+                    simulator: Some(simulator),
+                })
+            }
             Err(e) => {
                 progress("stopping what was started".into());
                 let records: Vec<ProcessRecord> =
@@ -212,7 +223,10 @@ impl LocalCluster {
     }
 
     /// Stops every process of this cluster (reverse start order).
-    pub async fn stop(self) -> StopReport {
+    pub async fn stop(mut self) -> StopReport {
+        if let Some(sim) = self.simulator.take() {
+            sim.stop().await;
+        }
         let report = stop_records(&self.state.processes).await;
         drop(self.children);
         if report.is_clean() {

@@ -1,0 +1,184 @@
+//! Carries out the simulator's actions through the API, as the component each one stands for
+//! would: label patches like NFD and GFD, status patches like a kubelet, events like the kubelet
+//! and mig-manager. A failed call is logged and retried by the next pass (the state is
+//! level-triggered), never fatal.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::world::{Action, EventSpec};
+use super::{SimLog, cluster_policy_resource};
+use crate::local::nodes::KWOK_ANNOTATION;
+
+/// Applies actions with one client.
+pub struct Actor {
+    client: Client,
+    log: SimLog,
+}
+
+impl Actor {
+    pub fn new(client: Client, log: SimLog) -> Self {
+        Self { client, log }
+    }
+
+    /// Applies one action; failures are logged.
+    pub async fn apply(&self, action: Action) {
+        let what = describe(&action);
+        match self.try_apply(action).await {
+            Ok(()) => self.log.line(what),
+            Err(e) => self.log.line(format!("{what}: failed: {e}")),
+        }
+    }
+
+    async fn try_apply(&self, action: Action) -> Result<(), kube::Error> {
+        let pp = PatchParams::default();
+        match action {
+            Action::Labels { node, changes } => {
+                let api: Api<Node> = Api::all(self.client.clone());
+                let patch = json!({"metadata": {"labels": changes}});
+                api.patch(&node, &pp, &Patch::Merge(&patch)).await?;
+            }
+            Action::Resources { node, values } => {
+                let api: Api<Node> = Api::all(self.client.clone());
+                let cap: BTreeMap<&String, String> = values
+                    .iter()
+                    .map(|(k, (c, _))| (k, c.to_string()))
+                    .collect();
+                let alloc: BTreeMap<&String, String> = values
+                    .iter()
+                    .map(|(k, (_, a))| (k, a.to_string()))
+                    .collect();
+                let patch = json!({"status": {"capacity": cap, "allocatable": alloc}});
+                api.patch_status(&node, &pp, &Patch::Merge(&patch)).await?;
+            }
+            Action::PolicyStatus { name, status } => {
+                let api: Api<DynamicObject> =
+                    Api::all_with(self.client.clone(), &cluster_policy_resource());
+                let patch = json!({"status": status});
+                api.patch_status(&name, &pp, &Patch::Merge(&patch)).await?;
+            }
+            Action::PodStatus {
+                namespace,
+                name,
+                status,
+            } => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+                let patch = json!({"status": status});
+                api.patch_status(&name, &pp, &Patch::Merge(&patch)).await?;
+            }
+            Action::StopNode { node } => self.stop_node(&node).await?,
+            Action::DeleteCrds(names) => {
+                let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+                for name in names {
+                    match api.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Action::Event(spec) => self.event(spec).await?,
+        }
+        Ok(())
+    }
+
+    /// The kubelet dies: kwok stops playing it (so no more heartbeats or lease renewals) and the
+    /// node's conditions turn Unknown, as the node lifecycle controller reports a silent node.
+    async fn stop_node(&self, node: &str) -> Result<(), kube::Error> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let patch =
+            json!({"metadata": {"annotations": {KWOK_ANNOTATION.0: "stopped-by-gpuconform"}}});
+        api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let current = api.get_status(node).await?;
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let conditions: Vec<Value> = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "type": c.type_,
+                    "status": "Unknown",
+                    "reason": "NodeStatusUnknown",
+                    "message": "Kubelet stopped posting node status.",
+                    "lastHeartbeatTime": c.last_heartbeat_time,
+                    "lastTransitionTime": now,
+                })
+            })
+            .collect();
+        let patch = json!({"status": {"conditions": conditions}});
+        api.patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn event(&self, spec: EventSpec) -> Result<(), kube::Error> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &spec.namespace);
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", spec.name)),
+                namespace: Some(spec.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some(spec.kind.clone()),
+                name: Some(spec.name.clone()),
+                namespace: (spec.kind != "Node").then(|| spec.namespace.clone()),
+                uid: Some(spec.uid.clone()),
+                ..ObjectReference::default()
+            },
+            reason: Some(spec.reason.clone()),
+            message: Some(spec.message.clone()),
+            type_: Some(if spec.warning { "Warning" } else { "Normal" }.into()),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            reporting_component: Some(spec.source.clone()),
+            reporting_instance: Some(spec.source.clone()),
+            action: Some(spec.reason.clone()),
+            count: Some(1),
+            ..Event::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        Ok(())
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Labels { node, changes } => {
+            let set = changes.values().filter(|v| v.is_some()).count();
+            let removed = changes.len() - set;
+            let keys: Vec<&str> = changes.keys().map(String::as_str).take(6).collect();
+            format!(
+                "node {node}: {set} labels set, {removed} removed ({}{})",
+                keys.join(", "),
+                if changes.len() > 6 { ", …" } else { "" }
+            )
+        }
+        Action::Resources { node, values } => {
+            let v: Vec<String> = values
+                .iter()
+                .map(|(k, (c, a))| format!("{k} {a}/{c}"))
+                .collect();
+            format!("node {node}: allocatable/capacity {}", v.join(", "))
+        }
+        Action::PolicyStatus { name, status } => format!(
+            "clusterpolicy {name}: state {}",
+            status.get("state").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Action::PodStatus {
+            namespace, name, ..
+        } => format!("pod {namespace}/{name}: status replaced (crash loop)"),
+        Action::StopNode { node } => format!("node {node}: kubelet stopped"),
+        Action::DeleteCrds(names) => format!("deleted CRDs {}", names.join(", ")),
+        Action::Event(e) => format!("event {} {}/{}: {}", e.reason, e.kind, e.name, e.message),
+    }
+}

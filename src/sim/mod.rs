@@ -1,0 +1,250 @@
+//! The GPU simulator: a controller that plays the GPU Operator's stack for kwok nodes.
+//!
+//! On a real cluster Node Feature Discovery, the operator, GPU Feature Discovery, the device
+//! plugin and mig-manager turn a fresh GPU node into a labelled node with schedulable
+//! `nvidia.com/gpu`. On the local cluster this controller does their part, through the same API
+//! objects, once the (fixture) operator chart is installed: while no ClusterPolicy exists the
+//! GPU nodes stay bare. The chart's DaemonSets still get their pods from the real DaemonSet
+//! controller and kwok; the simulator acts on a node only when the matching pod is Ready there.
+//!
+//! Watches (kube-runtime reflectors) feed a level-triggered pass ([`world::World::reconcile`])
+//! which returns the changes to make and the next timer; nothing here sleeps and polls.
+//! Fixture faults change what the stack does (see [`crate::fixture::Fault`]).
+//! Every action is written to `logs/gpu-simulator.log` in the run folder.
+
+mod apply;
+pub mod config;
+pub mod labels;
+pub mod world;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::catalog::Catalog;
+use crate::fixture::ClusterFixture;
+use world::{Delays, Snapshot, World};
+
+/// The ClusterPolicy resource (`nvidia.com/v1`, cluster-scoped).
+pub fn cluster_policy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("nvidia.com", "v1", "ClusterPolicy"),
+        "clusterpolicies",
+    )
+}
+
+/// A running simulator.
+pub struct Handle {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops the controller and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// The simulator's action log.
+#[derive(Clone)]
+pub struct SimLog(Arc<Mutex<Option<std::fs::File>>>);
+
+impl SimLog {
+    /// Appends to `path` (no log if it cannot be opened).
+    pub fn open(path: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok();
+        Self(Arc::new(Mutex::new(file)))
+    }
+
+    /// Writes one timestamped line.
+    pub fn line(&self, text: impl AsRef<str>) {
+        if let Ok(mut guard) = self.0.lock()
+            && let Some(f) = guard.as_mut()
+        {
+            let ts = chrono::Utc::now().format("%H:%M:%S%.3f");
+            let _ = writeln!(f, "{ts} {}", text.as_ref());
+        }
+    }
+}
+
+/// Starts the simulator for a cluster made from `fixture`.
+pub fn spawn(client: Client, fixture: ClusterFixture, catalog: Catalog, log: SimLog) -> Handle {
+    let (stop, stopped) = oneshot::channel();
+    let world = World::new(fixture, catalog, Delays::default());
+    let task = tokio::spawn(run(client, world, log, stopped));
+    Handle {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// What woke the loop.
+enum Trigger {
+    /// Some watched object changed.
+    Changed,
+    /// A Job appeared or changed: `(name, uid)`.
+    Job(String, String),
+    /// A watch failed (it retries by itself).
+    WatchError(String),
+}
+
+/// Retries a failed watch quickly: the ClusterPolicy watch fails until the chart installs its
+/// CRD, and an install should be seen within a second, not after a 30 s back-off.
+struct QuickBackoff(u32);
+
+impl Iterator for QuickBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        self.0 = (self.0 + 1).min(4);
+        Some(Duration::from_millis(250) * self.0)
+    }
+}
+
+impl Backoff for QuickBackoff {
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+fn reflect<K>(api: Api<K>, cfg: watcher::Config) -> (Store<K>, impl Stream<Item = Trigger> + Send)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = reflector::reflector(writer, watcher(api, cfg))
+        .backoff(QuickBackoff(0))
+        .map(|e| match e {
+            Ok(_) => Trigger::Changed,
+            Err(e) => Trigger::WatchError(e.to_string()),
+        });
+    (store, events)
+}
+
+async fn run(client: Client, mut world: World, log: SimLog, mut stopped: oneshot::Receiver<()>) {
+    let cfg = watcher::Config::default;
+    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), cfg());
+    let (pods, pod_events) = reflect(Api::<Pod>::all(client.clone()), cfg());
+    let (daemonsets, ds_events) = reflect(Api::<DaemonSet>::all(client.clone()), cfg());
+    let (config_maps, cm_events) = reflect(Api::<ConfigMap>::all(client.clone()), cfg());
+
+    let ar = cluster_policy_resource();
+    let policy_writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+    let policies = policy_writer.as_reader();
+    let policy_events = reflector::reflector(
+        policy_writer,
+        watcher(Api::<DynamicObject>::all_with(client.clone(), &ar), cfg()),
+    )
+    .backoff(QuickBackoff(0))
+    .map(|e| match e {
+        Ok(_) => Trigger::Changed,
+        // Expected until the chart installs the CRD.
+        Err(_) => Trigger::Changed,
+    });
+    // Hook Jobs live for a moment; act on their appearance, not on the store.
+    let job_events = watcher(Api::<Job>::all(client.clone()), cfg())
+        .backoff(QuickBackoff(0))
+        .map(|e| match e {
+            Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
+                Trigger::Job(j.name_any(), j.uid().unwrap_or_default())
+            }
+            Ok(_) => Trigger::Changed,
+            Err(e) => Trigger::WatchError(e.to_string()),
+        });
+
+    let mut triggers = stream::select_all(vec![
+        node_events.boxed(),
+        pod_events.boxed(),
+        ds_events.boxed(),
+        cm_events.boxed(),
+        policy_events.boxed(),
+        job_events.boxed(),
+    ]);
+    let actor = apply::Actor::new(client.clone(), log.clone());
+    log.line("gpu simulator started; waiting for a ClusterPolicy");
+    let mut wake: Option<Instant> = None;
+    let mut jobs_seen = std::collections::HashSet::new();
+    let mut last_error = String::new();
+    loop {
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stopped => break,
+            trigger = triggers.next() => match trigger {
+                None => break,
+                Some(Trigger::Job(name, uid)) => {
+                    // Each hook run is a new Job object: act once per UID.
+                    if jobs_seen.insert(uid) {
+                        if name == "gpu-operator-cleanup-crd" {
+                            log.line("cleanup-crd hook job: deleting the operator CRDs");
+                            world.cleanup_crd_requested = true;
+                        } else if name.ends_with("node-feature-discovery-prune") {
+                            log.line("NFD prune hook job: removing feature labels");
+                            world.prune_requested = true;
+                        }
+                    }
+                }
+                Some(Trigger::WatchError(e)) => {
+                    if e != last_error {
+                        log.line(format!("watch error (retrying): {e}"));
+                        last_error = e;
+                    }
+                    continue;
+                }
+                Some(Trigger::Changed) => {}
+            },
+            () = timer => {}
+        }
+        let (n, p, d, c, pol) = (
+            nodes.state(),
+            pods.state(),
+            daemonsets.state(),
+            config_maps.state(),
+            policies.state(),
+        );
+        let snap = Snapshot {
+            nodes: &n,
+            pods: &p,
+            daemonsets: &d,
+            config_maps: &c,
+            policy: pol.first().map(|p| p.as_ref()),
+        };
+        let (actions, next) = world.reconcile(&snap, Instant::now());
+        wake = next;
+        for action in actions {
+            actor.apply(action).await;
+        }
+    }
+    log.line("gpu simulator stopped");
+}
