@@ -70,6 +70,37 @@ pub async fn api_ready(
     }
 }
 
+/// Waits until the named object is gone; with `uid`, until that incarnation is gone (a new
+/// object of the same name does not count as the old one still existing).
+pub async fn deleted<K>(
+    api: Api<K>,
+    name: &str,
+    uid: Option<&str>,
+    what: &str,
+    limit: Duration,
+) -> Result<(), K8sError>
+where
+    K: Clone + std::fmt::Debug + Send + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    let uid = uid.map(str::to_string);
+    let cond = move |o: Option<&K>| match (o, &uid) {
+        (None, _) => true,
+        (Some(o), Some(uid)) => o.meta().uid.as_ref() != Some(uid),
+        (Some(_), None) => false,
+    };
+    match tokio::time::timeout(limit, kube::runtime::wait::await_condition(api, name, cond)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(source)) => Err(K8sError::Watch {
+            what: what.to_string(),
+            source,
+        }),
+        Err(_) => Err(K8sError::Timeout {
+            what: what.to_string(),
+            limit,
+        }),
+    }
+}
+
 /// Waits until the named object exists and satisfies `cond`.
 pub async fn object<K>(
     api: Api<K>,
