@@ -20,7 +20,9 @@ pub mod kubeconfig;
 pub mod local;
 pub mod output;
 pub mod pki;
+pub mod plan;
 pub mod sim;
+pub mod suite;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,523 @@
+//! Plan files: what one `gpuconform run` does — where the cluster comes from, which GPU
+//! Operator chart to install with which values, which suites to run, the time limits, and where
+//! the reports go.
+//!
+//! Parsing keeps locations; every value error names the file, line and field. Relative paths in a
+//! plan are relative to the plan file's folder's repository root when run from there, i.e. to the
+//! current directory, like kubectl's `-f`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::input::{InputError, Spanned, load_yaml};
+
+/// The plan `gpuconform run` uses without arguments.
+pub const DEFAULT_PLAN: &str = "plans/local.yaml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPlan {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    target: RawTarget,
+    operator: RawOperator,
+    suites: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    reports: Option<String>,
+    #[serde(default)]
+    teardown: RawTeardown,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTarget {
+    #[serde(default)]
+    local: Option<RawLocal>,
+    #[serde(default)]
+    kubeconfig: Option<RawKubeconfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLocal {
+    fixture: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawKubeconfig {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    context: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawOperator {
+    chart: Spanned<String>,
+    #[serde(default)]
+    repo: Option<Spanned<String>>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    release: Option<Spanned<String>>,
+    #[serde(default)]
+    values: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTimeouts {
+    #[serde(default)]
+    provision: Option<Spanned<String>>,
+    #[serde(default)]
+    install: Option<Spanned<String>>,
+    #[serde(default)]
+    step: Option<Spanned<String>>,
+    #[serde(default)]
+    teardown: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTeardown {
+    #[serde(default)]
+    leftover_labels: Option<Spanned<String>>,
+}
+
+/// Where the cluster comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A local cluster started for the run from a cluster fixture.
+    Local {
+        /// The fixture file.
+        fixture: PathBuf,
+    },
+    /// An existing cluster: kubeconfig path and context, as kubectl resolves them (`None` path:
+    /// `$KUBECONFIG`, then `~/.kube/config`, then in-cluster config).
+    Kubeconfig {
+        /// Kubeconfig file.
+        path: Option<PathBuf>,
+        /// Context name.
+        context: Option<String>,
+    },
+}
+
+/// The GPU Operator chart and how to install it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSpec {
+    /// Chart: a path to a chart folder, `repo/name`, or the chart name in `repo`.
+    pub chart: String,
+    /// Chart repository URL (`helm --repo`).
+    pub repo: Option<String>,
+    /// Chart version.
+    pub version: Option<String>,
+    /// Namespace, created when missing and deleted at uninstall.
+    pub namespace: String,
+    /// Helm release name.
+    pub release: String,
+    /// Chart values (written to a values file for helm).
+    pub values: serde_json::Value,
+}
+
+impl OperatorSpec {
+    /// `driver.version` from the values, if set.
+    pub fn driver_version(&self) -> Option<String> {
+        self.values.pointer("/driver/version").and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| Some(v.to_string()))
+        })
+    }
+
+    /// Whether `operator.cleanupCRD` is set, so the CRDs must be gone after uninstall.
+    pub fn cleanup_crds(&self) -> bool {
+        self.values
+            .pointer("/operator/cleanupCRD")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// How leftover labels after uninstall count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Reported, the testcase passes.
+    Warn,
+    /// The testcase fails.
+    Fail,
+}
+
+/// Time limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Getting a ready cluster.
+    pub provision: Duration,
+    /// Installing the operator until the ClusterPolicy is ready.
+    pub install: Duration,
+    /// One suite step.
+    pub step: Duration,
+    /// The teardown phase.
+    pub teardown: Duration,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where it was read from.
+    pub file: PathBuf,
+    /// Plan name (part of the run id).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Where the cluster comes from.
+    pub target: Target,
+    /// The operator chart.
+    pub operator: OperatorSpec,
+    /// Suite names, in run order (`suites/<name>.yaml`).
+    pub suites: Vec<String>,
+    /// Time limits.
+    pub timeouts: Timeouts,
+    /// Report root folder.
+    pub reports: PathBuf,
+    /// How operator labels left after uninstall count.
+    pub leftover_labels: Leftovers,
+}
+
+impl Plan {
+    /// Reads and validates a plan. `suite_dir` is where suite names must resolve.
+    pub fn load(file: &Path, suite_dir: &Path) -> Result<Self, InputError> {
+        let raw: RawPlan = load_yaml(file)?;
+        Self::validate(file, raw, suite_dir)
+    }
+
+    fn validate(file: &Path, raw: RawPlan, suite_dir: &Path) -> Result<Self, InputError> {
+        let name = &raw.name;
+        if name.value.is_empty()
+            || !name
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(InputError::at(
+                file,
+                name,
+                "name",
+                format!(
+                    "`{}` is not a DNS label (lowercase letters, digits, `-`)",
+                    name.value
+                ),
+            ));
+        }
+        let target = match (&raw.target.local, &raw.target.kubeconfig) {
+            (Some(local), None) => {
+                let fixture = PathBuf::from(&local.fixture.value);
+                if !fixture.is_file() {
+                    return Err(InputError::at(
+                        file,
+                        &local.fixture,
+                        "target.local.fixture",
+                        format!("no fixture file `{}`", local.fixture.value),
+                    ));
+                }
+                Target::Local { fixture }
+            }
+            (None, Some(k)) => Target::Kubeconfig {
+                path: k.path.as_ref().map(PathBuf::from),
+                context: k.context.clone(),
+            },
+            _ => {
+                return Err(InputError::at(
+                    file,
+                    &raw.name,
+                    "target",
+                    "give exactly one target: `local` or `kubeconfig`",
+                ));
+            }
+        };
+
+        let op = &raw.operator;
+        let chart_is_path = op.chart.value.starts_with('.')
+            || op.chart.value.starts_with('/')
+            || op.chart.value.starts_with("fixtures/");
+        if chart_is_path
+            && op.repo.is_none()
+            && !Path::new(&op.chart.value).join("Chart.yaml").is_file()
+        {
+            return Err(InputError::at(
+                file,
+                &op.chart,
+                "operator.chart",
+                format!("no chart at `{}` (no Chart.yaml there)", op.chart.value),
+            ));
+        }
+        if let Some(repo) = &op.repo
+            && !(repo.value.starts_with("https://")
+                || repo.value.starts_with("http://")
+                || repo.value.starts_with("oci://"))
+        {
+            return Err(InputError::at(
+                file,
+                repo,
+                "operator.repo",
+                format!("`{}` is not a chart repository URL", repo.value),
+            ));
+        }
+        let dns = |s: &Spanned<String>, field: &str| -> Result<String, InputError> {
+            let ok = !s.value.is_empty()
+                && s.value.len() <= 63
+                && s.value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if ok {
+                Ok(s.value.clone())
+            } else {
+                Err(InputError::at(
+                    file,
+                    s,
+                    field,
+                    format!("`{}` is not a DNS label", s.value),
+                ))
+            }
+        };
+        let namespace = match &op.namespace {
+            Some(n) => dns(n, "operator.namespace")?,
+            None => "gpu-operator".into(),
+        };
+        let release = match &op.release {
+            Some(r) => dns(r, "operator.release")?,
+            None => "gpu-operator".into(),
+        };
+        let values = op.values.clone().unwrap_or(serde_json::json!({}));
+        if !values.is_object() {
+            return Err(InputError::at(
+                file,
+                &op.chart,
+                "operator.values",
+                "values must be a mapping",
+            ));
+        }
+
+        if raw.suites.value.is_empty() {
+            return Err(InputError::at(
+                file,
+                &raw.suites,
+                "suites",
+                "at least one suite is needed",
+            ));
+        }
+        let mut suites = Vec::new();
+        for (i, s) in raw.suites.value.iter().enumerate() {
+            let path = suite_dir.join(format!("{}.yaml", s.value));
+            if !path.is_file() {
+                let known = known_suites(suite_dir);
+                return Err(InputError::at(
+                    file,
+                    s,
+                    format!("suites[{i}]"),
+                    format!(
+                        "no suite `{}` in {} (known: {})",
+                        s.value,
+                        suite_dir.display(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if suites.contains(&s.value) {
+                return Err(InputError::at(
+                    file,
+                    s,
+                    format!("suites[{i}]"),
+                    format!("suite `{}` is listed twice", s.value),
+                ));
+            }
+            suites.push(s.value.clone());
+        }
+
+        let t = &raw.timeouts;
+        let dur = |v: &Option<Spanned<String>>,
+                   field: &str,
+                   default: u64|
+         -> Result<Duration, InputError> {
+            match v {
+                None => Ok(Duration::from_secs(default)),
+                Some(s) => match humantime::parse_duration(&s.value) {
+                    Ok(d) if !d.is_zero() => Ok(d),
+                    Ok(_) => Err(InputError::at(file, s, field, "must be more than 0s")),
+                    Err(e) => Err(InputError::at(
+                        file,
+                        s,
+                        field,
+                        format!("`{}` is not a duration such as 90s or 5m: {e}", s.value),
+                    )),
+                },
+            }
+        };
+        let timeouts = Timeouts {
+            provision: dur(&t.provision, "timeouts.provision", 300)?,
+            install: dur(&t.install, "timeouts.install", 600)?,
+            step: dur(&t.step, "timeouts.step", 300)?,
+            teardown: dur(&t.teardown, "timeouts.teardown", 300)?,
+        };
+        let leftover_labels = match &raw.teardown.leftover_labels {
+            None => Leftovers::Warn,
+            Some(s) if s.value == "warn" => Leftovers::Warn,
+            Some(s) if s.value == "fail" => Leftovers::Fail,
+            Some(s) => {
+                return Err(InputError::at(
+                    file,
+                    s,
+                    "teardown.leftoverLabels",
+                    format!("`{}` is not `warn` or `fail`", s.value),
+                ));
+            }
+        };
+        Ok(Self {
+            file: file.to_path_buf(),
+            name: raw.name.value,
+            description: raw.description,
+            target,
+            operator: OperatorSpec {
+                chart: op.chart.value.clone(),
+                repo: op.repo.as_ref().map(|r| r.value.clone()),
+                version: op.version.clone(),
+                namespace,
+                release,
+                values,
+            },
+            suites,
+            timeouts,
+            reports: PathBuf::from(raw.reports.unwrap_or_else(|| "reports".into())),
+            leftover_labels,
+        })
+    }
+}
+
+/// Suite names in a folder.
+pub fn known_suites(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension().is_some_and(|x| x == "yaml"))
+                        .then(|| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+                        .flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Values as a flat map for reports (`driver.version` → `580.95.05`).
+pub fn flatten_values(v: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::parse_yaml;
+
+    fn check(text: &str) -> Result<Plan, InputError> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::env::set_current_dir(root).expect("cd");
+        let file = Path::new("p.yaml");
+        let raw: RawPlan = parse_yaml(file, text)?;
+        Plan::validate(file, raw, &root.join("suites"))
+    }
+
+    const GOOD: &str = "name: t\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\n  values:\n    driver:\n      version: \"580.95.05\"\nsuites: [gpu-stack]\n";
+
+    #[test]
+    fn good_plan() {
+        let p = check(GOOD).expect("valid");
+        assert_eq!(p.operator.namespace, "gpu-operator");
+        assert_eq!(p.operator.driver_version().as_deref(), Some("580.95.05"));
+        assert_eq!(p.timeouts.step, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let cases = [
+            (
+                GOOD.replace("gpu-stack", "gpu-stak"),
+                10,
+                "suites[0]",
+                "no suite `gpu-stak`",
+            ),
+            (
+                GOOD.replace("seed.yaml", "nope.yaml"),
+                4,
+                "target.local.fixture",
+                "no fixture",
+            ),
+            (
+                format!("{GOOD}timeouts:\n  step: soon\n"),
+                12,
+                "timeouts.step",
+                "not a duration",
+            ),
+            (
+                format!("{GOOD}teardown:\n  leftoverLabels: maybe\n"),
+                12,
+                "teardown.leftoverLabels",
+                "not `warn`",
+            ),
+            (
+                GOOD.replace(
+                    "chart: fixtures/charts/gpu-operator",
+                    "chart: fixtures/charts/none",
+                ),
+                6,
+                "operator.chart",
+                "no chart",
+            ),
+        ];
+        for (text, line, field, msg) in cases {
+            let e = check(&text).expect_err(field);
+            assert_eq!(e.line, Some(line), "{e}");
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = check(&format!("{GOOD}suite: [x]\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("suite"), "{e}");
+    }
+}

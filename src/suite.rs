@@ -1,0 +1,420 @@
+//! Suites: `suites/<name>.yaml`, an explicit ordered list of steps, each a check kind with its
+//! parameters, `needs:` on earlier steps, and `finally:` steps that always run.
+//!
+//! Validation collects every problem in a file (for `gpuconform lint`), each with file, line and
+//! field; `run` refuses a plan whose suites have any. The format is described by
+//! `suites/schema.json` for editors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::input::{InputError, Spanned, load_yaml};
+
+/// Check kinds and the parameters each accepts (`name`, type, meaning).
+pub const CHECKS: &[(&str, &str, &[(&str, ParamType, &str)])] = &[
+    (
+        "operator",
+        "helm release deployed, ClusterPolicy ready, every operand DaemonSet available, no operand container restarted too often",
+        &[(
+            "maxRestarts",
+            ParamType::Int,
+            "most restarts an operand container may have (default 1)",
+        )],
+    ),
+    (
+        "labels",
+        "NFD, operator and GFD labels on every GPU node, values consistent with the instance type and the plan's driver version",
+        &[(
+            "memoryTolerancePercent",
+            ParamType::Int,
+            "how far gpu.memory may be below the catalog value (default 2)",
+        )],
+    ),
+    (
+        "allocatable",
+        "capacity and allocatable GPU resources equal the catalog count; a pod requesting all of a node's GPUs is schedulable there",
+        &[(
+            "schedule",
+            ParamType::Bool,
+            "also place a pod requesting every GPU of the node (default true)",
+        )],
+    ),
+    (
+        "workload",
+        "a pod requesting one GPU runs to completion on every GPU node",
+        &[(
+            "image",
+            ParamType::Str,
+            "container image (default the CUDA vectorAdd sample)",
+        )],
+    ),
+    (
+        "uninstall",
+        "helm uninstall of the operator release, then deletion of its namespace",
+        &[],
+    ),
+    (
+        "teardown",
+        "after uninstall: release, namespaces, CRDs (with cleanupCRD) and test pods gone; GPU resources gone; leftover labels reported",
+        &[],
+    ),
+];
+
+/// Parameter types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// Integer.
+    Int,
+    /// Boolean.
+    Bool,
+    /// String.
+    Str,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSuite {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    steps: Spanned<Vec<RawStep>>,
+    #[serde(default)]
+    finally: Vec<RawStep>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawStep {
+    name: Spanned<String>,
+    check: Spanned<String>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(default, rename = "with")]
+    params: BTreeMap<String, Spanned<serde_json::Value>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+/// One step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Unique within the suite.
+    pub name: String,
+    /// Check kind, one of [`CHECKS`].
+    pub check: String,
+    /// Steps (earlier in the suite) that must have passed.
+    pub needs: Vec<String>,
+    /// Parameters for the check.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Overrides the plan's step timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl Step {
+    /// An integer parameter or its default.
+    pub fn int(&self, key: &str, default: i64) -> i64 {
+        self.params
+            .get(key)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(default)
+    }
+    /// A boolean parameter or its default.
+    pub fn bool(&self, key: &str, default: bool) -> bool {
+        self.params
+            .get(key)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(default)
+    }
+    /// A string parameter or its default.
+    pub fn str(&self, key: &str, default: &str) -> String {
+        self.params
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    }
+}
+
+/// A validated suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// Where it was read from.
+    pub file: PathBuf,
+    /// Suite name (the JUnit testsuite and classname).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Steps that run after the others whatever happened.
+    pub finally: Vec<Step>,
+}
+
+impl Suite {
+    /// Reads a suite; all problems at once.
+    pub fn load(file: &Path) -> Result<Self, Vec<InputError>> {
+        let raw: RawSuite = load_yaml(file).map_err(|e| vec![e])?;
+        validate(file, raw)
+    }
+}
+
+fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
+    let mut errors = Vec::new();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if raw.name.value != stem {
+        errors.push(InputError::at(
+            file,
+            &raw.name,
+            "name",
+            format!(
+                "suite name `{}` must match the file name `{stem}`",
+                raw.name.value
+            ),
+        ));
+    }
+    if raw.steps.value.is_empty() {
+        errors.push(InputError::at(
+            file,
+            &raw.steps,
+            "steps",
+            "at least one step is needed",
+        ));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut steps = Vec::new();
+    let mut finally = Vec::new();
+    let groups = [
+        ("steps", &raw.steps.value, false),
+        ("finally", &raw.finally, true),
+    ];
+    for (group, list, is_finally) in groups {
+        for (i, s) in list.iter().enumerate() {
+            let field = |f: &str| format!("{group}[{i}].{f}");
+            let name = &s.name.value;
+            let ok_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok_name {
+                errors.push(InputError::at(
+                    file,
+                    &s.name,
+                    field("name"),
+                    format!("`{name}` is not a step name (lowercase letters, digits, `-`)"),
+                ));
+            }
+            if seen.contains(name) {
+                errors.push(InputError::at(
+                    file,
+                    &s.name,
+                    field("name"),
+                    format!("step `{name}` is defined twice"),
+                ));
+            }
+            let kind = CHECKS.iter().find(|(k, _, _)| *k == s.check.value);
+            match kind {
+                None => {
+                    let known: Vec<&str> = CHECKS.iter().map(|(k, _, _)| *k).collect();
+                    errors.push(InputError::at(
+                        file,
+                        &s.check,
+                        field("check"),
+                        format!(
+                            "unknown check `{}` (known: {})",
+                            s.check.value,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                Some((k, _, params)) => {
+                    for (key, value) in &s.params {
+                        match params.iter().find(|(p, _, _)| p == key) {
+                            None => {
+                                let known: Vec<&str> = params.iter().map(|(p, _, _)| *p).collect();
+                                errors.push(InputError::at(
+                                    file,
+                                    value,
+                                    format!("{group}[{i}].with.{key}"),
+                                    format!(
+                                        "check `{k}` takes no parameter `{key}`{}",
+                                        if known.is_empty() {
+                                            String::new()
+                                        } else {
+                                            format!(" (it takes: {})", known.join(", "))
+                                        }
+                                    ),
+                                ));
+                            }
+                            Some((_, ty, _)) => {
+                                let ok = match ty {
+                                    ParamType::Int => value.value.as_i64().is_some_and(|n| n >= 0),
+                                    ParamType::Bool => value.value.is_boolean(),
+                                    ParamType::Str => {
+                                        value.value.as_str().is_some_and(|s| !s.is_empty())
+                                    }
+                                };
+                                if !ok {
+                                    let want = match ty {
+                                        ParamType::Int => "a non-negative integer",
+                                        ParamType::Bool => "true or false",
+                                        ParamType::Str => "a non-empty string",
+                                    };
+                                    errors.push(InputError::at(
+                                        file,
+                                        value,
+                                        format!("{group}[{i}].with.{key}"),
+                                        format!("must be {want}, got {}", value.value),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (j, need) in s.needs.iter().enumerate() {
+                if !seen.contains(&need.value) {
+                    let why = if list.iter().any(|o| o.name.value == need.value)
+                        || raw.finally.iter().any(|o| o.name.value == need.value)
+                    {
+                        "comes later; a step can only need earlier steps"
+                    } else {
+                        "is not a step of this suite"
+                    };
+                    errors.push(InputError::at(
+                        file,
+                        need,
+                        format!("{group}[{i}].needs[{j}]"),
+                        format!("`{}` {why}", need.value),
+                    ));
+                }
+            }
+            let timeout = match &s.timeout {
+                None => None,
+                Some(t) => match humantime::parse_duration(&t.value) {
+                    Ok(d) if !d.is_zero() => Some(d),
+                    _ => {
+                        errors.push(InputError::at(
+                            file,
+                            t,
+                            field("timeout"),
+                            format!("`{}` is not a duration such as 90s", t.value),
+                        ));
+                        None
+                    }
+                },
+            };
+            seen.push(name.clone());
+            let step = Step {
+                name: name.clone(),
+                check: s.check.value.clone(),
+                needs: s.needs.iter().map(|n| n.value.clone()).collect(),
+                params: s
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
+                timeout,
+            };
+            if is_finally {
+                finally.push(step);
+            } else {
+                steps.push(step);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Suite {
+            file: file.to_path_buf(),
+            name: raw.name.value,
+            description: raw.description,
+            steps,
+            finally,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::parse_yaml;
+
+    fn check(text: &str) -> Result<Suite, Vec<InputError>> {
+        let file = Path::new("suites/s.yaml");
+        let raw: RawSuite = parse_yaml(file, text).map_err(|e| vec![e])?;
+        validate(file, raw)
+    }
+
+    #[test]
+    fn good_suite() {
+        let s = check("name: s\nsteps:\n  - name: a\n    check: operator\n    with: {maxRestarts: 2}\n  - name: b\n    check: labels\n    needs: [a]\nfinally:\n  - name: c\n    check: uninstall\n").expect("valid");
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.steps[0].int("maxRestarts", 1), 2);
+        assert_eq!(s.finally[0].check, "uninstall");
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let errs = check("name: t\nsteps:\n  - name: a\n    check: labelz\n    needs: [b]\n  - name: b\n    check: operator\n    with: {maxRestart: 1}\n  - name: b\n    check: workload\n    with: {image: 3}\n").expect_err("invalid");
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let want = [
+            ("name", 1, "must match the file name"),
+            ("steps[0].check", 4, "unknown check `labelz`"),
+            ("steps[0].needs[0]", 5, "comes later"),
+            (
+                "steps[1].with.maxRestart",
+                8,
+                "takes no parameter `maxRestart`",
+            ),
+            ("steps[2].name", 9, "defined twice"),
+            ("steps[2].with.image", 11, "non-empty string"),
+        ];
+        assert_eq!(errs.len(), want.len(), "{text:#?}");
+        for (field, line, msg) in want {
+            let e = errs
+                .iter()
+                .find(|e| e.field.as_deref() == Some(field))
+                .unwrap_or_else(|| panic!("{field} missing: {text:#?}"));
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn shipped_suites_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+        let mut n = 0;
+        for name in crate::plan::known_suites(&dir) {
+            if name == "schema" {
+                continue;
+            }
+            Suite::load(&dir.join(format!("{name}.yaml")))
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            n += 1;
+        }
+        assert!(n >= 2, "expected the shipped suites, found {n}");
+    }
+
+    #[test]
+    fn schema_names_every_check() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/schema.json");
+        let text = std::fs::read_to_string(path).expect("schema");
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+        let kinds = schema
+            .pointer("/$defs/step/properties/check/enum")
+            .expect("check enum");
+        for (k, _, _) in CHECKS {
+            assert!(
+                kinds.as_array().is_some_and(|a| a.iter().any(|v| v == k)),
+                "schema misses {k}"
+            );
+        }
+    }
+}
