@@ -13,8 +13,11 @@ use serde::Deserialize;
 
 use crate::input::{InputError, Spanned, load_yaml};
 
-/// Check kinds and the parameters each accepts (`name`, type, meaning).
-pub const CHECKS: &[(&str, &str, &[(&str, ParamType, &str)])] = &[
+/// A parameter: name, type, meaning.
+pub type Param = (&'static str, ParamType, &'static str);
+
+/// Check kinds, what each verifies, and the parameters each accepts.
+pub const CHECKS: &[(&str, &str, &[Param])] = &[
     (
         "operator",
         "helm release deployed, ClusterPolicy ready, every operand DaemonSet available, no operand container restarted too often",
