@@ -27,6 +27,59 @@ pub enum Command {
     /// Run a local cluster: a real control plane on loopback with simulated (kwok) nodes.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Run a plan: provision, install the GPU Operator, run the suites, tear down, write reports.
+    Run(RunArgs),
+    /// Check plans, suites and cluster fixtures; every error with file, line and field.
+    Lint(LintArgs),
+    /// Show the suites, their steps, and the check kinds.
+    List(ListArgs),
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plan file.
+    #[arg(default_value = "plans/local.yaml")]
+    pub plan: PathBuf,
+    /// Kubeconfig for a `kubeconfig` target (overrides the plan; like kubectl's flag).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig (overrides the plan).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Report root folder (overrides the plan's `reports`).
+    #[arg(long)]
+    pub reports: Option<PathBuf>,
+    /// Run id (default: `<plan>-<UTC timestamp>`).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Folder the plan's suite names resolve in.
+    #[arg(long, default_value = "suites")]
+    pub suite_dir: PathBuf,
+    /// Instance catalog (default: the one built into the binary).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
+    #[arg(long)]
+    pub tools: Option<PathBuf>,
+}
+
+/// Flags of `lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files to check (default: plans/*.yaml, suites/*.yaml, fixtures/clusters/**/*.yaml).
+    pub files: Vec<PathBuf>,
+    /// Folder plans' suite names resolve in.
+    #[arg(long, default_value = "suites")]
+    pub suite_dir: PathBuf,
+}
+
+/// Flags of `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Folder with the suites.
+    #[arg(long, default_value = "suites")]
+    pub suite_dir: PathBuf,
 }
 
 /// `gpuconform local ...`.

@@ -17,6 +17,9 @@ pub enum ExpectedError {
     /// The local cluster failed.
     #[error(transparent)]
     Local(LocalError),
+    /// Several input problems (a plan and its suites), all reported.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    Inputs(Vec<InputError>),
     /// Stopping left something behind.
     #[error("stop everything: left behind:\n  {}", .0.join("\n  "))]
     TeardownIncomplete(Vec<String>),
@@ -32,7 +35,7 @@ impl ExpectedError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Input(_) => exit_codes::INPUT_ERROR,
+            Self::Input(_) | Self::Inputs(_) => exit_codes::INPUT_ERROR,
             Self::Local(LocalError::Interrupted(_)) => exit_codes::INTERRUPTED,
             Self::Local(LocalError::AlreadyRunning { .. } | LocalError::NotRunning { .. }) => {
                 exit_codes::INPUT_ERROR
@@ -52,6 +55,7 @@ impl ExpectedError {
         let mut text = match self {
             // Input errors are already a complete `file:line:col: ...` sentence.
             Self::Input(e) => format!("error: {e}"),
+            Self::Inputs(_) => format!("error: {self}"),
             other => format!("error: failed to {other}"),
         };
         // `transparent` variants already hand over their inner error's sources.
@@ -62,6 +66,17 @@ impl ExpectedError {
         }
         text
     }
+}
+
+/// An error and its sources on one line: `a: b: c`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

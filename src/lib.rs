@@ -9,11 +9,13 @@
 //!   `pki` and `kubeconfig` — certificates and kubeconfigs for clusters the harness builds.
 
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod errors;
 pub mod exit_codes;
 pub mod fixture;
+pub mod helm;
 pub mod input;
 pub mod k8s;
 pub mod kubeconfig;
@@ -21,6 +23,8 @@ pub mod local;
 pub mod output;
 pub mod pki;
 pub mod plan;
+pub mod report;
+pub mod runner;
 pub mod sim;
 pub mod suite;
 

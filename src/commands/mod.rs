@@ -1,6 +1,8 @@
 //! What each subcommand does: resolve flags into settings, call the library, report.
 
+mod lint;
 mod local;
+mod run;
 
 use crate::cli::{Command, LocalCommand};
 use crate::errors::ExpectedError;
@@ -12,5 +14,8 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Local(LocalCommand::Up(args)) => local::up(args, printer).await,
         Command::Local(LocalCommand::Down(args)) => local::down(args, printer).await,
         Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
+        Command::Run(args) => run::run(args, printer).await,
+        Command::Lint(args) => lint::lint(args, printer),
+        Command::List(args) => lint::list(args, printer),
     }
 }

@@ -1,0 +1,249 @@
+//! `allocatable`: capacity and allocatable GPU resources equal what the catalog says the node
+//! has — `nvidia.com/gpu` = GPUs × time-slicing replicas, MIG single (per-slice count) and mixed
+//! (`nvidia.com/mig-<profile>` = its count label) aware — and a pod requesting all of them is
+//! placed on the node by the scheduler.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use super::{Ctx, GpuNode, Outcome, left};
+use crate::sim::world::gpu_resources;
+use crate::suite::Step;
+
+/// Expected GPU resources of a node: name → count.
+pub fn expected(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
+    let labels = node.labels();
+    let have = gpu_resources(node);
+    let mig: BTreeMap<String, u64> = have
+        .iter()
+        .filter(|(k, (cap, _))| k.starts_with("nvidia.com/mig-") && *cap > 0)
+        .map(|(k, _)| {
+            let count = labels
+                .get(&format!("{k}.count"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            (k.clone(), count)
+        })
+        .collect();
+    if !mig.is_empty() {
+        return mig;
+    }
+    let replicas: u64 = labels
+        .get("nvidia.com/gpu.replicas")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let product = labels
+        .get("nvidia.com/gpu.product")
+        .cloned()
+        .unwrap_or_default();
+    let count = if product.contains("-MIG-") {
+        labels
+            .get("nvidia.com/gpu.count")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    } else {
+        u64::from(g.count) * replicas
+    };
+    let name = if have
+        .get("nvidia.com/gpu.shared")
+        .is_some_and(|(c, _)| *c > 0)
+    {
+        "nvidia.com/gpu.shared"
+    } else {
+        "nvidia.com/gpu"
+    };
+    BTreeMap::from([(name.to_string(), count)])
+}
+
+/// Mismatches of capacity and allocatable against `expected`.
+pub fn problems(node: &Node, g: &GpuNode) -> Vec<String> {
+    let have = gpu_resources(node);
+    let mut out = Vec::new();
+    for (name, want) in expected(node, g) {
+        let (cap, alloc) = have.get(&name).copied().unwrap_or((0, 0));
+        let shown = |v: u64| {
+            if have.contains_key(&name) {
+                format!("\"{v}\"")
+            } else {
+                "missing".into()
+            }
+        };
+        if cap != want {
+            out.push(format!(
+                "{}: capacity {name} is {}, expected \"{want}\" ({})",
+                g.name,
+                shown(cap),
+                g.describe()
+            ));
+        }
+        if alloc != want {
+            out.push(format!(
+                "{}: allocatable {name} is {}, expected \"{want}\" ({})",
+                g.name,
+                shown(alloc),
+                g.describe()
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the check.
+pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let mut last: BTreeMap<String, Option<Node>> =
+        nodes.iter().map(|n| (n.name.clone(), None)).collect();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let _ = tokio::time::timeout(left(deadline), async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(n) = ev
+                && let Some(slot) = last.get_mut(&n.name_any())
+            {
+                *slot = Some(n);
+                let done = nodes.iter().all(|g| {
+                    last.get(&g.name)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|n| problems(n, g).is_empty())
+                });
+                if done {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+
+    let mut out = Vec::new();
+    for g in nodes {
+        let Some(node) = last.get(&g.name).and_then(Option::as_ref) else {
+            out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{}: node not found", g.name),
+                "",
+            ));
+            continue;
+        };
+        let detail: Vec<String> = gpu_resources(node)
+            .iter()
+            .map(|(k, (c, a))| format!("{k}: capacity {c}, allocatable {a}"))
+            .collect();
+        let detail = detail.join("\n");
+        let found = problems(node, g);
+        if let Some(first) = found.first() {
+            out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                first.clone(),
+                format!("{detail}\n{}", found.join("\n")),
+            ));
+            continue;
+        }
+        if !step.bool("schedule", true) {
+            out.push(Outcome::pass(g.name.clone(), Some(&g.name), detail));
+            continue;
+        }
+        let want = expected(node, g);
+        match schedule_all(ctx, g, &want, deadline).await {
+            Ok(()) => out.push(Outcome::pass(
+                g.name.clone(),
+                Some(&g.name),
+                format!(
+                    "{detail}\na pod requesting all of them was scheduled on {}",
+                    g.name
+                ),
+            )),
+            Err(why) => out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!(
+                    "{}: a pod requesting {} was not scheduled there: {why}",
+                    g.name,
+                    fmt_request(&want)
+                ),
+                detail,
+            )),
+        }
+    }
+    out
+}
+
+fn fmt_request(want: &BTreeMap<String, u64>) -> String {
+    want.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Creates a pod pinned (by hostname label) to the node requesting `want`, waits until the
+/// scheduler places it or gives up, then deletes it.
+async fn schedule_all(
+    ctx: &Ctx<'_>,
+    g: &GpuNode,
+    want: &BTreeMap<String, u64>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
+    let name = format!("allocatable-{}", g.name);
+    let limits: BTreeMap<String, String> = want
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "gpuconform"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": g.name},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "hold", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": limits}}],
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| format!("create pod: {e}"))?;
+    let scheduled = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+            })
+    };
+    let waited = tokio::time::timeout(
+        left(deadline),
+        kube::runtime::wait::await_condition(pods.clone(), &name, scheduled),
+    )
+    .await;
+    let result = match waited {
+        Ok(Ok(Some(_))) => Ok(()),
+        _ => {
+            let why = pods
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| p.status)
+                .and_then(|s| s.conditions)
+                .and_then(|c| c.into_iter().find(|c| c.type_ == "PodScheduled"))
+                .and_then(|c| c.message)
+                .unwrap_or_else(|| "not scheduled before the deadline".into());
+            Err(why)
+        }
+    };
+    let _ = pods
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await;
+    result
+}

@@ -1,0 +1,207 @@
+//! Checks: the Rust behind each suite step's `check:` kind, one file per kind.
+//!
+//! A check gets the cluster, the expectations (instance catalog, plan) and a deadline, waits
+//! (watches, never sleep loops) for what it verifies, and returns one outcome per node (or per
+//! cluster-wide subject). Failure messages name the node, the observed and the expected value.
+
+pub mod allocatable;
+pub mod labels;
+pub mod operator;
+pub mod teardown;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::{Api, Client, ResourceExt};
+
+use crate::catalog::{Catalog, GpuModel};
+use crate::helm::Helm;
+use crate::plan::Plan;
+use crate::report::Status;
+use crate::suite::Step;
+
+/// A GPU node and what the catalog says it has.
+#[derive(Debug, Clone)]
+pub struct GpuNode {
+    /// Node name.
+    pub name: String,
+    /// EC2 instance type.
+    pub instance_type: String,
+    /// GPU model key in the catalog.
+    pub model_key: String,
+    /// The model.
+    pub model: GpuModel,
+    /// GPUs on the node.
+    pub count: u32,
+}
+
+impl GpuNode {
+    /// `p3.2xlarge: 1× Tesla-V100-SXM2-16GB`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {}× {}",
+            self.instance_type, self.count, self.model.product
+        )
+    }
+}
+
+/// What a check works with.
+pub struct Ctx<'a> {
+    /// Admin client.
+    pub client: Client,
+    /// Expectations.
+    pub catalog: &'a Catalog,
+    /// The plan.
+    pub plan: &'a Plan,
+    /// GPU nodes (from the catalog by instance type).
+    pub gpu_nodes: Vec<GpuNode>,
+    /// Namespace for the harness's own pods.
+    pub test_namespace: String,
+    /// helm, pointed at the cluster.
+    pub helm: &'a Helm,
+    /// The run's state shared between steps (UIDs recorded at install).
+    pub install: &'a InstallRecord,
+    /// The run folder.
+    pub run_dir: PathBuf,
+}
+
+/// What the install phase recorded, for the teardown check.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRecord {
+    /// UID of the operator namespace.
+    pub namespace_uid: Option<String>,
+    /// UID of the ClusterPolicy CRD.
+    pub crd_uid: Option<String>,
+    /// Chart version helm reported.
+    pub chart_version: String,
+}
+
+/// One result of a check.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Subject: the node name or a cluster-wide subject (`clusterpolicy`, `daemonset/x`).
+    pub subject: String,
+    /// The node, for per-node outcomes.
+    pub node: Option<String>,
+    /// Passed, failed, error or skipped.
+    pub status: Status,
+    /// One line, for failures.
+    pub message: Option<String>,
+    /// Everything seen.
+    pub detail: String,
+    /// Non-failing findings.
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// A passing outcome.
+    pub fn pass(subject: impl Into<String>, node: Option<&str>, detail: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            node: node.map(str::to_string),
+            status: Status::Passed,
+            message: None,
+            detail: detail.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A failing outcome.
+    pub fn fail(
+        subject: impl Into<String>,
+        node: Option<&str>,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: Status::Failed,
+            message: Some(message.into()),
+            ..Self::pass(subject, node, detail)
+        }
+    }
+
+    /// An outcome that could not be determined.
+    pub fn error(
+        subject: impl Into<String>,
+        node: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: Status::Error,
+            message: Some(message.into()),
+            ..Self::pass(subject, node, "")
+        }
+    }
+
+    /// Not run.
+    pub fn skip(subject: impl Into<String>, node: Option<&str>, why: impl Into<String>) -> Self {
+        Self {
+            status: Status::Skipped,
+            message: Some(why.into()),
+            ..Self::pass(subject, node, "")
+        }
+    }
+}
+
+/// Runs one step's check. `only` limits per-node checks to these nodes (the rest were skipped
+/// by a failed `needs`).
+pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String]) -> Vec<Outcome> {
+    let nodes: Vec<GpuNode> = ctx
+        .gpu_nodes
+        .iter()
+        .filter(|n| only.contains(&n.name))
+        .cloned()
+        .collect();
+    match step.check.as_str() {
+        "operator" => operator::run(step, ctx, deadline).await,
+        "labels" => labels::run(step, ctx, &nodes, deadline).await,
+        "allocatable" => allocatable::run(step, ctx, &nodes, deadline).await,
+        "workload" => workload::run(step, ctx, &nodes, deadline).await,
+        "uninstall" => teardown::uninstall(ctx, deadline).await,
+        "teardown" => teardown::verify(ctx, deadline).await,
+        other => vec![Outcome::error(
+            other,
+            None,
+            format!("unknown check `{other}`"),
+        )],
+    }
+}
+
+/// Whether a check reports per node (so `needs` can skip single nodes).
+pub fn per_node(check: &str) -> bool {
+    matches!(check, "labels" | "allocatable" | "workload")
+}
+
+/// GPU nodes of the cluster by the catalog: nodes whose instance type has GPUs.
+pub async fn gpu_nodes(client: &Client, catalog: &Catalog) -> Result<Vec<GpuNode>, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for n in nodes.list(&Default::default()).await? {
+        let Some(ty) = n.labels().get("node.kubernetes.io/instance-type").cloned() else {
+            continue;
+        };
+        let Some(instance) = catalog.instance(&ty) else {
+            continue;
+        };
+        let Some(gpu) = &instance.gpu else { continue };
+        let Some(model) = catalog.gpu_models.get(&gpu.model) else {
+            continue;
+        };
+        out.push(GpuNode {
+            name: n.name_any(),
+            instance_type: ty,
+            model_key: gpu.model.clone(),
+            model: model.clone(),
+            count: gpu.count,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Time left until `deadline`.
+pub fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}

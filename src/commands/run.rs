@@ -1,0 +1,86 @@
+//! `gpuconform run`: resolve the plan, its suites, the catalog, the fixture and the tools — all
+//! before anything starts, so a bad file never leaves a cluster behind — then hand over to the
+//! runner and report.
+
+use crate::catalog::Catalog;
+use crate::cli::RunArgs;
+use crate::errors::ExpectedError;
+use crate::fixture::ClusterFixture;
+use crate::local::tools::Tools;
+use crate::output::Printer;
+use crate::plan::{Plan, Target};
+use crate::report::terminal::Terminal;
+use crate::runner::target::TargetFlags;
+use crate::runner::{self, RunSettings};
+use crate::suite::Suite;
+
+/// Runs a plan; the exit code is the run's.
+pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::load(path)?,
+        None => Catalog::embedded()?,
+    };
+    let plan = Plan::load(&args.plan, &args.suite_dir)?;
+    let mut errors = Vec::new();
+    let mut suites = Vec::new();
+    for name in &plan.suites {
+        match Suite::load(&args.suite_dir.join(format!("{name}.yaml"))) {
+            Ok(s) => suites.push(s),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ExpectedError::Inputs(errors));
+    }
+    let (fixture, tools) = match &plan.target {
+        Target::Local { fixture } => {
+            let f = ClusterFixture::load(fixture, &catalog)?;
+            let dir = args.tools.clone().unwrap_or_else(Tools::default_dir);
+            let t = Tools::locate(&dir).map_err(crate::local::LocalError::from)?;
+            (Some(f), Some(t))
+        }
+        Target::Kubeconfig { .. } => {
+            let dir = args.tools.clone().unwrap_or_else(Tools::default_dir);
+            (None, Tools::locate(&dir).ok())
+        }
+    };
+    let run_id = args.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            plan.name,
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        )
+    });
+    let dir = args
+        .reports
+        .clone()
+        .unwrap_or_else(|| plan.reports.clone())
+        .join(&run_id);
+    let settings = RunSettings {
+        plan,
+        suites,
+        catalog,
+        fixture,
+        tools,
+        flags: TargetFlags {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+        },
+        run_id,
+        dir: dir.clone(),
+    };
+    let interrupts = runner::interrupt_counter();
+    let mut terminal = Terminal::new(*printer);
+    let record = runner::run(settings, vec![&mut terminal], interrupts).await;
+    drop(terminal);
+    let (passed, failed, errors, skipped) = record.counts();
+    printer.result(format!(
+        "{}: {passed} passed, {failed} failed, {errors} errors, {skipped} skipped; exit {}",
+        record.run_id, record.exit_code
+    ));
+    printer.result(format!("report: {}", dir.join("summary.md").display()));
+    for l in &record.leftovers {
+        printer.warn(format!("left behind: {l}"));
+    }
+    Ok(record.exit_code)
+}

@@ -1,0 +1,142 @@
+//! The real `helm` CLI, pointed at the run's cluster: install, status and uninstall of the GPU
+//! Operator release. The harness installs charts the way users do, so chart hooks, CRDs and
+//! values behave exactly as in production.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::plan::OperatorSpec;
+
+/// helm failed.
+#[derive(Debug, thiserror::Error)]
+#[error("helm {action}: {message}")]
+pub struct HelmError {
+    /// What was attempted.
+    pub action: String,
+    /// helm's stderr (last lines) or the spawn error.
+    pub message: String,
+}
+
+/// How to run helm against one cluster.
+#[derive(Debug, Clone)]
+pub struct Helm {
+    /// The helm binary.
+    pub bin: PathBuf,
+    /// Kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in it.
+    pub context: Option<String>,
+}
+
+impl Helm {
+    fn command(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.bin);
+        if let Some(k) = &self.kubeconfig {
+            c.arg("--kubeconfig").arg(k);
+        }
+        if let Some(ctx) = &self.context {
+            c.arg("--kube-context").arg(ctx);
+        }
+        c.kill_on_drop(true);
+        c
+    }
+
+    async fn output(&self, action: &str, args: &[String]) -> Result<String, HelmError> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| HelmError {
+                action: action.into(),
+                message: format!("cannot run {}: {e}", self.bin.display()),
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            Err(HelmError {
+                action: action.into(),
+                message: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            })
+        }
+    }
+
+    /// `helm upgrade --install` with the values file; does not wait for readiness (the
+    /// operator check does, by watching the ClusterPolicy).
+    pub async fn install(
+        &self,
+        spec: &OperatorSpec,
+        values: &Path,
+        timeout: Duration,
+    ) -> Result<String, HelmError> {
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            "--install".into(),
+            spec.release.clone(),
+            spec.chart.clone(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            "--create-namespace".into(),
+            "--values".into(),
+            values.display().to_string(),
+            "--timeout".into(),
+            format!("{}s", timeout.as_secs().max(1)),
+        ];
+        if let Some(repo) = &spec.repo {
+            args.extend(["--repo".into(), repo.clone()]);
+        }
+        if let Some(v) = &spec.version {
+            args.extend(["--version".into(), v.clone()]);
+        }
+        self.output("upgrade --install", &args).await
+    }
+
+    /// The release's status and chart (`deployed`, `gpu-operator-v26.7.0`), `None` if absent.
+    /// (helm 4 lists releases in every status by default.)
+    pub async fn status(&self, spec: &OperatorSpec) -> Result<Option<(String, String)>, HelmError> {
+        let args: Vec<String> = vec![
+            "list".into(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            "--filter".into(),
+            format!("^{}$", spec.release),
+            "--output".into(),
+            "json".into(),
+        ];
+        let out = self.output("list", &args).await?;
+        let list: serde_json::Value = serde_json::from_str(&out).map_err(|e| HelmError {
+            action: "list".into(),
+            message: format!("unreadable output: {e}"),
+        })?;
+        Ok(list.as_array().and_then(|a| {
+            a.iter()
+                .find(|r| r["name"] == spec.release.as_str())
+                .map(|r| {
+                    (
+                        r["status"].as_str().unwrap_or_default().to_string(),
+                        r["chart"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+        }))
+    }
+
+    /// `helm uninstall --wait`.
+    pub async fn uninstall(
+        &self,
+        spec: &OperatorSpec,
+        timeout: Duration,
+    ) -> Result<String, HelmError> {
+        let args: Vec<String> = vec![
+            "uninstall".into(),
+            spec.release.clone(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            "--wait".into(),
+            "--timeout".into(),
+            format!("{}s", timeout.as_secs().max(1)),
+        ];
+        self.output("uninstall", &args).await
+    }
+}

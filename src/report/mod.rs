@@ -1,0 +1,155 @@
+//! Run results and their renderings: the results model the runner's events fold into, and the
+//! files written from it into `reports/<run-id>/` — `junit.xml`, `results.json`, `summary.md`.
+//!
+//! Everything is rendered from one [`RunRecord`], so the JUnit, the JSON and the summary never
+//! disagree.
+
+pub mod junit;
+pub mod summary;
+pub mod terminal;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Version of the `results.json` format; bump on incompatible changes.
+pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+
+/// Outcome of one testcase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The check held.
+    Passed,
+    /// The check did not hold.
+    Failed,
+    /// The check could not be carried out (an API error, a timeout of the harness itself).
+    Error,
+    /// Not run: a step it needs failed, or the run was interrupted.
+    Skipped,
+}
+
+/// One testcase: a check on one node (or on the cluster).
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    /// Suite name (JUnit classname).
+    pub suite: String,
+    /// Step name.
+    pub step: String,
+    /// Check kind.
+    pub check: String,
+    /// Unique name within the suite: `<step>/<node or subject>`.
+    pub name: String,
+    /// The node, for per-node cases.
+    pub node: Option<String>,
+    /// Outcome.
+    pub status: Status,
+    /// One line: node, observed and expected value.
+    pub message: Option<String>,
+    /// Everything the check saw (JUnit system-out).
+    pub detail: String,
+    /// Things worth knowing that do not fail the case.
+    pub warnings: Vec<String>,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Diagnostics files, relative to the run folder.
+    pub diagnostics: Vec<String>,
+}
+
+/// One phase of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// provision, install, suites, diagnostics, teardown.
+    pub name: String,
+    /// Whether it completed.
+    pub ok: bool,
+    /// What happened.
+    pub message: String,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Everything about one run (`results.json`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// [`RESULTS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `<plan>-<timestamp>`.
+    pub run_id: String,
+    /// Plan name.
+    pub plan: String,
+    /// Plan file.
+    pub plan_file: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// Cluster name.
+    pub cluster: String,
+    /// API server version.
+    pub kubernetes_version: String,
+    /// Operator chart and version.
+    pub operator_chart: String,
+    /// The chart version helm installed.
+    pub operator_chart_version: String,
+    /// `driver.version` of the plan.
+    pub driver_version: String,
+    /// GPU products per node type, e.g. `p3.2xlarge: 1× Tesla-V100-SXM2-16GB`.
+    pub gpu_models: Vec<String>,
+    /// Phases in order.
+    pub phases: Vec<Phase>,
+    /// Testcases in order.
+    pub cases: Vec<Case>,
+    /// What teardown could not remove.
+    pub leftovers: Vec<String>,
+    /// The run was interrupted by a signal.
+    pub interrupted: bool,
+    /// The process exit code.
+    pub exit_code: u8,
+}
+
+impl RunRecord {
+    /// Counts by status: (passed, failed, errors, skipped).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let n = |s: Status| self.cases.iter().filter(|c| c.status == s).count();
+        (
+            n(Status::Passed),
+            n(Status::Failed),
+            n(Status::Error),
+            n(Status::Skipped),
+        )
+    }
+
+    /// Suite names in first-seen order.
+    pub fn suites(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in &self.cases {
+            if !out.contains(&c.suite) {
+                out.push(c.suite.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Writes `junit.xml`, `results.json` and `summary.md` into `dir`, and appends the summary to
+/// `$GITHUB_STEP_SUMMARY` when set.
+pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let junit = junit::render(record).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("junit.xml"), junit)?;
+    let json = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("results.json"), json + "\n")?;
+    let md = summary::render(record);
+    std::fs::write(dir.join("summary.md"), &md)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(md.as_bytes())?;
+    }
+    Ok(())
+}
