@@ -265,6 +265,7 @@ pub async fn run(
     if !infra_failed && !interrupted {
         em.emit(Event::PhaseStarted("suites".into()));
         let t = Instant::now();
+        let mut diag = Diagnostics::default();
         let ctx = Ctx {
             client: cluster.client.clone(),
             catalog: &settings.catalog,
@@ -276,7 +277,7 @@ pub async fn run(
             run_dir: settings.dir.clone(),
         };
         for suite in &settings.suites {
-            interrupted |= run_suite(suite, &ctx, &mut em, &mut interrupts).await;
+            interrupted |= run_suite(suite, &ctx, &mut em, &mut interrupts, &mut diag).await;
         }
         em.emit(Event::PhaseFinished(Phase {
             name: "suites".into(),
@@ -289,33 +290,15 @@ pub async fn run(
             seconds: t.elapsed().as_secs_f64(),
         }));
 
-        // Diagnostics for failures, before anything is torn down.
-        let failed: Vec<usize> = em
-            .recorder
-            .record
-            .cases
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c.status, Status::Failed | Status::Error))
-            .map(|(i, _)| i)
-            .collect();
-        if !failed.is_empty() && !interrupted {
-            em.emit(Event::PhaseStarted("diagnostics".into()));
-            let t = Instant::now();
-            let namespaces = [plan.operator.namespace.as_str(), test_namespace.as_str()];
-            for i in &failed {
-                let case = em.recorder.record.cases[*i].clone();
-                if let Some(rel) =
-                    diagnostics::collect(&cluster.client, &settings.dir, &case, &namespaces).await
-                {
-                    em.recorder.record.cases[*i].diagnostics.push(rel);
-                }
-            }
+        if diag.count > 0 {
             em.emit(Event::PhaseFinished(Phase {
                 name: "diagnostics".into(),
                 ok: true,
-                message: format!("{} failed testcases, see diagnostics/", failed.len()),
-                seconds: t.elapsed().as_secs_f64(),
+                message: format!(
+                    "collected for {} failed testcases right after their step, see diagnostics/",
+                    diag.count
+                ),
+                seconds: diag.seconds,
             }));
         }
     }
@@ -463,12 +446,21 @@ async fn install_operator(
     ))
 }
 
-/// Runs one suite; `true` when interrupted.
+/// Time spent on diagnostics and for how many cases.
+#[derive(Default)]
+struct Diagnostics {
+    count: usize,
+    seconds: f64,
+}
+
+/// Runs one suite; `true` when interrupted. Diagnostics for a failed testcase are collected
+/// right after its step, before a later step (or teardown) changes the cluster.
 async fn run_suite(
     suite: &Suite,
     ctx: &Ctx<'_>,
     em: &mut Emitter<'_>,
     interrupts: &mut watch::Receiver<u32>,
+    diag: &mut Diagnostics,
 ) -> bool {
     // Per step: whether it failed as a whole, and the nodes it failed on.
     let mut results: BTreeMap<String, (bool, BTreeSet<String>)> = BTreeMap::new();
@@ -577,7 +569,24 @@ async fn run_suite(
             outcomes.iter().any(bad)
         };
         results.insert(step.name.clone(), (whole, failed_nodes));
-        emit_all(em, outcomes, seconds);
+        let namespaces = [
+            ctx.plan.operator.namespace.as_str(),
+            ctx.test_namespace.as_str(),
+        ];
+        for o in outcomes {
+            let mut c = case(suite, step, o, seconds);
+            if matches!(c.status, Status::Failed | Status::Error) {
+                let t = Instant::now();
+                if let Some(rel) =
+                    diagnostics::collect(&ctx.client, &ctx.run_dir, &c, &namespaces).await
+                {
+                    c.diagnostics.push(rel);
+                }
+                diag.count += 1;
+                diag.seconds += t.elapsed().as_secs_f64();
+            }
+            em.emit(Event::Case(c));
+        }
     }
     interrupted
 }

@@ -50,7 +50,10 @@ pub struct TargetFlags {
 }
 
 /// Provisions (or connects to) the cluster.
-#[expect(clippy::too_many_arguments, reason = "the resolved inputs of one phase")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the resolved inputs of one phase"
+)]
 pub async fn provision(
     target: &Target,
     flags: &TargetFlags,
