@@ -1,0 +1,447 @@
+//! Tier 2: `gpuconform run` end to end on the local cluster — the default plan, each fault
+//! fixture, SIGINT in the middle of the suites, malformed plans — through the real binary, with
+//! the JUnit read back by an independent reader (Python's junitparser).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A plan for `fixture` with short timeouts, written into `dir`.
+fn plan(dir: &Path, name: &str, fixture: &str, install: &str, step: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("plans/local.yaml")).expect("default plan");
+    let text = text
+        .replace("fixtures/clusters/seed.yaml", fixture)
+        .replace("name: local", &format!("name: {name}"))
+        .replace("install: 300s", &format!("install: {install}"))
+        .replace("step: 120s", &format!("step: {step}"));
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).expect("write plan");
+    path
+}
+
+/// The single run folder under `reports`.
+fn run_dir(reports: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
+        .expect("reports folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one run folder in {}",
+        reports.display()
+    );
+    dirs.remove(0)
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+/// `(suite/name, status, message)` of every case.
+fn cases(r: &serde_json::Value) -> Vec<(String, String, String)> {
+    r["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{}/{}",
+                    c["suite"].as_str().unwrap_or(""),
+                    c["name"].as_str().unwrap_or("")
+                ),
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Reads junit.xml with junitparser and checks what CI reporters rely on; returns
+/// `(tests, failures, errors, skipped)` as junitparser counts them.
+fn junitparser(path: &Path) -> (u64, u64, u64, u64) {
+    let python = tools_dir().join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "no test venv at {}: run scripts/install-tools",
+        python.display()
+    );
+    let script = r#"
+import sys
+from junitparser import JUnitXml, Failure, Error, Skipped
+xml = JUnitXml.fromfile(sys.argv[1])
+tests = failures = errors = skipped = 0
+for suite in xml:
+    assert suite.name, "testsuite without name"
+    float(suite.time)
+    names = set()
+    n = f = e = s = 0
+    for case in suite:
+        assert case.classname == suite.name, (case.classname, suite.name)
+        assert case.name not in names, "duplicate testcase " + case.name
+        names.add(case.name)
+        float(case.time)
+        n += 1
+        for r in case.result:
+            if isinstance(r, Failure): f += 1
+            elif isinstance(r, Error): e += 1
+            elif isinstance(r, Skipped): s += 1
+    assert (suite.tests, suite.failures, suite.errors) == (n, f, e), (suite.name, suite.tests, n, suite.failures, f, suite.errors, e)
+    tests += n; failures += f; errors += e; skipped += s
+print(tests, failures, errors, skipped)
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "junitparser rejected {}:\n{}",
+        path.display(),
+        text(&out)
+    );
+    let nums: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().expect("number"))
+        .collect();
+    (nums[0], nums[1], nums[2], nums[3])
+}
+
+/// The default plan: every testcase passes, reports are written, exit 0, teardown verified.
+#[test]
+fn default_plan_passes_with_reports() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let out = gpuconform(&["run", "--reports", &reports.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = run_dir(&reports);
+    for f in [
+        "junit.xml",
+        "results.json",
+        "summary.md",
+        "kubeconfig",
+        "operator-values.yaml",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+    let r = results(&dir);
+    assert_eq!(r["schemaVersion"], 1);
+    assert_eq!(r["exitCode"], 0);
+    assert_eq!(r["driverVersion"], "580.95.05");
+    let all = cases(&r);
+    let names: BTreeSet<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+    for want in [
+        "gpu-stack/operator/clusterpolicy",
+        "gpu-stack/labels/gpu-worker-1",
+        "gpu-stack/allocatable/gpu-worker-1",
+        "gpu-stack/workload/gpu-worker-1",
+        "teardown/uninstall",
+        "teardown/verified-empty/crd/clusterpolicies.nvidia.com",
+        "teardown/verified-empty/gpu-worker-1",
+    ] {
+        assert!(names.contains(want), "{want} missing: {names:#?}");
+    }
+    for (n, s, m) in &all {
+        assert_eq!(s, "passed", "{n}: {m}");
+    }
+    let (tests, failures, errors, _) = junitparser(&dir.join("junit.xml"));
+    assert_eq!((failures, errors), (0, 0));
+    assert_eq!(
+        tests as usize,
+        all.len() + r["phases"].as_array().map_or(0, Vec::len)
+    );
+    let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
+    assert!(summary.contains("— passed"), "{summary}");
+    assert!(
+        live_processes_mentioning(&dir).is_empty(),
+        "processes left: {:?}",
+        live_processes_mentioning(&dir)
+    );
+}
+
+/// Each fault fixture fails exactly its testcases, with messages naming node, observed and
+/// expected values; everything else keeps its status; exit 1; teardown still ran.
+#[test]
+fn fault_fixtures_fail_exactly_their_testcase() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let expectations: &[(&str, &[&str], &str)] = &[
+        (
+            "missing-label",
+            &["gpu-stack/labels/gpu-worker-1"],
+            "gpu-worker-1: nvidia.com/gpu.product is missing, expected \"Tesla-V100-SXM2-16GB\"",
+        ),
+        (
+            "count-mismatch",
+            &["gpu-stack/labels/gpu-worker-1"],
+            "gpu-worker-1: nvidia.com/gpu.count is \"0\", expected \"1\" (p3.2xlarge: 1× Tesla-V100-SXM2-16GB)",
+        ),
+        (
+            "allocatable-zero",
+            &["gpu-stack/allocatable/gpu-worker-1"],
+            "gpu-worker-1: allocatable nvidia.com/gpu is \"0\", expected \"1\"",
+        ),
+        (
+            "crash-loop",
+            &[
+                "gpu-stack/operator/clusterpolicy",
+                "gpu-stack/operator/daemonset/nvidia-dcgm-exporter",
+                "gpu-stack/operator/restarts/gpu-worker-1",
+            ],
+            "gpu-worker-1: container nvidia-dcgm-exporter of nvidia-dcgm-exporter-",
+        ),
+        (
+            "policy-not-ready",
+            &["gpu-stack/operator/clusterpolicy"],
+            "state is \"notReady\", expected \"ready\" (DriverNotReady",
+        ),
+        (
+            "leftovers",
+            &["teardown/verified-empty/gpu-worker-1"],
+            "gpu-worker-1: feature labels left after uninstall",
+        ),
+    ];
+    // Three clusters at a time.
+    for batch in expectations.chunks(3) {
+        let children: Vec<_> = batch
+            .iter()
+            .map(|(name, _, _)| {
+                let p = plan(
+                    tmp.path(),
+                    name,
+                    &format!("fixtures/clusters/faults/{name}.yaml"),
+                    "25s",
+                    "15s",
+                );
+                let reports = tmp.path().join(format!("reports-{name}"));
+                let child = Command::new(bin())
+                    .args([
+                        "run",
+                        &p.to_string_lossy(),
+                        "--reports",
+                        &reports.to_string_lossy(),
+                    ])
+                    .current_dir(root())
+                    .env("GPUCONFORM_TOOLS", tools_dir())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn run");
+                (reports, child)
+            })
+            .collect();
+        for ((name, failing, message), (reports, child)) in batch.iter().zip(children) {
+            let out = child.wait_with_output().expect("wait");
+            assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+            let dir = run_dir(&reports);
+            let all = cases(&results(&dir));
+            let failed: BTreeSet<&str> = all
+                .iter()
+                .filter(|(_, s, _)| s == "failed" || s == "error")
+                .map(|(n, _, _)| n.as_str())
+                .collect();
+            let want: BTreeSet<&str> = failing.iter().copied().collect();
+            assert_eq!(failed, want, "{name}: wrong testcases failed:\n{all:#?}");
+            assert!(
+                all.iter()
+                    .any(|(n, _, m)| want.contains(n.as_str()) && m.contains(message)),
+                "{name}: no failure message containing `{message}`:\n{all:#?}"
+            );
+            for (n, s, m) in &all {
+                if want.contains(n.as_str()) {
+                    continue;
+                }
+                let skipped_ok =
+                    *name == "allocatable-zero" && n == "gpu-stack/workload/gpu-worker-1";
+                let expected = if skipped_ok { "skipped" } else { "passed" };
+                assert_eq!(s, expected, "{name}: {n} changed status ({m})");
+            }
+            // Failures come with diagnostics; teardown ran.
+            let r = results(&dir);
+            let diag = r["cases"]
+                .as_array()
+                .expect("cases")
+                .iter()
+                .filter(|c| c["status"] == "failed")
+                .all(|c| {
+                    c["diagnostics"].as_array().is_some_and(|d| {
+                        d.iter().any(|p| {
+                            dir.join(p.as_str().unwrap_or(""))
+                                .join("events.txt")
+                                .is_file()
+                        })
+                    })
+                });
+            assert!(diag, "{name}: failed testcases without diagnostics");
+            let teardown = r["phases"]
+                .as_array()
+                .expect("phases")
+                .iter()
+                .find(|p| p["name"] == "teardown")
+                .expect("teardown phase");
+            assert_eq!(teardown["ok"], true, "{name}: {teardown}");
+            let (_, failures, _, _) = junitparser(&dir.join("junit.xml"));
+            assert_eq!(failures as usize, want.len(), "{name}");
+            assert!(
+                live_processes_mentioning(&dir).is_empty(),
+                "{name}: processes left"
+            );
+        }
+    }
+}
+
+/// SIGINT while a step waits: the step stops, teardown runs, JUnit is still written, exit 130.
+#[test]
+fn sigint_during_suites_tears_down_and_reports() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The ClusterPolicy never gets ready here, so the operator step waits for its whole timeout.
+    let p = plan(
+        tmp.path(),
+        "interrupted",
+        "fixtures/clusters/faults/policy-not-ready.yaml",
+        "300s",
+        "120s",
+    );
+    let reports = tmp.path().join("reports");
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            &p.to_string_lossy(),
+            "--reports",
+            &reports.to_string_lossy(),
+        ])
+        .current_dir(root())
+        .env("GPUCONFORM_TOOLS", tools_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("gpu-stack/operator (operator)") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "operator step never started:\n{seen}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = i32::try_from(child.id()).expect("pid");
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
+    let dir = run_dir(&reports);
+    let r = results(&dir);
+    assert_eq!(r["interrupted"], true);
+    assert_eq!(r["exitCode"], 130);
+    let teardown = r["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == "teardown")
+        .expect("teardown phase");
+    assert_eq!(teardown["ok"], true, "{teardown}");
+    let all = cases(&r);
+    assert!(
+        all.iter()
+            .any(|(_, s, m)| s == "skipped" && m.contains("interrupted")),
+        "{all:#?}"
+    );
+    junitparser(&dir.join("junit.xml"));
+    assert!(
+        live_processes_mentioning(&dir).is_empty(),
+        "processes left: {:?}",
+        live_processes_mentioning(&dir)
+    );
+}
+
+/// A malformed plan and suites: every error with file, line and field, exit 2, nothing started.
+#[test]
+fn malformed_plan_and_suites_are_rejected_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let suites = tmp.path().join("suites");
+    std::fs::create_dir(&suites).expect("mkdir");
+    std::fs::write(
+        suites.join("bad.yaml"),
+        "name: bad\nsteps:\n  - name: a\n    check: labelz\n  - name: b\n    check: operator\n    needs: [zz]\n    with: {maxRestarts: -1}\n",
+    )
+    .expect("write suite");
+    let p = tmp.path().join("plan.yaml");
+    std::fs::write(
+        &p,
+        "name: bad-plan\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\nsuites: [bad]\n",
+    )
+    .expect("write plan");
+    let reports = tmp.path().join("reports");
+    let out = gpuconform(&[
+        "run",
+        &p.to_string_lossy(),
+        "--suite-dir",
+        &suites.to_string_lossy(),
+        "--reports",
+        &reports.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "bad.yaml:4:12: field `steps[0].check`: unknown check `labelz`",
+        "bad.yaml:7:13: field `steps[1].needs[0]`: `zz` is not a step of this suite",
+        "field `steps[1].with.maxRestarts`: must be a non-negative integer",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    assert!(
+        !reports.exists(),
+        "a report folder was created for a bad plan"
+    );
+
+    std::fs::write(&p, "name: Bad_Plan\ntarget: {}\noperator:\n  chart: fixtures/charts/gpu-operator\nsuites: [gpu-stack]\n").expect("write");
+    let out = gpuconform(&[
+        "run",
+        &p.to_string_lossy(),
+        "--reports",
+        &reports.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plan.yaml:1:7: field `name`"),
+        "{}",
+        text(&out)
+    );
+
+    // `lint` checks the shipped files cleanly and reports the bad suite's errors.
+    let out = gpuconform(&["lint"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = gpuconform(&["lint", &suites.join("bad.yaml").to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("error: ")
+            .count(),
+        3,
+        "{}",
+        text(&out)
+    );
+}
