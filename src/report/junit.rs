@@ -33,6 +33,13 @@ pub fn render(record: &RunRecord) -> Result<String, quick_junit::SerializeError>
         case.set_system_out(p.message.clone());
         phases.add_test_case(case);
     }
+    phases.set_time(Duration::from_secs_f64(
+        record
+            .phases
+            .iter()
+            .map(|p| p.seconds.max(0.0))
+            .sum::<f64>(),
+    ));
     report.add_test_suite(phases);
 
     for suite in record.suites() {

@@ -153,3 +153,134 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed record: one failure with diagnostics, a warning, a skip, every phase.
+    fn sample() -> RunRecord {
+        let case =
+            |step: &str, name: &str, node: Option<&str>, status: Status, message: Option<&str>| {
+                Case {
+                    suite: if step == "verified-empty" {
+                        "teardown".into()
+                    } else {
+                        "gpu-stack".into()
+                    },
+                    step: step.into(),
+                    check: step.into(),
+                    name: name.into(),
+                    node: node.map(str::to_string),
+                    status,
+                    message: message.map(str::to_string),
+                    detail: format!("detail of {name}"),
+                    warnings: Vec::new(),
+                    seconds: 1.5,
+                    diagnostics: Vec::new(),
+                }
+            };
+        let mut failed = case(
+            "labels",
+            "labels/gpu-worker-1",
+            Some("gpu-worker-1"),
+            Status::Failed,
+            Some(
+                "gpu-worker-1: nvidia.com/gpu.count is \"0\", expected \"1\" (p3.2xlarge: 1× Tesla-V100-SXM2-16GB)",
+            ),
+        );
+        failed
+            .diagnostics
+            .push("diagnostics/gpu-stack-labels-gpu-worker-1".into());
+        let mut warned = case(
+            "verified-empty",
+            "verified-empty/gpu-worker-1",
+            Some("gpu-worker-1"),
+            Status::Passed,
+            None,
+        );
+        warned.warnings.push("gpu-worker-1: 2 nvidia.com labels left after uninstall: nvidia.com/gpu.present, nvidia.com/gpu.deploy.driver".into());
+        RunRecord {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: "local-20261128-120000".into(),
+            plan: "local".into(),
+            plan_file: "plans/local.yaml".into(),
+            started_at: "2026-11-28T12:00:00+00:00".into(),
+            seconds: 42.25,
+            cluster: "local/seed".into(),
+            kubernetes_version: "v1.35.4".into(),
+            operator_chart: "fixtures/charts/gpu-operator".into(),
+            operator_chart_version: "gpu-operator-26.7.0".into(),
+            driver_version: "580.95.05".into(),
+            gpu_models: vec!["p3.2xlarge: 1× Tesla-V100-SXM2-16GB".into()],
+            phases: ["provision", "install", "suites", "teardown"]
+                .iter()
+                .map(|p| Phase {
+                    name: (*p).into(),
+                    ok: true,
+                    message: format!("{p} ok"),
+                    seconds: 2.0,
+                })
+                .collect(),
+            cases: vec![
+                case(
+                    "operator",
+                    "operator/clusterpolicy",
+                    None,
+                    Status::Passed,
+                    None,
+                ),
+                failed,
+                case(
+                    "workload",
+                    "workload/gpu-worker-1",
+                    Some("gpu-worker-1"),
+                    Status::Skipped,
+                    Some("needs `allocatable`, which failed on gpu-worker-1"),
+                ),
+                warned,
+            ],
+            leftovers: Vec::new(),
+            interrupted: false,
+            exit_code: 1,
+        }
+    }
+
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("GPUCONFORM_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).expect("write golden");
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (GPUCONFORM_UPDATE_GOLDEN=1 writes it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            actual, want,
+            "{name} differs from the golden file (GPUCONFORM_UPDATE_GOLDEN=1 updates it)"
+        );
+    }
+
+    #[test]
+    fn junit_matches_golden() {
+        golden("junit.xml", &junit::render(&sample()).expect("render"));
+    }
+
+    #[test]
+    fn summary_matches_golden() {
+        golden("summary.md", &summary::render(&sample()));
+    }
+
+    #[test]
+    fn junit_parses_back_with_the_same_counts() {
+        let xml = junit::render(&sample()).expect("render");
+        let report = quick_junit::Report::deserialize_from_str(&xml).expect("parse back");
+        assert_eq!(report.tests, 8);
+        assert_eq!(report.failures, 1);
+        assert_eq!(report.errors, 0);
+    }
+}
