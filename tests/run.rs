@@ -445,3 +445,40 @@ fn malformed_plan_and_suites_are_rejected_before_anything_starts() {
         text(&out)
     );
 }
+
+/// The `kubeconfig` target against an existing cluster (a local one started beforehand): the run
+/// passes, tears down only what it created (release, namespaces), and leaves the cluster running.
+#[test]
+fn kubeconfig_target_uses_an_existing_cluster() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = tmp.path().join("cluster");
+    let _down = DownOnDrop(cluster.clone());
+    let up = gpuconform(&["local", "up", "--dir", &cluster.to_string_lossy()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let kubeconfig = cluster.join("kubeconfig");
+    let text_plan = std::fs::read_to_string(root().join("plans/local.yaml"))
+        .expect("plan")
+        .replace(
+            "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
+            &format!("  kubeconfig:\n    path: {}\n", kubeconfig.display()),
+        )
+        .replace("name: local", "name: existing");
+    let p = tmp.path().join("existing.yaml");
+    std::fs::write(&p, text_plan).expect("write plan");
+    let reports = tmp.path().join("reports");
+    let out = gpuconform(&[
+        "run",
+        &p.to_string_lossy(),
+        "--reports",
+        &reports.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = results(&run_dir(&reports));
+    assert_eq!(r["cluster"], "127.0.0.1");
+    // The cluster is still there and the run's namespaces are gone.
+    let ns = kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"]);
+    assert!(ns.status.success(), "{}", text(&ns));
+    let names = String::from_utf8_lossy(&ns.stdout);
+    assert!(!names.contains("gpu-operator"), "{names}");
+    assert!(!names.contains("gpuconform-"), "{names}");
+}
