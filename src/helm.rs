@@ -94,7 +94,8 @@ impl Helm {
     }
 
     /// The release's status and chart (`deployed`, `gpu-operator-v26.7.0`), `None` if absent.
-    /// (helm 4 lists releases in every status by default.)
+    /// Half-done releases (`pending-install`, `uninstalling`, ...) count as present: helm 3 lists
+    /// only deployed and failed ones by default, so every status is asked for explicitly.
     pub async fn status(&self, spec: &OperatorSpec) -> Result<Option<(String, String)>, HelmError> {
         let args: Vec<String> = vec![
             "list".into(),
@@ -102,6 +103,11 @@ impl Helm {
             spec.namespace.clone(),
             "--filter".into(),
             format!("^{}$", spec.release),
+            "--deployed".into(),
+            "--failed".into(),
+            "--pending".into(),
+            "--superseded".into(),
+            "--uninstalling".into(),
             "--output".into(),
             "json".into(),
         ];

@@ -124,9 +124,18 @@ print(tests, failures, errors, skipped)
 fn default_plan_passes_with_reports() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let reports = tmp.path().join("reports");
-    let out = gpuconform(&["run", "--reports", &reports.to_string_lossy()]);
+    let step_summary = tmp.path().join("step-summary.md");
+    let out = Command::new(bin())
+        .args(["run", "--reports", &reports.to_string_lossy()])
+        .current_dir(root())
+        .env("GPUCONFORM_TOOLS", tools_dir())
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dir = run_dir(&reports);
+    let appended = std::fs::read_to_string(&step_summary).expect("GITHUB_STEP_SUMMARY written");
+    assert!(appended.contains("— passed"), "{appended}");
     for f in [
         "junit.xml",
         "results.json",

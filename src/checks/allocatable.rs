@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Ctx, GpuNode, Outcome, left};
+use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::sim::world::gpu_resources;
 use crate::suite::Step;
 
@@ -66,6 +66,15 @@ pub fn problems(node: &Node, g: &GpuNode) -> Vec<String> {
     let have = gpu_resources(node);
     let mut out = Vec::new();
     for (name, want) in expected(node, g) {
+        if want == 0 {
+            // Never pass a node by expecting nothing of it.
+            out.push(format!(
+                "{}: cannot tell how many {name} to expect (its count label is missing or 0) ({})",
+                g.name,
+                g.describe()
+            ));
+            continue;
+        }
         let (cap, alloc) = have.get(&name).copied().unwrap_or((0, 0));
         let shown = |v: u64| {
             if have.contains_key(&name) {
@@ -96,6 +105,9 @@ pub fn problems(node: &Node, g: &GpuNode) -> Vec<String> {
 
 /// Runs the check.
 pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
+    if nodes.is_empty() {
+        return no_nodes(ctx);
+    }
     let api: Api<Node> = Api::all(ctx.client.clone());
     let mut last: BTreeMap<String, Option<Node>> =
         nodes.iter().map(|n| (n.name.clone(), None)).collect();

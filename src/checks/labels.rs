@@ -12,12 +12,15 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Ctx, GpuNode, Outcome, left};
+use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::sim::labels::has_nvidia_pci_label;
 use crate::suite::Step;
 
 /// Runs the check: waits until every node's labels are right or the deadline, then reports.
 pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
+    if nodes.is_empty() {
+        return no_nodes(ctx);
+    }
     let tolerance = step.int("memoryTolerancePercent", 2).clamp(0, 100) as u64;
     let driver = ctx.plan.operator.driver_version();
     let mut last: BTreeMap<String, Option<Node>> =

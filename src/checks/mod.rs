@@ -76,6 +76,8 @@ pub struct InstallRecord {
     pub crd_uid: Option<String>,
     /// Chart version helm reported.
     pub chart_version: String,
+    /// The release existed before this run (it is upgraded, and teardown leaves it).
+    pub preexisting: bool,
 }
 
 /// One result of a check.
@@ -166,6 +168,22 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
             None,
             format!("unknown check `{other}`"),
         )],
+    }
+}
+
+/// The outcome of a per-node check with no node to check: a failure when the cluster has no
+/// GPU node the catalog knows (a GPU check that checks nothing must not pass), nothing when
+/// every GPU node was skipped by a failed `needs` (the runner reports those).
+pub fn no_nodes(ctx: &Ctx<'_>) -> Vec<Outcome> {
+    if ctx.gpu_nodes.is_empty() {
+        vec![Outcome::fail(
+            "gpu-nodes",
+            None,
+            "no GPU nodes: no node's node.kubernetes.io/instance-type is a GPU instance type in the instance catalog",
+            "",
+        )]
+    } else {
+        Vec::new()
     }
 }
 

@@ -191,6 +191,8 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
                         | "nvidia.com/gpu.count"
                         | "nvidia.com/gpu.memory"
                         | "feature.node.kubernetes.io/pci-10de.present"
+                        | "feature.node.kubernetes.io/pci-0302_10de.present"
+                        | "feature.node.kubernetes.io/pci-0300_10de.present"
                 )
             })
             .collect();

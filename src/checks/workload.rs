@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Ctx, GpuNode, Outcome, left};
+use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::suite::Step;
 
 /// The GPU Operator e2e's smoke image.
@@ -19,6 +19,9 @@ pub const DEFAULT_IMAGE: &str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12
 
 /// Runs the check.
 pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
+    if nodes.is_empty() {
+        return no_nodes(ctx);
+    }
     let image = step.str("image", DEFAULT_IMAGE);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut names: BTreeMap<String, String> = BTreeMap::new();

@@ -63,6 +63,9 @@ pub fn interrupt_counter() -> watch::Receiver<u32> {
     );
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = handlers else {
+            // No handlers: never report an interrupt (dropping the sender would look like one).
+            std::future::pending::<()>().await;
+            drop(tx);
             return;
         };
         loop {
@@ -222,9 +225,19 @@ pub async fn run(
     // Everything between provision and teardown; a signal ends it early.
     let mut install = InstallRecord::default();
     let mut interrupted = false;
-    let gpu_nodes = checks::gpu_nodes(&cluster.client, &settings.catalog)
-        .await
-        .unwrap_or_default();
+    let gpu_nodes = match checks::gpu_nodes(&cluster.client, &settings.catalog).await {
+        Ok(n) => n,
+        Err(e) => {
+            infra_failed = true;
+            em.emit(Event::Warning(format!("list nodes: {e}")));
+            Vec::new()
+        }
+    };
+    if gpu_nodes.is_empty() && !infra_failed {
+        em.emit(Event::Warning(
+            "no GPU nodes: no node's instance type is a GPU type in the instance catalog".into(),
+        ));
+    }
     let mut models: BTreeSet<String> = BTreeSet::new();
     for g in &gpu_nodes {
         models.insert(g.describe());
@@ -306,14 +319,16 @@ pub async fn run(
     // Teardown, always.
     em.emit(Event::PhaseStarted("teardown".into()));
     let t = Instant::now();
+    // Only a second signal aborts teardown: the first one (now or earlier) lets it finish.
     let already = *interrupts.borrow_and_update();
+    let abort_after = already.max(1);
     let is_local = cluster.local.is_some();
     let leftovers = {
-        let work = teardown(&settings, &mut cluster, &helm, &test_namespace);
+        let work = teardown(&settings, &mut cluster, &helm, &test_namespace, &install);
         tokio::pin!(work);
         tokio::select! {
             l = &mut work => l,
-            _ = wait_for_more(&mut interrupts, already) => {
+            _ = wait_for_more(&mut interrupts, abort_after) => {
                 let mut left = vec![format!(
                     "teardown aborted by a second signal: release {} in namespace {} and namespace {} may remain",
                     plan.operator.release, plan.operator.namespace, test_namespace
@@ -342,7 +357,8 @@ pub async fn run(
 
     let mut record = em.recorder.record;
     record.leftovers = leftovers;
-    record.interrupted = interrupted;
+    record.interrupted = interrupted || *interrupts.borrow() > 0;
+    let interrupted = record.interrupted;
     let (_, failed, errors, _) = record.counts();
     record.exit_code = if interrupted {
         exit_codes::INTERRUPTED
@@ -403,6 +419,7 @@ async fn install_operator(
     // JSON is YAML; helm reads it as a values file.
     let text = serde_json::to_string_pretty(&plan.operator.values).map_err(|e| e.to_string())?;
     std::fs::write(&values, text).map_err(|e| format!("write {}: {e}", values.display()))?;
+    install.preexisting = matches!(helm.status(&plan.operator).await, Ok(Some(_)));
     helm.install(&plan.operator, &values, plan.timeouts.install)
         .await
         .map_err(|e| e.to_string())?;
@@ -435,14 +452,19 @@ async fn install_operator(
         Err(e) => return Err(format!("create namespace {test_namespace}: {e}")),
     }
     Ok(format!(
-        "helm release {} ({}) in namespace {}; test namespace {test_namespace}",
+        "helm release {} ({}) in namespace {}{}; test namespace {test_namespace}",
         plan.operator.release,
         if install.chart_version.is_empty() {
             "?"
         } else {
             &install.chart_version
         },
-        plan.operator.namespace
+        plan.operator.namespace,
+        if install.preexisting {
+            " (it existed before this run: upgraded, and left in place by teardown)"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -532,7 +554,19 @@ async fn run_suite(
             .filter(|n| !skipped_nodes.contains_key(*n))
             .cloned()
             .collect();
-        let seen = *interrupts.borrow_and_update();
+        // A signal that came in between steps counts too; after an interrupt only a further
+        // signal stops a `finally` step.
+        let current = *interrupts.borrow_and_update();
+        if current > 0 && !interrupted && !is_finally {
+            interrupted = true;
+            emit_all(
+                em,
+                vec![Outcome::skip(step.name.clone(), None, "run interrupted")],
+                0.0,
+            );
+            continue;
+        }
+        let seen = if is_finally { current } else { 0 };
         let outcomes = tokio::select! {
             o = checks::run(step, ctx, deadline, &only) => Some(o),
             _ = wait_for_more(interrupts, seen) => None,
@@ -558,13 +592,17 @@ async fn run_suite(
             }
         }
         let bad = |o: &Outcome| matches!(o.status, Status::Failed | Status::Error);
-        let failed_nodes: BTreeSet<String> = outcomes
+        let mut failed_nodes: BTreeSet<String> = skipped_nodes.keys().cloned().collect();
+        let newly: BTreeSet<String> = outcomes
             .iter()
             .filter(|o| bad(o))
             .filter_map(|o| o.node.clone())
             .collect();
+        failed_nodes.extend(newly);
+        // A per-node step fails as a whole when it has nothing to show or a cluster-wide
+        // outcome (no GPU nodes at all) failed.
         let whole = if per_node {
-            outcomes.is_empty()
+            outcomes.is_empty() || outcomes.iter().any(|o| bad(o) && o.node.is_none())
         } else {
             outcomes.iter().any(bad)
         };
@@ -618,12 +656,15 @@ async fn teardown(
     cluster: &mut Cluster,
     helm: &Helm,
     test_namespace: &str,
+    install: &InstallRecord,
 ) -> Vec<String> {
     let plan = &settings.plan;
     let limit = plan.timeouts.teardown;
     let mut left = Vec::new();
-    // The operator, if the teardown suite did not already remove it.
+    // The operator, if the teardown suite did not already remove it — and only if this run
+    // installed it: a release that was there before belongs to someone else.
     match helm.status(&plan.operator).await {
+        Ok(Some(_)) if install.preexisting => {}
         Ok(Some(_)) => {
             if let Err(e) = helm.uninstall(&plan.operator, limit).await {
                 left.push(format!("helm release {}: {e}", plan.operator.release));
@@ -639,7 +680,11 @@ async fn teardown(
     // On an existing cluster the namespaces must go; a local cluster goes entirely anyway.
     if cluster.local.is_none() {
         let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-        for ns in [plan.operator.namespace.as_str(), test_namespace] {
+        let mut ours = vec![test_namespace];
+        if !install.preexisting {
+            ours.push(plan.operator.namespace.as_str());
+        }
+        for ns in ours {
             match namespaces.delete(ns, &DeleteParams::default()).await {
                 Ok(_) => {
                     if let Err(e) =
