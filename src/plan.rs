@@ -14,6 +14,11 @@ use serde::Deserialize;
 
 use crate::input::{InputError, Spanned, load_yaml};
 
+/// The real GPU Operator chart, used when a plan names none.
+pub const NVIDIA_CHART: &str = "gpu-operator";
+/// NVIDIA's Helm repository.
+pub const NVIDIA_REPO: &str = "https://helm.ngc.nvidia.com/nvidia";
+
 /// The plan `gpuconform run` uses without arguments.
 pub const DEFAULT_PLAN: &str = "plans/local.yaml";
 
@@ -24,7 +29,8 @@ struct RawPlan {
     #[serde(default)]
     description: Option<String>,
     target: RawTarget,
-    operator: RawOperator,
+    #[serde(default)]
+    operator: Option<RawOperator>,
     suites: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     timeouts: RawTimeouts,
@@ -61,7 +67,8 @@ struct RawKubeconfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawOperator {
-    chart: Spanned<String>,
+    #[serde(default)]
+    chart: Option<Spanned<String>>,
     #[serde(default)]
     repo: Option<Spanned<String>>,
     #[serde(default)]
@@ -245,20 +252,35 @@ impl Plan {
             }
         };
 
-        let op = &raw.operator;
-        let chart_is_path = op.chart.value.starts_with('.')
-            || op.chart.value.starts_with('/')
-            || op.chart.value.starts_with("fixtures/");
-        if chart_is_path
-            && op.repo.is_none()
-            && !Path::new(&op.chart.value).join("Chart.yaml").is_file()
-        {
-            return Err(InputError::at(
-                file,
-                &op.chart,
-                "operator.chart",
-                format!("no chart at `{}` (no Chart.yaml there)", op.chart.value),
-            ));
+        let op = raw.operator.clone().unwrap_or(RawOperator {
+            chart: None,
+            repo: None,
+            version: None,
+            namespace: None,
+            release: None,
+            values: None,
+        });
+        // No chart named: the real one from NVIDIA's repository.
+        let (chart, repo) = match (&op.chart, &op.repo) {
+            (None, None) => (NVIDIA_CHART.to_string(), Some(NVIDIA_REPO.to_string())),
+            (None, Some(r)) => (NVIDIA_CHART.to_string(), Some(r.value.clone())),
+            (Some(c), r) => (c.value.clone(), r.as_ref().map(|r| r.value.clone())),
+        };
+        if let Some(c) = &op.chart {
+            let chart_is_path = c.value.starts_with('.')
+                || c.value.starts_with('/')
+                || c.value.starts_with("fixtures/");
+            if chart_is_path
+                && op.repo.is_none()
+                && !Path::new(&c.value).join("Chart.yaml").is_file()
+            {
+                return Err(InputError::at(
+                    file,
+                    c,
+                    "operator.chart",
+                    format!("no chart at `{}` (no Chart.yaml there)", c.value),
+                ));
+            }
         }
         if let Some(repo) = &op.repo
             && !(repo.value.starts_with("https://")
@@ -301,7 +323,7 @@ impl Plan {
         if !values.is_object() {
             return Err(InputError::at(
                 file,
-                &op.chart,
+                &raw.name,
                 "operator.values",
                 "values must be a mapping",
             ));
@@ -387,8 +409,8 @@ impl Plan {
             description: raw.description,
             target,
             operator: OperatorSpec {
-                chart: op.chart.value.clone(),
-                repo: op.repo.as_ref().map(|r| r.value.clone()),
+                chart,
+                repo,
                 version: op.version.clone(),
                 namespace,
                 release,
@@ -513,6 +535,15 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
             assert!(e.message.contains(msg), "{e}");
         }
+    }
+
+    #[test]
+    fn the_real_chart_is_the_default() {
+        let text = "name: t\ntarget:\n  kubeconfig: {}\nsuites: [gpu-stack]\n";
+        let p = check(text).expect("valid");
+        assert_eq!(p.operator.chart, NVIDIA_CHART);
+        assert_eq!(p.operator.repo.as_deref(), Some(NVIDIA_REPO));
+        assert_eq!(p.operator.namespace, "gpu-operator");
     }
 
     #[test]
