@@ -1,0 +1,5 @@
+//! `gpuconform-bench`: see `gpuconform::bench`.
+
+fn main() -> std::process::ExitCode {
+    gpuconform::bench::cli::main()
+}
