@@ -38,6 +38,15 @@ struct RawPlan {
     reports: Option<String>,
     #[serde(default)]
     teardown: RawTeardown,
+    #[serde(default)]
+    bench: RawBench,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBench {
+    #[serde(default)]
+    image: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +207,12 @@ pub struct Plan {
     pub reports: PathBuf,
     /// How operator labels left after uninstall count.
     pub leftover_labels: Leftovers,
+    /// The `gpuconform-bench` image the throughput suite runs.
+    pub bench_image: String,
 }
+
+/// The bench image when a plan names none (built from `images/bench/Dockerfile`).
+pub const DEFAULT_BENCH_IMAGE: &str = "ghcr.io/gpuconform/gpuconform-bench:0.1.0";
 
 impl Plan {
     /// Reads and validates a plan. `suite_dir` is where suite names must resolve.
@@ -403,6 +417,18 @@ impl Plan {
                 ));
             }
         };
+        let bench_image = match &raw.bench.image {
+            Some(i) if i.value.trim().is_empty() || i.value.contains(char::is_whitespace) => {
+                return Err(InputError::at(
+                    file,
+                    i,
+                    "bench.image",
+                    format!("`{}` is not an image reference", i.value),
+                ));
+            }
+            Some(i) => i.value.clone(),
+            None => DEFAULT_BENCH_IMAGE.to_string(),
+        };
         Ok(Self {
             file: file.to_path_buf(),
             name: raw.name.value,
@@ -420,6 +446,7 @@ impl Plan {
             timeouts,
             reports: PathBuf::from(raw.reports.unwrap_or_else(|| "reports".into())),
             leftover_labels,
+            bench_image,
         })
     }
 }

@@ -55,6 +55,22 @@ pub const CHECKS: &[(&str, &str, &[Param])] = &[
         )],
     ),
     (
+        "throughput",
+        "gpuconform-bench in a pod per GPU node: per GPU and metric the value against the floor from the GPU performance table, and stragglers",
+        &[
+            (
+                "stragglerPercent",
+                ParamType::Int,
+                "a GPU this many percent below the best of its model fails (default 10)",
+            ),
+            (
+                "repetitions",
+                ParamType::Int,
+                "timed repetitions per metric (default 20)",
+            ),
+        ],
+    ),
+    (
         "uninstall",
         "helm uninstall of the operator release, then deletion of its namespace",
         &[],

@@ -156,6 +156,9 @@ fn default_plan_passes_with_reports() {
         "gpu-stack/labels/gpu-worker-1",
         "gpu-stack/allocatable/gpu-worker-1",
         "gpu-stack/workload/gpu-worker-1",
+        "throughput/bench/gpu-worker-1",
+        "throughput/bench/gpu-worker-1/gpu0/triad",
+        "throughput/bench/gpu-worker-1/gpu0/straggler",
         "teardown/uninstall",
         "teardown/verified-empty/crd/clusterpolicies.nvidia.com",
         "teardown/verified-empty/gpu-worker-1",
@@ -173,6 +176,15 @@ fn default_plan_passes_with_reports() {
     );
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
     assert!(summary.contains("— passed"), "{summary}");
+    assert!(summary.contains("## Throughput (simulated)"), "{summary}");
+    let bmf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).expect("bench.json"))
+            .expect("BMF is JSON");
+    let triad = &bmf["gpu-worker-1/gpu0/triad"]["throughput-gb-s"];
+    assert!(triad["value"].as_f64().is_some_and(|v| v > 630.0), "{bmf}");
+    assert!(triad["lower_value"].as_f64() <= triad["value"].as_f64());
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.matches("<svg").count() >= 8, "one chart per metric");
     assert!(
         live_processes_mentioning(&dir).is_empty(),
         "processes left: {:?}",

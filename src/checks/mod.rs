@@ -8,6 +8,7 @@ pub mod allocatable;
 pub mod labels;
 pub mod operator;
 pub mod teardown;
+pub mod throughput;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -65,6 +66,10 @@ pub struct Ctx<'a> {
     pub install: &'a InstallRecord,
     /// The run folder.
     pub run_dir: PathBuf,
+    /// The GPU performance table (peaks, floors).
+    pub perf: &'a crate::bench::model::PerfTable,
+    /// Bench results of this run, for the benchmark reports.
+    pub bench: &'a std::sync::Mutex<Vec<throughput::NodeBench>>,
 }
 
 /// What the install phase recorded, for the teardown check.
@@ -161,6 +166,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
         "labels" => labels::run(step, ctx, &nodes, deadline).await,
         "allocatable" => allocatable::run(step, ctx, &nodes, deadline).await,
         "workload" => workload::run(step, ctx, &nodes, deadline).await,
+        "throughput" => throughput::run(step, ctx, &nodes, deadline).await,
         "uninstall" => teardown::uninstall(ctx, deadline).await,
         "teardown" => teardown::verify(ctx, deadline).await,
         other => vec![Outcome::error(
@@ -189,7 +195,7 @@ pub fn no_nodes(ctx: &Ctx<'_>) -> Vec<Outcome> {
 
 /// Whether a check reports per node (so `needs` can skip single nodes).
 pub fn per_node(check: &str) -> bool {
-    matches!(check, "labels" | "allocatable" | "workload")
+    matches!(check, "labels" | "allocatable" | "workload" | "throughput")
 }
 
 /// GPU nodes of the cluster by the catalog: nodes whose instance type has GPUs.

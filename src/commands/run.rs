@@ -68,6 +68,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         },
         run_id,
         dir: dir.clone(),
+        perf: crate::bench::model::PerfTable::embedded()?,
     };
     let interrupts = runner::interrupt_counter();
     let mut terminal = Terminal::new(*printer);

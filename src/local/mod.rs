@@ -196,8 +196,13 @@ impl LocalCluster {
             Ok((state, client)) => {
                 // The GPU stack's stand-in runs as long as the cluster does.
                 let log = crate::sim::SimLog::open(&dir.log("gpu-simulator"));
-                let simulator =
-                    crate::sim::spawn(client.clone(), fixture.clone(), catalog.clone(), log);
+                let simulator = crate::sim::spawn(
+                    client.clone(),
+                    fixture.clone(),
+                    catalog.clone(),
+                    log,
+                    dir.kwok().join("pod-logs"),
+                );
                 Ok(Self {
                     dir,
                     state,

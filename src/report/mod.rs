@@ -4,6 +4,7 @@
 //! Everything is rendered from one [`RunRecord`], so the JUnit, the JSON and the summary never
 //! disagree.
 
+pub mod bench;
 pub mod junit;
 pub mod summary;
 pub mod terminal;
@@ -97,6 +98,8 @@ pub struct RunRecord {
     pub driver_version: String,
     /// GPU products per node type, e.g. `p3.2xlarge: 1× Tesla-V100-SXM2-16GB`.
     pub gpu_models: Vec<String>,
+    /// Throughput measurements, one row per node × GPU × metric.
+    pub benchmarks: Vec<bench::BenchRow>,
     /// Phases in order.
     pub phases: Vec<Phase>,
     /// Testcases in order.
@@ -141,6 +144,12 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
     std::fs::write(dir.join("junit.xml"), junit)?;
     let json = serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("results.json"), json + "\n")?;
+    if !record.benchmarks.is_empty() {
+        let bmf = serde_json::to_string_pretty(&bench::bmf(&record.benchmarks))
+            .map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("bench.json"), bmf + "\n")?;
+        std::fs::write(dir.join("report.html"), bench::html(record))?;
+    }
     let md = summary::render(record);
     std::fs::write(dir.join("summary.md"), &md)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
@@ -213,6 +222,7 @@ mod tests {
             operator_chart_version: "gpu-operator-26.7.0".into(),
             driver_version: "580.95.05".into(),
             gpu_models: vec!["p3.2xlarge: 1× Tesla-V100-SXM2-16GB".into()],
+            benchmarks: Vec::new(),
             phases: ["provision", "install", "suites", "teardown"]
                 .iter()
                 .map(|p| Phase {

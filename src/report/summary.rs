@@ -76,6 +76,7 @@ pub fn render(r: &RunRecord) -> String {
             escape(&msg)
         ));
     }
+    s.push_str(&super::bench::markdown(&r.benchmarks));
     if !r.leftovers.is_empty() {
         s.push_str("\n## Left behind by teardown\n\n");
         for l in &r.leftovers {

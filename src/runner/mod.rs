@@ -51,6 +51,8 @@ pub struct RunSettings {
     pub run_id: String,
     /// `reports/<run-id>`.
     pub dir: PathBuf,
+    /// The GPU performance table.
+    pub perf: crate::bench::model::PerfTable,
 }
 
 /// Counts SIGINT/SIGTERM; the runner watches the count.
@@ -117,6 +119,7 @@ pub async fn run(
         operator_chart_version: plan.operator.version.clone().unwrap_or_default(),
         driver_version: plan.operator.driver_version().unwrap_or_default(),
         gpu_models: Vec::new(),
+        benchmarks: Vec::new(),
         phases: Vec::new(),
         cases: Vec::new(),
         leftovers: Vec::new(),
@@ -279,7 +282,10 @@ pub async fn run(
         em.emit(Event::PhaseStarted("suites".into()));
         let t = Instant::now();
         let mut diag = Diagnostics::default();
+        let bench_store = std::sync::Mutex::new(Vec::new());
         let ctx = Ctx {
+            perf: &settings.perf,
+            bench: &bench_store,
             client: cluster.client.clone(),
             catalog: &settings.catalog,
             plan,
@@ -303,6 +309,8 @@ pub async fn run(
             seconds: t.elapsed().as_secs_f64(),
         }));
 
+        let stored = bench_store.lock().map(|v| v.clone()).unwrap_or_default();
+        em.recorder.record.benchmarks = crate::report::bench::rows(&stored, &settings.perf);
         if diag.count > 0 {
             em.emit(Event::PhaseFinished(Phase {
                 name: "diagnostics".into(),

@@ -73,6 +73,16 @@ impl Actor {
                 api.patch_status(&name, &pp, &Patch::Merge(&patch)).await?;
             }
             Action::StopNode { node } => self.stop_node(&node).await?,
+            Action::PodLog {
+                namespace,
+                name,
+                container,
+                file,
+                lines,
+            } => {
+                self.pod_log(&namespace, &name, &container, &file, &lines)
+                    .await?
+            }
             Action::DeleteCrds(names) => {
                 let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
                 for name in names {
@@ -117,6 +127,44 @@ impl Actor {
         let patch = json!({"status": {"conditions": conditions}});
         api.patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+        Ok(())
+    }
+
+    /// Writes the log in the CRI format kwok reads and creates the pod's `Logs` object.
+    async fn pod_log(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        file: &std::path::Path,
+        lines: &[String],
+    ) -> Result<(), kube::Error> {
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let text: String = lines
+            .iter()
+            .map(|l| format!("{ts} stdout F {l}\n"))
+            .collect();
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(file, text).map_err(|e| kube::Error::Service(Box::new(e)))?;
+        let ar = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
+            "logs",
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+        let obj = json!({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "Logs",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"logs": [{"containers": [container], "logsFile": file.display().to_string(), "follow": false}]},
+        });
+        api.patch(
+            name,
+            &PatchParams::apply("gpuconform-simulator").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
         Ok(())
     }
 
@@ -176,8 +224,16 @@ fn describe(action: &Action) -> String {
         ),
         Action::PodStatus {
             namespace, name, ..
-        } => format!("pod {namespace}/{name}: status replaced (crash loop)"),
+        } => format!("pod {namespace}/{name}: status replaced"),
         Action::StopNode { node } => format!("node {node}: kubelet stopped"),
+        Action::PodLog {
+            namespace,
+            name,
+            lines,
+            ..
+        } => {
+            format!("pod {namespace}/{name}: log of {} lines", lines.len())
+        }
         Action::DeleteCrds(names) => format!("deleted CRDs {}", names.join(", ")),
         Action::Event(e) => format!("event {} {}/{}: {}", e.reason, e.kind, e.name, e.message),
     }

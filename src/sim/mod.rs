@@ -13,6 +13,7 @@
 //! Every action is written to `logs/gpu-simulator.log` in the run folder.
 
 mod apply;
+pub mod bench;
 pub mod config;
 pub mod labels;
 pub mod world;
@@ -90,10 +91,18 @@ impl SimLog {
 }
 
 /// Starts the simulator for a cluster made from `fixture`.
-pub fn spawn(client: Client, fixture: ClusterFixture, catalog: Catalog, log: SimLog) -> Handle {
+/// Bench pods' logs are written under `pod_logs`, where kwok reads them.
+pub fn spawn(
+    client: Client,
+    fixture: ClusterFixture,
+    catalog: Catalog,
+    log: SimLog,
+    pod_logs: std::path::PathBuf,
+) -> Handle {
     let (stop, stopped) = oneshot::channel();
+    let player = bench::BenchPlayer::new(fixture.clone(), Arc::new(catalog.clone()), pod_logs);
     let world = World::new(fixture, catalog, Delays::default());
-    let task = tokio::spawn(run(client, world, log, stopped));
+    let task = tokio::spawn(run(client, world, player, log, stopped));
     Handle {
         stop: Some(stop),
         task,
@@ -148,7 +157,13 @@ where
     (store, events)
 }
 
-async fn run(client: Client, mut world: World, log: SimLog, mut stopped: oneshot::Receiver<()>) {
+async fn run(
+    client: Client,
+    mut world: World,
+    mut player: bench::BenchPlayer,
+    log: SimLog,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let cfg = watcher::Config::default;
     let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), cfg());
     let (pods, pod_events) = reflect(Api::<Pod>::all(client.clone()), cfg());
@@ -240,7 +255,15 @@ async fn run(client: Client, mut world: World, log: SimLog, mut stopped: oneshot
             config_maps: &c,
             policy: pol.first().map(|p| p.as_ref()),
         };
-        let (actions, next) = world.reconcile(&snap, Instant::now());
+        let now = Instant::now();
+        let (mut actions, mut next) = world.reconcile(&snap, now);
+        let driver = snap
+            .policy
+            .and_then(|p| p.data.pointer("/spec/driver/version"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        actions.extend(player.reconcile(&snap, &driver, now, &mut next));
         wake = next;
         for action in actions {
             actor.apply(action).await;

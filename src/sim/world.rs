@@ -95,6 +95,20 @@ pub enum Action {
         /// Node name.
         node: String,
     },
+    /// Give a pod a log: write `lines` to `file` (CRI format) and point kwok at it with a
+    /// `Logs` object for the pod's container.
+    PodLog {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// Container name.
+        container: String,
+        /// Log file kwok serves.
+        file: std::path::PathBuf,
+        /// The log, one entry per line.
+        lines: Vec<String>,
+    },
     /// Delete these CRDs (the cleanup-crd hook's work).
     DeleteCrds(Vec<String>),
     /// Record an event.
@@ -754,6 +768,26 @@ impl World {
                     format!("node {} is not labelled for operands yet", n.name_any()),
                 );
             }
+            // GFD decides MIG capability, which decides whether mig-manager must run there.
+            if kwok_managed(n) && !labels.contains_key("nvidia.com/mig.capable") {
+                return (
+                    false,
+                    "OperandNotReady".into(),
+                    format!(
+                        "gpu-feature-discovery has not labelled node {} yet",
+                        n.name_any()
+                    ),
+                );
+            }
+            if labels.get("nvidia.com/mig.capable").map(String::as_str) == Some("true")
+                && !labels.contains_key("nvidia.com/gpu.deploy.mig-manager")
+            {
+                return (
+                    false,
+                    "OperandNotReady".into(),
+                    format!("node {} is not labelled for mig-manager yet", n.name_any()),
+                );
+            }
             if kwok_managed(n) && gpu_resources(n).values().all(|(cap, _)| *cap == 0) {
                 return (
                     false,
@@ -862,6 +896,11 @@ fn kwok_managed(node: &Node) -> bool {
         .get(KWOK_ANNOTATION.0)
         .map(String::as_str)
         == Some(KWOK_ANNOTATION.1)
+}
+
+/// The node a pod is bound to.
+pub fn on_node_name(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
 }
 
 fn on_node(pod: &Pod, node: &str) -> bool {

@@ -1,0 +1,315 @@
+//! Benchmark reports: rows of node × GPU × metric with floor and peak, rendered as `bench.json`
+//! in Bencher's metric format (BMF: `value`, `lower_value`, `upper_value` per measure), a
+//! Markdown table for the summary, and `report.html` with one SVG bar chart per metric (each
+//! GPU's median against the floor and the peak).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::RunRecord;
+use crate::bench::model::PerfTable;
+use crate::checks::throughput::NodeBench;
+
+/// One measured value with what it is judged against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchRow {
+    /// Node.
+    pub node: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// GPU index on the node.
+    pub gpu: u32,
+    /// GPU model (catalog key).
+    pub model: String,
+    /// Metric key (`triad`, `bf16Gemm`, …, `peer`).
+    pub metric: String,
+    /// `GB/s` or `TFLOPS`.
+    pub unit: String,
+    /// Median.
+    pub median: f64,
+    /// 5th percentile.
+    pub p5: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Coefficient of variation.
+    pub cv: f64,
+    /// The floor it had to clear.
+    pub floor: Option<f64>,
+    /// The datasheet peak.
+    pub peak: Option<f64>,
+    /// From the performance model, not measured.
+    pub simulated: bool,
+    /// The kernel's output was right.
+    pub verified: bool,
+}
+
+/// Rows from this run's bench documents.
+pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
+    let mut out = Vec::new();
+    for nb in results {
+        let model = perf.models.get(&nb.model_key);
+        for g in &nb.report.gpus {
+            for m in &g.measurements {
+                let peak = model.and_then(|p| p.peak(m.metric));
+                let floor = model
+                    .zip(peak)
+                    .map(|(p, pk)| perf.floor(p, m.metric.key()) * pk);
+                out.push(BenchRow {
+                    node: nb.node.clone(),
+                    instance_type: nb.instance_type.clone(),
+                    gpu: g.device.index,
+                    model: nb.model_key.clone(),
+                    metric: m.metric.key().into(),
+                    unit: m.unit.clone(),
+                    median: m.summary.median,
+                    p5: m.summary.p5,
+                    p95: m.summary.p95,
+                    cv: m.summary.cv,
+                    floor,
+                    peak,
+                    simulated: nb.report.simulated,
+                    verified: m.verified,
+                });
+            }
+            let mine: Vec<f64> = nb
+                .report
+                .peers
+                .iter()
+                .filter(|p| p.from == g.device.index)
+                .map(|p| p.summary.median)
+                .collect();
+            if let (Some(model), false) = (model, mine.is_empty()) {
+                let mut v = mine.clone();
+                v.sort_by(f64::total_cmp);
+                let median = v[v.len() / 2];
+                out.push(BenchRow {
+                    node: nb.node.clone(),
+                    instance_type: nb.instance_type.clone(),
+                    gpu: g.device.index,
+                    model: nb.model_key.clone(),
+                    metric: "peer".into(),
+                    unit: "GB/s".into(),
+                    median,
+                    p5: v[0],
+                    p95: v[v.len() - 1],
+                    cv: 0.0,
+                    floor: Some(perf.floor(model, "peer") * model.peer_peak()),
+                    peak: Some(model.peer_peak()),
+                    simulated: nb.report.simulated,
+                    verified: nb
+                        .report
+                        .peers
+                        .iter()
+                        .filter(|p| p.from == g.device.index)
+                        .all(|p| p.verified),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Bencher Metric Format: benchmark `<node>/gpu<i>/<metric>` → measure → value and bounds.
+pub fn bmf(rows: &[BenchRow]) -> Value {
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let measure = if r.unit == "GB/s" {
+            "throughput-gb-s"
+        } else {
+            "throughput-tflops"
+        };
+        out.insert(
+            format!("{}/gpu{}/{}", r.node, r.gpu, r.metric),
+            json!({ measure: {"value": r.median, "lower_value": r.p5, "upper_value": r.p95} }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The Markdown table for `summary.md`.
+pub fn markdown(rows: &[BenchRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let simulated = rows.iter().any(|r| r.simulated);
+    let mut s = format!(
+        "\n## Throughput{}\n\n| node | gpu | metric | median | floor | % of peak | cv |\n|---|---|---|---|---|---|---|\n",
+        if simulated { " (simulated)" } else { "" }
+    );
+    for r in rows {
+        let below = r.floor.is_some_and(|f| r.median < f) || !r.verified;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {}{:.1} {}{} | {} | {} | {:.1}% |",
+            r.node,
+            r.gpu,
+            r.metric,
+            if below { "**" } else { "" },
+            r.median,
+            r.unit,
+            if below { "**" } else { "" },
+            r.floor.map_or("—".into(), |f| format!("{f:.1}")),
+            r.peak
+                .map_or("—".into(), |p| format!("{:.1}%", r.median / p * 100.0)),
+            r.cv * 100.0
+        );
+    }
+    s
+}
+
+/// `report.html`: a self-contained page, one SVG chart per metric.
+pub fn html(record: &RunRecord) -> String {
+    let mut by_metric: BTreeMap<&str, Vec<&BenchRow>> = BTreeMap::new();
+    for r in &record.benchmarks {
+        by_metric.entry(r.metric.as_str()).or_default().push(r);
+    }
+    let simulated = record.benchmarks.iter().any(|r| r.simulated);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>gpuconform {id}</title>\n<style>body{{font-family:sans-serif;margin:2em}}svg{{margin:1em 0}}.bad{{fill:#c0392b}}.ok{{fill:#2e86c1}}</style></head><body>\n<h1>gpuconform {id}{sim}</h1>\n<p>{cluster}, Kubernetes {k8s}, driver {driver}. Bars: median per GPU; dashed line: floor; solid line: datasheet peak.</p>\n",
+        id = esc(&record.run_id),
+        sim = if simulated {
+            " — simulated results"
+        } else {
+            ""
+        },
+        cluster = esc(&record.cluster),
+        k8s = esc(&record.kubernetes_version),
+        driver = esc(&record.driver_version),
+    );
+    for (metric, rows) in by_metric {
+        let unit = rows.first().map_or("", |r| r.unit.as_str());
+        let max = rows
+            .iter()
+            .map(|r| r.peak.unwrap_or(r.median).max(r.median))
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
+        let bar_w = 28.0;
+        let gap = 10.0;
+        let h = 220.0;
+        let left = 60.0;
+        let width = left + rows.len() as f64 * (bar_w + gap) + 20.0;
+        let y = |v: f64| 20.0 + h - v / max * h;
+        let _ = write!(
+            s,
+            "<h2>{} ({})</h2>\n<svg width=\"{width:.0}\" height=\"{:.0}\" role=\"img\" aria-label=\"{}\">\n",
+            esc(metric),
+            esc(unit),
+            h + 80.0,
+            esc(metric)
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"4\" y=\"{:.0}\" font-size=\"11\">{max:.0}</text><text x=\"4\" y=\"{:.0}\" font-size=\"11\">0</text>",
+            y(max) + 4.0,
+            y(0.0)
+        );
+        for (i, r) in rows.iter().enumerate() {
+            let x = left + i as f64 * (bar_w + gap);
+            let bad = r.floor.is_some_and(|f| r.median < f) || !r.verified;
+            let _ = writeln!(
+                s,
+                "<rect class=\"{}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w}\" height=\"{:.1}\"><title>{} gpu{}: {:.1} {}</title></rect>",
+                if bad { "bad" } else { "ok" },
+                y(r.median),
+                y(0.0) - y(r.median),
+                esc(&r.node),
+                r.gpu,
+                r.median,
+                esc(unit)
+            );
+            if let Some(f) = r.floor {
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#333\" stroke-dasharray=\"4 2\"/>",
+                    x - 3.0,
+                    x + bar_w + 3.0,
+                    y(f),
+                    y(f)
+                );
+            }
+            if let Some(p) = r.peak {
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
+                    x - 3.0,
+                    x + bar_w + 3.0,
+                    y(p),
+                    y(p)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" transform=\"rotate(60 {:.1} {:.1})\">{} g{}</text>",
+                x + 4.0,
+                y(0.0) + 12.0,
+                x + 4.0,
+                y(0.0) + 12.0,
+                esc(&r.node),
+                r.gpu
+            );
+        }
+        s.push_str("</svg>\n");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(gpu: u32, median: f64) -> BenchRow {
+        BenchRow {
+            node: "gpu-worker-1".into(),
+            instance_type: "p4d.24xlarge".into(),
+            gpu,
+            model: "A100-SXM4-40GB".into(),
+            metric: "triad".into(),
+            unit: "GB/s".into(),
+            median,
+            p5: median * 0.99,
+            p95: median * 1.01,
+            cv: 0.01,
+            floor: Some(1088.5),
+            peak: Some(1555.0),
+            simulated: true,
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn bmf_has_value_and_bounds() {
+        let v = bmf(&[row(3, 758.0)]);
+        let m = &v["gpu-worker-1/gpu3/triad"]["throughput-gb-s"];
+        assert_eq!(m["value"], 758.0);
+        assert_eq!(m["lower_value"], 758.0 * 0.99);
+        assert_eq!(m["upper_value"], 758.0 * 1.01);
+    }
+
+    #[test]
+    fn markdown_marks_values_below_the_floor() {
+        let md = markdown(&[row(0, 1380.0), row(3, 758.0)]);
+        assert!(
+            md.contains("| gpu-worker-1 | 3 | triad | **758.0 GB/s** | 1088.5 | 48.7% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| gpu-worker-1 | 0 | triad | 1380.0 GB/s | 1088.5 | 88.7% |"),
+            "{md}"
+        );
+        assert!(md.contains("(simulated)"));
+    }
+}

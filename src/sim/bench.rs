@@ -1,0 +1,242 @@
+//! Bench pods on simulated nodes: what `gpuconform-bench` would print there, through the normal
+//! pod-log path.
+//!
+//! A pod labelled `app.kubernetes.io/name=gpuconform-bench` that kwok has started on a GPU node
+//! "runs" for a moment; then its log (the bench's table and JSON document, from the same
+//! performance model as `gpuconform-bench --simulate`, with the fixture's `slowGpu` faults) is
+//! written for kwok to serve through a `Logs` object, and the pod completes. A `benchCrash`
+//! fault makes it fail instead, with a segfault in its log and the fault's exit code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::world::{Action, Snapshot, on_node_name};
+use crate::bench::cli::table;
+use crate::bench::model::{PerfTable, Simulation, fill_from_catalog, simulate};
+use crate::catalog::Catalog;
+use crate::fixture::{ClusterFixture, Fault};
+
+/// The label the harness gives bench pods.
+pub const BENCH_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gpuconform-bench");
+
+/// How long a simulated bench "runs" before its log appears, and the pause between the log and
+/// the pod completing (so kwok has seen the `Logs` object when the harness reads the log).
+const RUN: Duration = Duration::from_millis(1500);
+const LOG_TO_EXIT: Duration = Duration::from_millis(700);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Running(Instant),
+    Logged(Instant),
+    Done,
+}
+
+/// Plays the bench for bench pods.
+pub struct BenchPlayer {
+    fixture: ClusterFixture,
+    catalog: Arc<Catalog>,
+    perf: Option<PerfTable>,
+    log_dir: PathBuf,
+    pods: HashMap<String, Stage>,
+}
+
+impl BenchPlayer {
+    /// A player writing pod logs under `log_dir`.
+    pub fn new(fixture: ClusterFixture, catalog: Arc<Catalog>, log_dir: PathBuf) -> Self {
+        Self {
+            fixture,
+            catalog,
+            perf: PerfTable::embedded().ok(),
+            log_dir,
+            pods: HashMap::new(),
+        }
+    }
+
+    /// Actions for the bench pods in the snapshot; `wake` gets the next timer.
+    pub fn reconcile(
+        &mut self,
+        snap: &Snapshot<'_>,
+        driver: &str,
+        now: Instant,
+        wake: &mut Option<Instant>,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut live = Vec::new();
+        for pod in snap.pods.iter().filter(|p| is_bench(p)) {
+            let uid = pod.uid().unwrap_or_default();
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("");
+            live.push(uid.clone());
+            if pod.metadata.deletion_timestamp.is_some()
+                || phase == "Succeeded"
+                || phase == "Failed"
+            {
+                self.pods.insert(uid, Stage::Done);
+                continue;
+            }
+            if phase != "Running" {
+                continue;
+            }
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            let stage = *self.pods.entry(uid.clone()).or_insert(Stage::Running(now));
+            match stage {
+                Stage::Running(since) if now >= since + RUN => {
+                    if let Some(a) = self.log_action(pod, &node, driver) {
+                        out.push(a);
+                    }
+                    self.pods.insert(uid, Stage::Logged(now));
+                    *wake = earliest(*wake, now + LOG_TO_EXIT);
+                }
+                Stage::Running(since) => *wake = earliest(*wake, since + RUN),
+                Stage::Logged(at) if now >= at + LOG_TO_EXIT => {
+                    out.push(Action::PodStatus {
+                        namespace: pod.namespace().unwrap_or_default(),
+                        name: pod.name_any(),
+                        status: self.exit_status(pod, &node),
+                    });
+                    self.pods.insert(uid, Stage::Done);
+                }
+                Stage::Logged(at) => *wake = earliest(*wake, at + LOG_TO_EXIT),
+                Stage::Done => {}
+            }
+        }
+        self.pods.retain(|uid, _| live.contains(uid));
+        out
+    }
+
+    fn crash(&self, node: &str) -> Option<i32> {
+        self.fixture.faults_on(node).find_map(|f| match f {
+            Fault::BenchCrash { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        })
+    }
+
+    /// The bench's output on this node (or a crash's), as log lines.
+    fn output(&self, node_name: &str, snap_node: Option<(&str, u32)>, driver: &str) -> Vec<String> {
+        if let Some(code) = self.crash(node_name) {
+            return vec![
+                "gpuconform-bench: measuring 1 GPU".into(),
+                format!("Segmentation fault (core dumped); exit code {code}"),
+            ];
+        }
+        let (Some(perf), Some((model_key, count))) = (&self.perf, snap_node) else {
+            return vec!["error: no CUDA device visible".into()];
+        };
+        let Some(model) = perf.models.get(model_key) else {
+            return vec![format!("error: no performance model for {model_key}")];
+        };
+        let slow: BTreeMap<u32, f64> = self
+            .fixture
+            .faults_on(node_name)
+            .filter_map(|f| match f {
+                Fault::SlowGpu { gpu, factor, .. } => Some((*gpu, *factor)),
+                _ => None,
+            })
+            .collect();
+        let mut report = simulate(&Simulation {
+            model_key,
+            model,
+            device_name: model.names.first().cloned().unwrap_or_default(),
+            gpus: count,
+            node: node_name.to_string(),
+            slow,
+            driver_version: driver.to_string(),
+            repetitions: 20,
+        });
+        fill_from_catalog(&mut report, &self.catalog, model_key);
+        report.seconds = RUN.as_secs_f64();
+        let mut lines: Vec<String> = table(&report).lines().map(str::to_string).collect();
+        lines.push(serde_json::to_string(&report).unwrap_or_default());
+        lines
+    }
+
+    fn log_action(&self, pod: &Pod, node: &str, driver: &str) -> Option<Action> {
+        let gpus = self
+            .catalog
+            .instance(self.fixture.pool_of(node)?.instance_type.as_str())
+            .and_then(|i| i.gpu.as_ref())
+            .map(|g| (g.model.as_str(), g.count));
+        let container = pod.spec.as_ref()?.containers.first()?.name.clone();
+        let file = self.log_dir.join(format!(
+            "{}_{}.log",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any()
+        ));
+        Some(Action::PodLog {
+            namespace: pod.namespace().unwrap_or_default(),
+            name: pod.name_any(),
+            container,
+            file,
+            lines: self.output(node, gpus, driver),
+        })
+    }
+
+    fn exit_status(&self, pod: &Pod, node: &str) -> Value {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let started = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.to_string())
+            .unwrap_or_else(|| now.clone());
+        let has_gpu = self
+            .fixture
+            .pool_of(node)
+            .and_then(|p| self.catalog.instance(&p.instance_type))
+            .is_some_and(|i| i.gpu.is_some());
+        let (phase, code, reason) = match self.crash(node) {
+            Some(code) => ("Failed", code, "Error"),
+            // What the real bench does without a GPU: exit::NO_CUDA.
+            None if !has_gpu => ("Failed", 3, "Error"),
+            None => ("Succeeded", 0, "Completed"),
+        };
+        let statuses: Vec<Value> = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "image": c.image.clone().unwrap_or_default(),
+                    "imageID": "",
+                    "ready": false,
+                    "started": false,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now}},
+                })
+            })
+            .collect();
+        json!({
+            "phase": phase,
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+            ],
+            "containerStatuses": statuses,
+        })
+    }
+}
+
+fn is_bench(p: &Pod) -> bool {
+    p.labels().get(BENCH_LABEL.0).map(String::as_str) == Some(BENCH_LABEL.1)
+        && on_node_name(p).is_some()
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
