@@ -184,7 +184,8 @@ fn default_plan_passes_with_reports() {
     assert!(triad["value"].as_f64().is_some_and(|v| v > 630.0), "{bmf}");
     assert!(triad["lower_value"].as_f64() <= triad["value"].as_f64());
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
-    assert!(html.matches("<svg").count() >= 8, "one chart per metric");
+    // One chart per metric the V100 has: copy, triad, FMA, SGEMM, FP16 GEMM, H2D, D2H.
+    assert_eq!(html.matches("<svg").count(), 7, "one chart per metric");
     assert!(
         live_processes_mentioning(&dir).is_empty(),
         "processes left: {:?}",
@@ -283,8 +284,9 @@ fn fault_fixtures_fail_exactly_their_testcase() {
                 if want.contains(n.as_str()) {
                     continue;
                 }
-                let skipped_ok =
-                    *name == "allocatable-zero" && n == "gpu-stack/workload/gpu-worker-1";
+                let skipped_ok = *name == "allocatable-zero"
+                    && (n == "gpu-stack/workload/gpu-worker-1"
+                        || n == "throughput/bench/gpu-worker-1");
                 let expected = if skipped_ok { "skipped" } else { "passed" };
                 assert_eq!(s, expected, "{name}: {n} changed status ({m})");
             }
