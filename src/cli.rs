@@ -33,6 +33,23 @@ pub enum Command {
     Lint(LintArgs),
     /// Show the suites, their steps, and the check kinds.
     List(ListArgs),
+    /// Find EC2 resources gpuconform created whose expiry passed (or of one run) and delete them
+    /// with --yes; a dry run by default.
+    Sweep(SweepArgs),
+}
+
+/// Flags of `sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Regions to search (repeatable); default $AWS_REGION.
+    #[arg(long = "region", env = "AWS_REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Only this run's resources, expired or not.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Delete what was found (without it, only list).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Flags of `run`.

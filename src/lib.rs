@@ -8,6 +8,7 @@
 //! - `local` — the local cluster (real control plane + kwok); `k8s` — client and waits;
 //!   `pki` and `kubeconfig` — certificates and kubeconfigs for clusters the harness builds.
 
+pub mod aws;
 pub mod bench;
 pub mod catalog;
 pub mod checks;

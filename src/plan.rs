@@ -56,6 +56,8 @@ struct RawTarget {
     local: Option<RawLocal>,
     #[serde(default)]
     kubeconfig: Option<RawKubeconfig>,
+    #[serde(default)]
+    aws: Option<crate::aws::spec::RawAws>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +120,8 @@ pub enum Target {
         /// The fixture file.
         fixture: PathBuf,
     },
+    /// Node pools on EC2 with k3s, provisioned and torn down by the run.
+    Aws(crate::aws::spec::AwsSpec),
     /// An existing cluster: kubeconfig path and context, as kubectl resolves them (`None` path:
     /// `$KUBECONFIG`, then `~/.kube/config`, then in-cluster config).
     Kubeconfig {
@@ -218,10 +222,16 @@ impl Plan {
     /// Reads and validates a plan. `suite_dir` is where suite names must resolve.
     pub fn load(file: &Path, suite_dir: &Path) -> Result<Self, InputError> {
         let raw: RawPlan = load_yaml(file)?;
-        Self::validate(file, raw, suite_dir)
+        let catalog = crate::catalog::Catalog::embedded()?;
+        Self::validate(file, raw, suite_dir, &catalog)
     }
 
-    fn validate(file: &Path, raw: RawPlan, suite_dir: &Path) -> Result<Self, InputError> {
+    fn validate(
+        file: &Path,
+        raw: RawPlan,
+        suite_dir: &Path,
+        catalog: &crate::catalog::Catalog,
+    ) -> Result<Self, InputError> {
         let name = &raw.name;
         if name.value.is_empty()
             || !name
@@ -239,8 +249,9 @@ impl Plan {
                 ),
             ));
         }
-        let target = match (&raw.target.local, &raw.target.kubeconfig) {
-            (Some(local), None) => {
+        let target = match (&raw.target.local, &raw.target.kubeconfig, &raw.target.aws) {
+            (None, None, Some(aws)) => Target::Aws(crate::aws::spec::validate(file, aws, catalog)?),
+            (Some(local), None, None) => {
                 let fixture = PathBuf::from(&local.fixture.value);
                 if !fixture.is_file() {
                     return Err(InputError::at(
@@ -252,7 +263,7 @@ impl Plan {
                 }
                 Target::Local { fixture }
             }
-            (None, Some(k)) => Target::Kubeconfig {
+            (None, Some(k), None) => Target::Kubeconfig {
                 path: k.path.as_ref().map(PathBuf::from),
                 context: k.context.clone(),
             },
@@ -261,7 +272,7 @@ impl Plan {
                     file,
                     &raw.name,
                     "target",
-                    "give exactly one target: `local` or `kubeconfig`",
+                    "give exactly one target: `local`, `kubeconfig` or `aws`",
                 ));
             }
         };
@@ -506,7 +517,8 @@ mod tests {
         std::env::set_current_dir(root).expect("cd");
         let file = Path::new("p.yaml");
         let raw: RawPlan = parse_yaml(file, text)?;
-        Plan::validate(file, raw, &root.join("suites"))
+        let catalog = crate::catalog::Catalog::embedded().expect("catalog");
+        Plan::validate(file, raw, &root.join("suites"), &catalog)
     }
 
     const GOOD: &str = "name: t\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\n  values:\n    driver:\n      version: \"580.95.05\"\nsuites: [gpu-stack]\n";

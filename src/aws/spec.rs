@@ -25,6 +25,8 @@ pub struct RawAws {
     subnet_id: Option<String>,
     #[serde(default)]
     k3s_version: Option<String>,
+    #[serde(default)]
+    api_endpoint: Option<Spanned<String>>,
     pools: Spanned<Vec<RawPool>>,
 }
 
@@ -104,6 +106,9 @@ pub struct AwsSpec {
     pub subnet_id: Option<String>,
     /// k3s release to install.
     pub k3s_version: String,
+    /// How the harness reaches the API server when not at `https://<public ip>:6443` (a tunnel,
+    /// a load balancer).
+    pub api_endpoint: Option<String>,
     /// Pools in order.
     pub pools: Vec<AwsPool>,
 }
@@ -115,25 +120,52 @@ pub const DEFAULT_K3S: &str = "v1.35.4+k3s1";
 pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec, InputError> {
     let region = &raw.region;
     let parts: Vec<&str> = region.value.split('-').collect();
-    if parts.len() < 3 || !parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit())) {
-        return Err(InputError::at(file, region, "target.aws.region", format!("`{}` is not an AWS region", region.value)));
+    if parts.len() < 3
+        || !parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(InputError::at(
+            file,
+            region,
+            "target.aws.region",
+            format!("`{}` is not an AWS region", region.value),
+        ));
     }
     let ttl = match &raw.ttl {
         None => Duration::from_secs(4 * 3600),
         Some(t) => humantime::parse_duration(&t.value)
             .ok()
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| InputError::at(file, t, "target.aws.ttl", format!("`{}` is not a duration such as 4h", t.value)))?,
+            .ok_or_else(|| {
+                InputError::at(
+                    file,
+                    t,
+                    "target.aws.ttl",
+                    format!("`{}` is not a duration such as 4h", t.value),
+                )
+            })?,
     };
     if let Some(c) = &raw.ingress_cidr {
         let ok = c.value.split_once('/').is_some_and(|(ip, bits)| {
-            ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| (8..=32).contains(&b))
+            ip.parse::<std::net::Ipv4Addr>().is_ok()
+                && bits.parse::<u8>().is_ok_and(|b| (8..=32).contains(&b))
         });
         if !ok {
-            return Err(InputError::at(file, c, "target.aws.ingressCidr", format!("`{}` is not an IPv4 CIDR such as 203.0.113.7/32", c.value)));
+            return Err(InputError::at(
+                file,
+                c,
+                "target.aws.ingressCidr",
+                format!("`{}` is not an IPv4 CIDR such as 203.0.113.7/32", c.value),
+            ));
         }
         if c.value.ends_with("/0") || c.value.starts_with("0.0.0.0") {
-            return Err(InputError::at(file, c, "target.aws.ingressCidr", "the API server is never opened to the whole internet"));
+            return Err(InputError::at(
+                file,
+                c,
+                "target.aws.ingressCidr",
+                "the API server is never opened to the whole internet",
+            ));
         }
     }
     let mut pools = Vec::new();
@@ -143,26 +175,63 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
         let role = match p.role.value.as_str() {
             "control-plane" => AwsRole::ControlPlane,
             "worker" => AwsRole::Worker,
-            other => return Err(InputError::at(file, &p.role, field("role"), format!("unknown role `{other}`, expected `control-plane` or `worker`"))),
+            other => {
+                return Err(InputError::at(
+                    file,
+                    &p.role,
+                    field("role"),
+                    format!("unknown role `{other}`, expected `control-plane` or `worker`"),
+                ));
+            }
         };
         let Some(instance) = catalog.instance(&p.instance_type.value) else {
-            return Err(InputError::at(file, &p.instance_type, field("instanceType"), format!("unknown instance type `{}`: not in the instance catalog", p.instance_type.value)));
+            return Err(InputError::at(
+                file,
+                &p.instance_type,
+                field("instanceType"),
+                format!(
+                    "unknown instance type `{}`: not in the instance catalog",
+                    p.instance_type.value
+                ),
+            ));
         };
         if !(1..=64).contains(&p.count.value) {
-            return Err(InputError::at(file, &p.count, field("count"), format!("count is {}, must be between 1 and 64", p.count.value)));
+            return Err(InputError::at(
+                file,
+                &p.count,
+                field("count"),
+                format!("count is {}, must be between 1 and 64", p.count.value),
+            ));
         }
         if role == AwsRole::ControlPlane {
             control_planes += p.count.value;
         }
         let ami = match &p.ami.value {
             RawAmi::Id(id) if id.starts_with("ami-") => Ami::Id(id.clone()),
-            RawAmi::Id(id) => return Err(InputError::at(file, &p.ami, field("ami"), format!("`{id}` is not an AMI id (ami-…); or give {{owner, name}}"))),
-            RawAmi::Lookup { owner, name } => Ami::Lookup { owner: owner.clone(), name: name.clone() },
+            RawAmi::Id(id) => {
+                return Err(InputError::at(
+                    file,
+                    &p.ami,
+                    field("ami"),
+                    format!("`{id}` is not an AMI id (ami-…); or give {{owner, name}}"),
+                ));
+            }
+            RawAmi::Lookup { owner, name } => Ami::Lookup {
+                owner: owner.clone(),
+                name: name.clone(),
+            },
         };
         let root = match &p.root_volume_gi_b {
             None => 100,
             Some(r) if (8..=16384).contains(&r.value) => r.value as u32,
-            Some(r) => return Err(InputError::at(file, r, field("rootVolumeGiB"), format!("{} GiB is out of range 8..16384", r.value))),
+            Some(r) => {
+                return Err(InputError::at(
+                    file,
+                    r,
+                    field("rootVolumeGiB"),
+                    format!("{} GiB is out of range 8..16384", r.value),
+                ));
+            }
         };
         pools.push(AwsPool {
             name: p.name.value.clone(),
@@ -175,7 +244,12 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
         });
     }
     if control_planes != 1 {
-        return Err(InputError::at(file, &raw.pools, "target.aws.pools", format!("exactly one control-plane node is needed, the pools give {control_planes}")));
+        return Err(InputError::at(
+            file,
+            &raw.pools,
+            "target.aws.pools",
+            format!("exactly one control-plane node is needed, the pools give {control_planes}"),
+        ));
     }
     Ok(AwsSpec {
         region: region.value.clone(),
@@ -183,7 +257,21 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
         ingress_cidr: raw.ingress_cidr.as_ref().map(|c| c.value.clone()),
         vpc_id: raw.vpc_id.clone(),
         subnet_id: raw.subnet_id.clone(),
-        k3s_version: raw.k3s_version.clone().unwrap_or_else(|| DEFAULT_K3S.into()),
+        k3s_version: raw
+            .k3s_version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_K3S.into()),
+        api_endpoint: match &raw.api_endpoint {
+            Some(e) if !e.value.starts_with("https://") => {
+                return Err(InputError::at(
+                    file,
+                    e,
+                    "target.aws.apiEndpoint",
+                    format!("`{}` is not an https:// URL", e.value),
+                ));
+            }
+            e => e.as_ref().map(|e| e.value.clone()),
+        },
         pools,
     })
 }

@@ -3,6 +3,7 @@
 mod lint;
 mod local;
 mod run;
+mod sweep;
 
 use crate::cli::{Command, LocalCommand};
 use crate::errors::ExpectedError;
@@ -17,5 +18,6 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Run(args) => run::run(args, printer).await,
         Command::Lint(args) => lint::lint(args, printer),
         Command::List(args) => lint::list(args, printer),
+        Command::Sweep(args) => sweep::sweep(args, printer).await,
     }
 }

@@ -39,7 +39,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
             let t = Tools::locate(&dir).map_err(crate::local::LocalError::from)?;
             (Some(f), Some(t))
         }
-        Target::Kubeconfig { .. } => {
+        Target::Kubeconfig { .. } | Target::Aws(_) => {
             let dir = args.tools.clone().unwrap_or_else(Tools::default_dir);
             (None, Tools::locate(&dir).ok())
         }

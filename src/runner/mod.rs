@@ -137,7 +137,17 @@ pub async fn run(
         dir: settings.dir.display().to_string(),
     });
 
-    // Provision. The local target stops what it started by itself if this fails.
+    // Provision. The local target stops what it started by itself if this fails; so does the
+    // aws target, which first says what the run will cost.
+    if let Target::Aws(spec) = &plan.target
+        && let Ok(prices) = crate::aws::cost::PriceTable::embedded()
+    {
+        let hours = (plan.timeouts.provision + plan.timeouts.install + plan.timeouts.teardown)
+            .as_secs_f64()
+            / 3600.0
+            + plan.suites.len() as f64 * plan.timeouts.step.as_secs_f64() / 3600.0;
+        em.emit(Event::Note(prices.estimate_line(spec, hours)));
+    }
     em.emit(Event::PhaseStarted("provision".into()));
     let t = Instant::now();
     let lines = std::sync::Mutex::new(Vec::<String>::new());
@@ -162,6 +172,9 @@ pub async fn run(
             _ = interrupts.changed(), if !matches!(plan.target, Target::Local { .. }) => None,
         }
     };
+    for line in lines.lock().map(|v| v.clone()).unwrap_or_default() {
+        em.emit(Event::Note(line));
+    }
     let mut infra_failed = false;
     let mut cluster = match provisioned {
         Some(Ok(c)) => {
@@ -670,8 +683,11 @@ async fn teardown(
     let limit = plan.timeouts.teardown;
     let mut left = Vec::new();
     // The operator, if the teardown suite did not already remove it — and only if this run
-    // installed it: a release that was there before belongs to someone else.
+    // installed it: a release that was there before belongs to someone else. A cluster this run
+    // created goes entirely, so its release does not matter.
+    let ours = cluster.local.is_some() || cluster.aws.is_some();
     match helm.status(&plan.operator).await {
+        _ if cluster.aws.is_some() => {}
         Ok(Some(_)) if install.preexisting => {}
         Ok(Some(_)) => {
             if let Err(e) = helm.uninstall(&plan.operator, limit).await {
@@ -679,14 +695,14 @@ async fn teardown(
             }
         }
         Ok(None) => {}
-        Err(e) if cluster.local.is_none() => left.push(format!(
+        Err(e) if !ours => left.push(format!(
             "helm release {}: unknown ({e})",
             plan.operator.release
         )),
         Err(_) => {}
     }
-    // On an existing cluster the namespaces must go; a local cluster goes entirely anyway.
-    if cluster.local.is_none() {
+    // On an existing cluster the namespaces must go; a local or EC2 cluster goes entirely.
+    if cluster.local.is_none() && cluster.aws.is_none() {
         let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
         let mut ours = vec![test_namespace];
         if !install.preexisting {
@@ -706,6 +722,10 @@ async fn teardown(
                 Err(e) => left.push(format!("namespace {ns}: {e}")),
             }
         }
+    }
+    if let Some(aws) = cluster.aws.take() {
+        let progress = |_: String| {};
+        left = aws.down(&progress).await;
     }
     // A local cluster goes entirely, whatever was left inside it.
     if let Some(local) = cluster.local.take() {

@@ -19,6 +19,9 @@ pub enum TargetError {
     /// The local cluster did not start.
     #[error(transparent)]
     Local(#[from] LocalError),
+    /// EC2 provisioning or the k3s bootstrap failed (what was created was torn down).
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
     /// The kubeconfig could not be loaded or the API did not answer.
     #[error("connect to the cluster: {0}")]
     Connect(String),
@@ -38,6 +41,8 @@ pub struct Cluster {
     pub version: String,
     /// The local cluster, when this run started one.
     pub local: Option<LocalCluster>,
+    /// The EC2 cluster, when this run provisioned one.
+    pub aws: Option<crate::aws::AwsCluster>,
 }
 
 /// Overrides from the command line (`--kubeconfig`, `--context`).
@@ -81,6 +86,32 @@ pub async fn provision(
                 name: format!("local/{}", fixture.name),
                 version: local.state.kubernetes_version.clone(),
                 local: Some(local),
+                aws: None,
+            })
+        }
+        (Target::Aws(spec), _, _) => {
+            let run_id = run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let plan = run_id.rsplitn(3, '-').last().unwrap_or("plan").to_string();
+            let aws = crate::aws::up(spec, &plan, &run_id, run_dir, timeout, progress).await?;
+            let client = crate::k8s::client_from_kubeconfig(&aws.kubeconfig)
+                .await
+                .map_err(|e| TargetError::Connect(e.to_string()))?;
+            let version = client
+                .apiserver_version()
+                .await
+                .map(|v| v.git_version)
+                .unwrap_or_default();
+            Ok(Cluster {
+                client,
+                kubeconfig: Some(aws.kubeconfig.clone()),
+                context: None,
+                name: format!("aws/{}", spec.region),
+                version,
+                local: None,
+                aws: Some(aws),
             })
         }
         (Target::Local { .. }, _, _) => Err(TargetError::Connect(
@@ -122,6 +153,7 @@ pub async fn provision(
                 name,
                 version: version.git_version,
                 local: None,
+                aws: None,
             })
         }
     }
