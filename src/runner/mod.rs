@@ -421,6 +421,22 @@ fn write_reports(settings: &RunSettings, record: &RunRecord, others: &mut [&mut 
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn k3s_toolkit_values_are_added_unless_set() {
+        let mut v = serde_json::json!({"driver": {"version": "580.95.05"}});
+        super::k3s_toolkit_values(&mut v);
+        assert_eq!(
+            v["toolkit"]["env"][1]["value"],
+            "/run/k3s/containerd/containerd.sock"
+        );
+        let mut own = serde_json::json!({"toolkit": {"env": []}});
+        super::k3s_toolkit_values(&mut own);
+        assert_eq!(own["toolkit"]["env"], serde_json::json!([]));
+    }
+}
+
 /// `abcd1234` from `local-20261128-133701`: the timestamp digits, for namespace names.
 fn short_id(run_id: &str) -> String {
     let digits: String = run_id.chars().filter(char::is_ascii_digit).collect();
@@ -437,8 +453,12 @@ async fn install_operator(
 ) -> Result<String, String> {
     let plan = &settings.plan;
     let values = settings.dir.join("operator-values.yaml");
+    let mut chart_values = plan.operator.values.clone();
+    if matches!(plan.target, Target::Aws(_)) {
+        k3s_toolkit_values(&mut chart_values);
+    }
     // JSON is YAML; helm reads it as a values file.
-    let text = serde_json::to_string_pretty(&plan.operator.values).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&chart_values).map_err(|e| e.to_string())?;
     std::fs::write(&values, text).map_err(|e| format!("write {}: {e}", values.display()))?;
     install.preexisting = matches!(helm.status(&plan.operator).await, Ok(Some(_)));
     helm.install(&plan.operator, &values, plan.timeouts.install)
@@ -494,6 +514,28 @@ async fn install_operator(
 struct Diagnostics {
     count: usize,
     seconds: f64,
+}
+
+/// On k3s the container toolkit must edit k3s's containerd, not the system one: the GPU
+/// Operator's documented toolkit settings for k3s, unless the plan sets `toolkit.env` itself.
+fn k3s_toolkit_values(values: &mut serde_json::Value) {
+    let Some(obj) = values.as_object_mut() else {
+        return;
+    };
+    let toolkit = obj
+        .entry("toolkit")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(toolkit) = toolkit.as_object_mut() else {
+        return;
+    };
+    toolkit.entry("env").or_insert_with(|| {
+        serde_json::json!([
+            {"name": "CONTAINERD_CONFIG", "value": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl"},
+            {"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"},
+            {"name": "CONTAINERD_RUNTIME_CLASS", "value": "nvidia"},
+            {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "true"},
+        ])
+    });
 }
 
 /// Runs one suite; `true` when interrupted. Diagnostics for a failed testcase are collected
@@ -726,6 +768,29 @@ async fn teardown(
     if let Some(aws) = cluster.aws.take() {
         let progress = |_: String| {};
         left = aws.down(&progress).await;
+        let hours = aws.instance_hours();
+        let prices = crate::aws::cost::PriceTable::embedded().ok();
+        let cost: f64 = hours
+            .iter()
+            .map(|(t, h)| {
+                prices
+                    .as_ref()
+                    .and_then(|p| p.prices.get(t))
+                    .copied()
+                    .unwrap_or(0.0)
+                    * h
+            })
+            .sum();
+        let used: Vec<String> = hours.iter().map(|(t, h)| format!("{t} {h:.3} h")).collect();
+        let _ = std::fs::write(
+            settings.dir.join("instance-hours.txt"),
+            format!(
+                "{}
+estimated {cost:.2} USD at on-demand prices
+",
+                used.join("\n")
+            ),
+        );
     }
     // A local cluster goes entirely, whatever was left inside it.
     if let Some(local) = cluster.local.take() {
