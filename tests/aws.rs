@@ -247,17 +247,8 @@ fn killed_run_is_swept() {
         "120s",
     );
     let reports = tmp.path().join("reports");
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "run",
-        &p.to_string_lossy(),
-        "--reports",
-        &reports.to_string_lossy(),
-    ])
-    .current_dir(root())
-    .env("GPUCONFORM_TOOLS", tools_dir())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    let mut cmd = run_command(&p, &reports);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     moto.env(&mut cmd);
     let mut child = cmd.spawn().expect("spawn run");
     // This run waits for an API that never comes; kill it as soon as its instances exist.

@@ -193,6 +193,34 @@ fn default_plan_passes_with_reports() {
     );
 }
 
+/// What the slow GPU 3 of the p4d fixture fails: every metric, the straggler check, and every
+/// peer link it is on.
+const SLOW_GPU3: &[&str] = &[
+    "throughput/bench/gpu-worker-1/gpu3/copy",
+    "throughput/bench/gpu-worker-1/gpu3/triad",
+    "throughput/bench/gpu-worker-1/gpu3/fp32Fma",
+    "throughput/bench/gpu-worker-1/gpu3/sgemm",
+    "throughput/bench/gpu-worker-1/gpu3/fp16Gemm",
+    "throughput/bench/gpu-worker-1/gpu3/bf16Gemm",
+    "throughput/bench/gpu-worker-1/gpu3/h2d",
+    "throughput/bench/gpu-worker-1/gpu3/d2h",
+    "throughput/bench/gpu-worker-1/gpu3/straggler",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu0",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu1",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu2",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu4",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu5",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu6",
+    "throughput/bench/gpu-worker-1/peer/gpu3-gpu7",
+    "throughput/bench/gpu-worker-1/peer/gpu0-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu1-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu2-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu4-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu5-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu6-gpu3",
+    "throughput/bench/gpu-worker-1/peer/gpu7-gpu3",
+];
+
 /// Each fault fixture fails exactly its testcases, with messages naming node, observed and
 /// expected values; everything else keeps its status; exit 1; teardown still ran.
 #[test]
@@ -233,6 +261,16 @@ fn fault_fixtures_fail_exactly_their_testcase() {
             &["teardown/verified-empty/gpu-worker-1"],
             "gpu-worker-1: feature labels left after uninstall",
         ),
+        (
+            "slow-gpu",
+            SLOW_GPU3,
+            "gpu-worker-1 gpu3: triad is 758.4 GB/s, expected at least 1088.5 GB/s (70% of the NVIDIA-A100-SXM4-40GB peak 1555",
+        ),
+        (
+            "bench-crash",
+            &["throughput/bench/gpu-worker-1"],
+            "gpu-worker-1: the bench pod failed with exit code 139",
+        ),
     ];
     // Three clusters at a time.
     for batch in expectations.chunks(3) {
@@ -247,15 +285,7 @@ fn fault_fixtures_fail_exactly_their_testcase() {
                     "15s",
                 );
                 let reports = tmp.path().join(format!("reports-{name}"));
-                let child = Command::new(bin())
-                    .args([
-                        "run",
-                        &p.to_string_lossy(),
-                        "--reports",
-                        &reports.to_string_lossy(),
-                    ])
-                    .current_dir(root())
-                    .env("GPUCONFORM_TOOLS", tools_dir())
+                let child = run_command(&p, &reports)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -337,15 +367,7 @@ fn sigint_during_suites_tears_down_and_reports() {
         "120s",
     );
     let reports = tmp.path().join("reports");
-    let mut child = Command::new(bin())
-        .args([
-            "run",
-            &p.to_string_lossy(),
-            "--reports",
-            &reports.to_string_lossy(),
-        ])
-        .current_dir(root())
-        .env("GPUCONFORM_TOOLS", tools_dir())
+    let mut child = run_command(&p, &reports)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

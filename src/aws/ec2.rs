@@ -342,7 +342,8 @@ async fn provision_inner(
     ));
 
     // Images.
-    let mut amis: BTreeMap<String, String> = BTreeMap::new();
+    // Pool → (AMI id, its root device name: the root volume size applies to that device).
+    let mut amis: BTreeMap<String, (String, String)> = BTreeMap::new();
     for p in &spec.pools {
         let id = match &p.ami {
             Ami::Id(id) => id.clone(),
@@ -365,12 +366,22 @@ async fn provision_inner(
                     })?
             }
         };
-        amis.insert(p.name.clone(), id);
+        let root = ec2
+            .describe_images()
+            .image_ids(&id)
+            .send()
+            .await
+            .map_err(e2(format!("describe AMI {id} for pool {}", p.name)))?
+            .images()
+            .first()
+            .and_then(|i| i.root_device_name().map(str::to_string))
+            .unwrap_or_else(|| "/dev/sda1".to_string());
+        amis.insert(p.name.clone(), (id, root));
     }
 
     // Control plane first: agents need its address.
     let launch = |p: AwsPool, data: String| {
-        let ami = amis.get(&p.name).cloned().unwrap_or_default();
+        let (ami, root_device) = amis.get(&p.name).cloned().unwrap_or_default();
         let subnet_id = subnet_id.clone();
         let sg_id = sg_id.clone();
         let name = format!("{}-{}", run.run_id, p.name);
@@ -388,7 +399,7 @@ async fn provision_inner(
                 .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
                 .block_device_mappings(
                     BlockDeviceMapping::builder()
-                        .device_name("/dev/sda1")
+                        .device_name(root_device)
                         .ebs(
                             EbsBlockDevice::builder()
                                 .volume_size(p.root_volume_gib as i32)

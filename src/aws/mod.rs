@@ -64,7 +64,7 @@ fn token() -> Result<String, String> {
 }
 
 /// Provisions the pools, then waits until the API server answers with the harness's
-/// certificate and every node registered. Any failure tears down what was created.
+/// certificate and every node (labelled with the run id by its user data) is Ready. Any failure tears down what was created.
 pub async fn up(
     spec: &AwsSpec,
     plan: &str,
@@ -141,7 +141,8 @@ pub async fn up(
         key_pem: &admin.key_pem,
     });
     let kubeconfig = dir.join("kubeconfig");
-    if let Err(e) = crate::local::state::write_private(&kubeconfig, kc.as_bytes()) {
+    // Past this point a failure leaves instances behind unless torn down here.
+    let abandon = |message: String| async {
         let left = ec2::teardown(
             &client,
             run_id,
@@ -149,10 +150,10 @@ pub async fn up(
             progress,
         )
         .await;
-        return Err(AwsError {
-            message: format!("write {}: {e}", kubeconfig.display()),
-            left,
-        });
+        AwsError { message, left }
+    };
+    if let Err(e) = crate::local::state::write_private(&kubeconfig, kc.as_bytes()) {
+        return Err(abandon(format!("write {}: {e}", kubeconfig.display())).await);
     }
     let cluster = AwsCluster {
         region: spec.region.clone(),
@@ -180,17 +181,22 @@ pub async fn up(
         )
         .await
         .map_err(|e| format!("the Kubernetes API at {server} did not answer in time: {e:?}"))?;
+        // Every instance must have joined: checks on the nodes that made it would be a pass for
+        // a partial cluster.
+        let expected: u32 = spec.pools.iter().map(|p| p.count).sum();
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+        crate::k8s::wait::labelled_nodes_ready(
+            nodes,
+            &format!("gpuconform.io/run-id={run_id}"),
+            expected as usize,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
+        .map_err(|e| format!("not every node joined: {e}"))?;
         Ok::<_, String>(())
     };
     if let Err(m) = ready.await {
-        let left = ec2::teardown(
-            &client,
-            run_id,
-            Instant::now() + Duration::from_secs(600),
-            progress,
-        )
-        .await;
-        return Err(AwsError { message: m, left });
+        return Err(abandon(m).await);
     }
     Ok(cluster)
 }

@@ -116,6 +116,12 @@ mod tests {
         // A contracting map converges to k / (1 - m) in every chain.
         let e = fma8_expected(100_000, 0.5, 1.0);
         assert!((e - 16.0).abs() < 1e-5, "{e}");
+        // The bench's parameters: the result depends on the iteration count.
+        let (m, k) = (1.0_f32 + f32::EPSILON, 1.0_f32 / 4096.0);
+        assert_ne!(
+            fma8_expected(1 << 18, m, k),
+            fma8_expected((1 << 18) - 1, m, k)
+        );
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
 
     // Watch until every bench pod has finished, or the deadline.
     let mut finished: BTreeMap<String, Pod> = BTreeMap::new();
+    if names.is_empty() {
+        return out;
+    }
     let cfg = watcher::Config::default().labels(&format!("{}={}", BENCH_LABEL.0, BENCH_LABEL.1));
     let stream = watcher(pods.clone(), cfg)
         .default_backoff()
@@ -170,6 +173,18 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                 ));
             }
             Some(_) => match BenchReport::parse(&log) {
+                Ok(report) if report.gpus.len() != g.count as usize => out.push(Outcome::fail(
+                    node.clone(),
+                    Some(node),
+                    format!("{node}: the bench saw {} GPUs, expected {} ({})", report.gpus.len(), g.count, g.describe()),
+                    tail,
+                )),
+                Ok(report) if report.simulated && !matches!(ctx.plan.target, crate::plan::Target::Local { .. }) => out.push(Outcome::fail(
+                    node.clone(),
+                    Some(node),
+                    format!("{node}: the bench printed simulated results on a real cluster (is the image running --simulate?)"),
+                    tail,
+                )),
                 Ok(report) => {
                     out.push(Outcome::pass(
                         node.clone(),
@@ -222,8 +237,20 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             for m in &gpu.measurements {
                 out.push(metric_outcome(ctx, g, gpu.device.index, m, perf));
             }
-            if let Some(o) = perf.and_then(|p| peer_outcome(ctx, g, gpu.device.index, r, p)) {
-                out.push(o);
+            // A metric the GPU has hardware for must have been measured.
+            for metric in Metric::ALL {
+                let expected = perf.is_some_and(|p| p.peak(metric).is_some());
+                if expected && !gpu.measurements.iter().any(|m| m.metric == metric) {
+                    out.push(Outcome::fail(
+                        format!("{}/gpu{}/{}", g.name, gpu.device.index, metric.key()),
+                        Some(&g.name),
+                        format!("{who}: {} was not measured", metric.key()),
+                        "",
+                    ));
+                }
+            }
+            if let Some(p) = perf {
+                out.extend(peer_outcomes(ctx, g, gpu.device.index, r, p));
             }
             let slow: Vec<String> = gpu
                 .measurements
@@ -360,55 +387,42 @@ fn metric_outcome(
     }
 }
 
-/// Outgoing peer copies of one GPU: the median over its destinations against the link floor.
-/// `None` on a single-GPU node (no peer copies to judge).
-fn peer_outcome(
+/// Peer copies from one GPU: one testcase per destination against the link floor (a median
+/// over destinations would hide one slow link).
+fn peer_outcomes(
     ctx: &Ctx<'_>,
     g: &GpuNode,
     index: u32,
     r: &BenchReport,
     perf: &GpuPerf,
-) -> Option<Outcome> {
-    let subject = format!("{}/gpu{index}/peer", g.name);
-    let mine: Vec<&crate::bench::PeerResult> = r.peers.iter().filter(|p| p.from == index).collect();
-    if mine.is_empty() {
-        return None;
-    }
-    if let Some(bad) = mine.iter().find(|p| !p.verified) {
-        return Some(Outcome::fail(
-            subject,
-            Some(&g.name),
-            format!(
-                "{} gpu{index}: peer copy to gpu{} delivered wrong data",
-                g.name, bad.to
-            ),
-            "",
-        ));
-    }
-    let mut v: Vec<f64> = mine.iter().map(|p| p.summary.median).collect();
-    v.sort_by(f64::total_cmp);
-    let median = v[v.len() / 2];
+) -> Vec<Outcome> {
     let peak = perf.peer_peak();
     let floor_frac = ctx.perf.floor(perf, "peer");
     let floor = floor_frac * peak;
-    let detail = mine
+    r.peers
         .iter()
-        .map(|p| format!("gpu{}→gpu{}: {:.1} GB/s", p.from, p.to, p.summary.median))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Some(if median >= floor {
-        Outcome::pass(subject, Some(&g.name), detail)
-    } else {
-        Outcome::fail(
-            subject,
-            Some(&g.name),
-            format!(
-                "{} gpu{index}: peer copies {median:.1} GB/s (median over {} destinations), expected at least {floor:.1} GB/s ({:.0}% of {peak})",
-                g.name,
-                mine.len(),
+        .filter(|p| p.from == index)
+        .map(|p| {
+            let subject = format!("{}/peer/gpu{}-gpu{}", g.name, p.from, p.to);
+            let detail = format!(
+                "median {:.1} GB/s, p5 {:.1}, p95 {:.1}; floor {floor:.1} GB/s ({:.0}% of {peak})",
+                p.summary.median,
+                p.summary.p5,
+                p.summary.p95,
                 floor_frac * 100.0
-            ),
-            detail,
-        )
-    })
+            );
+            if !p.verified {
+                Outcome::fail(subject, Some(&g.name), format!("{} gpu{} → gpu{}: the copy delivered wrong data", g.name, p.from, p.to), detail)
+            } else if p.summary.median < floor {
+                Outcome::fail(
+                    subject,
+                    Some(&g.name),
+                    format!("{} gpu{} → gpu{}: {:.1} GB/s, expected at least {floor:.1} GB/s ({:.0}% of {peak})", g.name, p.from, p.to, p.summary.median, floor_frac * 100.0),
+                    detail,
+                )
+            } else {
+                Outcome::pass(subject, Some(&g.name), detail)
+            }
+        })
+        .collect()
 }

@@ -192,3 +192,38 @@ pub async fn nodes_ready(
         limit,
     })
 }
+
+/// Waits until `count` nodes matching the label `selector` exist and are Ready; on timeout the
+/// error says how many did.
+pub async fn labelled_nodes_ready(
+    api: Api<Node>,
+    selector: &str,
+    count: usize,
+    limit: Duration,
+) -> Result<(), K8sError> {
+    use futures::StreamExt as _;
+    let mut ready: BTreeMap<String, bool> = BTreeMap::new();
+    let stream = watcher(api, watcher::Config::default().labels(selector))
+        .default_backoff()
+        .applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let run = async {
+        while let Some(n) = stream.next().await {
+            if let Ok(n) = n {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                ready.insert(name, node_is_ready(&n));
+                if ready.values().filter(|r| **r).count() >= count {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(true) => Ok(()),
+        _ => Err(K8sError::Timeout {
+            what: format!("{count} nodes labelled {selector} to be Ready"),
+            limit,
+        }),
+    }
+}

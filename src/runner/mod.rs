@@ -197,6 +197,14 @@ pub async fn run(
                 }
                 _ => ("interrupted".to_string(), true),
             };
+            // An interrupted EC2 provisioning may already have instances: remove them by tag.
+            let mut left = Vec::new();
+            if interrupted && let Target::Aws(spec) = &plan.target {
+                let client = crate::aws::ec2::client(&spec.region).await;
+                let deadline = Instant::now() + plan.timeouts.teardown;
+                left =
+                    crate::aws::ec2::teardown(&client, &settings.run_id, deadline, &|_| {}).await;
+            }
             em.emit(Event::PhaseFinished(Phase {
                 name: "provision".into(),
                 ok: false,
@@ -205,6 +213,7 @@ pub async fn run(
             }));
             let mut record = em.recorder.record;
             record.interrupted = interrupted;
+            record.leftovers = left;
             record.exit_code = if interrupted {
                 exit_codes::INTERRUPTED
             } else {

@@ -96,9 +96,16 @@ pub async fn provision(
                 .unwrap_or_default();
             let plan = run_id.rsplitn(3, '-').last().unwrap_or("plan").to_string();
             let aws = crate::aws::up(spec, &plan, &run_id, run_dir, timeout, progress).await?;
-            let client = crate::k8s::client_from_kubeconfig(&aws.kubeconfig)
-                .await
-                .map_err(|e| TargetError::Connect(e.to_string()))?;
+            let client = match crate::k8s::client_from_kubeconfig(&aws.kubeconfig).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let left = aws.down(progress).await;
+                    return Err(TargetError::Aws(crate::aws::AwsError {
+                        message: e.to_string(),
+                        left,
+                    }));
+                }
+            };
             let version = client
                 .apiserver_version()
                 .await

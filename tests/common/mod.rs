@@ -41,6 +41,18 @@ pub fn gpuconform(args: &[&str]) -> Output {
         .expect("run gpuconform")
 }
 
+/// `gpuconform run <plan> --reports <dir>` from the repository root, not started yet.
+pub fn run_command(plan: &Path, reports: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("run")
+        .arg(plan)
+        .arg("--reports")
+        .arg(reports)
+        .current_dir(root())
+        .env("GPUCONFORM_TOOLS", tools_dir());
+    cmd
+}
+
 /// Runs kubectl from the tool cache against a kubeconfig.
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
     Command::new(tool("kubectl"))
