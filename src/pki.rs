@@ -96,6 +96,28 @@ impl Ca {
         })
     }
 
+    /// A CA from its PEM certificate and key, as [`Ca::generate`] made them (the subject is
+    /// rebuilt from `common_name`, so leaves chain to the stored certificate).
+    pub fn from_pem(common_name: &str, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let err = |source| PkiError {
+            subject: common_name.to_string(),
+            source,
+        };
+        let key = KeyPair::from_pem(key_pem).map_err(err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ok(Self {
+            cert: KeyedCert {
+                cert_pem: cert_pem.to_string(),
+                key_pem: key_pem.to_string(),
+            },
+            issuer: Issuer::new(params, key),
+        })
+    }
+
     /// A leaf certificate signed by this CA, valid two years.
     pub fn issue(&self, spec: &LeafSpec) -> Result<KeyedCert, PkiError> {
         let err = |source| PkiError {

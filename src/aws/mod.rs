@@ -43,6 +43,27 @@ pub struct AwsCluster {
     pub instance_types: Vec<(String, u32)>,
 }
 
+/// A kubeconfig for `server` with a fresh `system:masters` client certificate from `ca` — what
+/// the harness hands itself for a cluster whose CA it generated.
+pub fn admin_kubeconfig(ca: &Ca, cluster: &str, server: &str) -> Result<String, String> {
+    let admin = ca
+        .issue(&LeafSpec {
+            common_name: "gpuconform-admin".into(),
+            organizations: vec!["system:masters".into()],
+            client: true,
+            ..LeafSpec::default()
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(crate::kubeconfig::render(&crate::kubeconfig::Identity {
+        cluster,
+        user: "gpuconform-admin",
+        server,
+        ca_pem: &ca.cert.cert_pem,
+        cert_pem: &admin.cert_pem,
+        key_pem: &admin.key_pem,
+    }))
+}
+
 /// Who runs this, for the creator tag (no credential, no account id).
 pub fn creator() -> String {
     let user = std::env::var("USER")
@@ -84,14 +105,6 @@ pub async fn up(
         None => return Err(fail("target.aws.ingressCidr is needed: the caller's public address (x.x.x.x/32); it is never opened wider".into())),
     };
     let ca = Ca::generate(&format!("gpuconform-{run_id}")).map_err(|e| fail(e.to_string()))?;
-    let admin = ca
-        .issue(&LeafSpec {
-            common_name: "gpuconform-admin".into(),
-            organizations: vec!["system:masters".into()],
-            client: true,
-            ..LeafSpec::default()
-        })
-        .map_err(|e| fail(e.to_string()))?;
     let token = token().map_err(fail)?;
     let run = RunTags {
         run_id: run_id.to_string(),
@@ -132,14 +145,19 @@ pub async fn up(
             provisioned.server_public_ip.clone().unwrap_or_default()
         )
     });
-    let kc = crate::kubeconfig::render(&crate::kubeconfig::Identity {
-        cluster: run_id,
-        user: "gpuconform-admin",
-        server: &server,
-        ca_pem: &ca.cert.cert_pem,
-        cert_pem: &admin.cert_pem,
-        key_pem: &admin.key_pem,
-    });
+    let kc = match admin_kubeconfig(&ca, run_id, &server) {
+        Ok(kc) => kc,
+        Err(m) => {
+            let left = ec2::teardown(
+                &client,
+                run_id,
+                Instant::now() + Duration::from_secs(600),
+                progress,
+            )
+            .await;
+            return Err(AwsError { message: m, left });
+        }
+    };
     let kubeconfig = dir.join("kubeconfig");
     // Past this point a failure leaves instances behind unless torn down here.
     let abandon = |message: String| async {
