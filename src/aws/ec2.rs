@@ -50,8 +50,18 @@ fn e2<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> Ec2Err
     let what = what.into();
     move |e| Ec2Error {
         what,
-        message: DisplayErrorContext(&e).to_string(),
+        message: brief(&e),
     }
+}
+
+/// The SDK's error with its code and message, without the raw response it appends.
+fn brief(e: &dyn std::error::Error) -> String {
+    let full = DisplayErrorContext(e).to_string();
+    let cut = full
+        .find(" (ServiceError(")
+        .or_else(|| full.find(" (DispatchFailure("))
+        .unwrap_or(full.len());
+    full[..cut].chars().take(400).collect()
 }
 
 /// An EC2 client for a region, from the standard credential chain and endpoint settings
@@ -366,15 +376,19 @@ async fn provision_inner(
                     })?
             }
         };
+        // RunInstances is the authority on whether the image exists; here only its root device
+        // name matters (default /dev/sda1, Ubuntu's).
         let root = ec2
             .describe_images()
             .image_ids(&id)
             .send()
             .await
-            .map_err(e2(format!("describe AMI {id} for pool {}", p.name)))?
-            .images()
-            .first()
-            .and_then(|i| i.root_device_name().map(str::to_string))
+            .ok()
+            .and_then(|out| {
+                out.images()
+                    .first()
+                    .and_then(|i| i.root_device_name().map(str::to_string))
+            })
             .unwrap_or_else(|| "/dev/sda1".to_string());
         amis.insert(p.name.clone(), (id, root));
     }
@@ -648,20 +662,16 @@ pub async fn delete(
                     .wait(limit)
                     .await
                 {
-                    left.extend(ids.iter().map(|i| {
-                        format!(
-                            "instance {i}: not terminated yet ({})",
-                            DisplayErrorContext(&e)
-                        )
-                    }));
+                    left.extend(
+                        ids.iter()
+                            .map(|i| format!("instance {i}: not terminated yet ({})", brief(&e))),
+                    );
                 }
             }
-            Err(e) => left.extend(ids.iter().map(|i| {
-                format!(
-                    "instance {i}: terminate failed ({})",
-                    DisplayErrorContext(&e)
-                )
-            })),
+            Err(e) => left.extend(
+                ids.iter()
+                    .map(|i| format!("instance {i}: terminate failed ({})", brief(&e))),
+            ),
         }
     }
     for (sg, _, _) in &found.security_groups {
