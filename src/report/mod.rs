@@ -57,6 +57,16 @@ pub struct Case {
     pub diagnostics: Vec<String>,
 }
 
+/// Cloud instances a run used (aws target).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceUse {
+    /// Instance type → instance-hours.
+    pub instance_hours: std::collections::BTreeMap<String, f64>,
+    /// At the on-demand prices of `fixtures/catalog/ec2-prices.yaml`.
+    pub estimated_usd: f64,
+}
+
 /// One phase of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
@@ -100,6 +110,8 @@ pub struct RunRecord {
     pub gpu_models: Vec<String>,
     /// Throughput measurements, one row per node × GPU × metric.
     pub benchmarks: Vec<bench::BenchRow>,
+    /// EC2 instance-hours and their estimated cost (aws target).
+    pub instance_use: Option<InstanceUse>,
     /// Phases in order.
     pub phases: Vec<Phase>,
     /// Testcases in order.
@@ -223,6 +235,7 @@ mod tests {
             driver_version: "580.95.05".into(),
             gpu_models: vec!["p3.2xlarge: 1× Tesla-V100-SXM2-16GB".into()],
             benchmarks: Vec::new(),
+            instance_use: None,
             phases: ["provision", "install", "suites", "teardown"]
                 .iter()
                 .map(|p| Phase {

@@ -77,6 +77,18 @@ pub fn render(r: &RunRecord) -> String {
         ));
     }
     s.push_str(&super::bench::markdown(&r.benchmarks));
+    if let Some(u) = &r.instance_use {
+        let hours: Vec<String> = u
+            .instance_hours
+            .iter()
+            .map(|(t, h)| format!("{t} {h:.2} h"))
+            .collect();
+        s.push_str(&format!(
+            "\n## EC2 use\n\n{} — about {:.2} USD at on-demand prices\n",
+            hours.join(", "),
+            u.estimated_usd
+        ));
+    }
     if !r.leftovers.is_empty() {
         s.push_str("\n## Left behind by teardown\n\n");
         for l in &r.leftovers {

@@ -120,6 +120,7 @@ pub async fn run(
         driver_version: plan.operator.driver_version().unwrap_or_default(),
         gpu_models: Vec::new(),
         benchmarks: Vec::new(),
+        instance_use: None,
         phases: Vec::new(),
         cases: Vec::new(),
         leftovers: Vec::new(),
@@ -353,7 +354,8 @@ pub async fn run(
     let already = *interrupts.borrow_and_update();
     let abort_after = already.max(1);
     let is_local = cluster.local.is_some();
-    let leftovers = {
+    let is_aws = cluster.aws.is_some();
+    let (leftovers, instance_use) = {
         let work = teardown(&settings, &mut cluster, &helm, &test_namespace, &install);
         tokio::pin!(work);
         tokio::select! {
@@ -370,7 +372,13 @@ pub async fn run(
                         settings.dir.join("cluster").display()
                     ));
                 }
-                left
+                if is_aws {
+                    left.push(format!(
+                        "EC2 instances of run {} may still run: `gpuconform sweep --run-id {} --yes`",
+                        settings.run_id, settings.run_id
+                    ));
+                }
+                (left, None)
             }
         }
     };
@@ -387,6 +395,7 @@ pub async fn run(
 
     let mut record = em.recorder.record;
     record.leftovers = leftovers;
+    record.instance_use = instance_use;
     record.interrupted = interrupted || *interrupts.borrow() > 0;
     let interrupted = record.interrupted;
     let (_, failed, errors, _) = record.counts();
@@ -729,10 +738,11 @@ async fn teardown(
     helm: &Helm,
     test_namespace: &str,
     install: &InstallRecord,
-) -> Vec<String> {
+) -> (Vec<String>, Option<crate::report::InstanceUse>) {
     let plan = &settings.plan;
     let limit = plan.timeouts.teardown;
     let mut left = Vec::new();
+    let mut used = None;
     // The operator, if the teardown suite did not already remove it — and only if this run
     // installed it: a release that was there before belongs to someone else. A cluster this run
     // created goes entirely, so its release does not matter.
@@ -779,7 +789,7 @@ async fn teardown(
         left = aws.down(&progress).await;
         let hours = aws.instance_hours();
         let prices = crate::aws::cost::PriceTable::embedded().ok();
-        let cost: f64 = hours
+        let usd: f64 = hours
             .iter()
             .map(|(t, h)| {
                 prices
@@ -790,16 +800,10 @@ async fn teardown(
                     * h
             })
             .sum();
-        let used: Vec<String> = hours.iter().map(|(t, h)| format!("{t} {h:.3} h")).collect();
-        let _ = std::fs::write(
-            settings.dir.join("instance-hours.txt"),
-            format!(
-                "{}
-estimated {cost:.2} USD at on-demand prices
-",
-                used.join("\n")
-            ),
-        );
+        used = Some(crate::report::InstanceUse {
+            instance_hours: hours.into_iter().collect(),
+            estimated_usd: usd,
+        });
     }
     // A local cluster goes entirely, whatever was left inside it.
     if let Some(local) = cluster.local.take() {
@@ -811,5 +815,5 @@ estimated {cost:.2} USD at on-demand prices
             let _ = std::fs::remove_dir_all(etcd);
         }
     }
-    left
+    (left, used)
 }
