@@ -178,19 +178,37 @@ impl LocalCluster {
             });
         }
         let started = Instant::now();
-        let mut starting = Starting {
-            dir: dir.clone(),
-            children: Vec::new(),
-        };
         let interrupted = interrupt_signal();
-        let work = starting.run(fixture, catalog, tools, opts, started, progress);
-        let outcome = {
-            let work = std::pin::pin!(work);
-            let interrupted = std::pin::pin!(interrupted);
-            match future::select(work, interrupted).await {
-                Either::Left((r, _)) => r,
-                Either::Right((sig, _)) => Err(LocalError::Interrupted(sig)),
+        let mut interrupted = std::pin::pin!(interrupted);
+        let mut attempt = 0;
+        let (outcome, starting) = loop {
+            attempt += 1;
+            let mut starting = Starting {
+                dir: dir.clone(),
+                children: Vec::new(),
+            };
+            let outcome = {
+                let work = starting.run(fixture, catalog, tools, opts, started, progress);
+                let work = std::pin::pin!(work);
+                match future::select(work, interrupted.as_mut()).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right((sig, _)) => Err(LocalError::Interrupted(sig)),
+                }
+            };
+            // Ports are chosen before the components bind them; if another program took one in
+            // between, start again on fresh ports rather than fail.
+            let clash = matches!(
+                &outcome,
+                Err(LocalError::ComponentExited { tail, .. }) if tail.contains("address already in use")
+            );
+            if clash && attempt < 3 {
+                progress("a chosen port was taken meanwhile; starting again on other ports".into());
+                let records: Vec<ProcessRecord> =
+                    starting.children.iter().map(|c| c.record.clone()).collect();
+                stop_records(&records).await;
+                continue;
             }
+            break (outcome, starting);
         };
         match outcome {
             Ok((state, client)) => {

@@ -287,6 +287,38 @@ pub fn port_in_use(port: u16) -> bool {
 /// The ports are released before the components bind them, so another program could take one in
 /// between; a component that then fails to bind reports it in its log and startup fails cleanly.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    // Ports below the kernel's ephemeral range: between choosing a port and the component
+    // binding it, an ephemeral port can be handed to any outgoing connection on the machine
+    // (seen as etcd's "address already in use" with several clusters starting at once), but a
+    // port outside that range cannot.
+    let (ephemeral_lo, _) = ephemeral_range();
+    let (lo, hi) = (10_000u32, u32::from(ephemeral_lo).saturating_sub(1));
+    if hi > lo + 100 {
+        let mut seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+        let mut held = Vec::new();
+        for _ in 0..(n * 50) {
+            if held.len() == n {
+                break;
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let port = (lo + (seed % u64::from(hi - lo)) as u32) as u16;
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                held.push(l);
+            }
+        }
+        if held.len() == n {
+            return held
+                .iter()
+                .map(|l| l.local_addr().map(|a| a.port()))
+                .collect();
+        }
+    }
     let listeners = (0..n)
         .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
         .collect::<std::io::Result<Vec<_>>>()?;
@@ -294,6 +326,17 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect()
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`), Linux's default when unreadable.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// The last `n` lines of a log file, for error messages.
