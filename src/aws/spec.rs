@@ -119,12 +119,7 @@ pub const DEFAULT_K3S: &str = "v1.35.4+k3s1";
 /// Validates the target; `file` is the plan.
 pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec, InputError> {
     let region = &raw.region;
-    let parts: Vec<&str> = region.value.split('-').collect();
-    if parts.len() < 3
-        || !parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
-    {
+    if !crate::fixture::is_region(&region.value) {
         return Err(InputError::at(
             file,
             region,

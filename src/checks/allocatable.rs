@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
@@ -108,31 +106,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let mut last: BTreeMap<String, Option<Node>> =
-        nodes.iter().map(|n| (n.name.clone(), None)).collect();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
-    let _ = tokio::time::timeout(left(deadline), async {
-        while let Some(ev) = stream.next().await {
-            if let Ok(n) = ev
-                && let Some(slot) = last.get_mut(&n.name_any())
-            {
-                *slot = Some(n);
-                let done = nodes.iter().all(|g| {
-                    last.get(&g.name)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|n| problems(n, g).is_empty())
-                });
-                if done {
-                    break;
-                }
-            }
-        }
-    })
-    .await;
+    let last = super::watch_nodes(ctx, nodes, deadline, |n, g| problems(n, g).is_empty()).await;
 
     let mut out = Vec::new();
     for g in nodes {

@@ -4,15 +4,12 @@
 //! less), compute capability, family, MIG capability — and the driver version labels equal to
 //! the plan's `driver.version`, accepting the deprecated and the current names.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
-use super::{Ctx, GpuNode, Outcome, left, no_nodes};
+use super::{Ctx, GpuNode, Outcome, no_nodes};
 use crate::sim::labels::has_nvidia_pci_label;
 use crate::suite::Step;
 
@@ -23,31 +20,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     }
     let tolerance = step.int("memoryTolerancePercent", 2).clamp(0, 100) as u64;
     let driver = ctx.plan.operator.driver_version();
-    let mut last: BTreeMap<String, Option<Node>> =
-        nodes.iter().map(|n| (n.name.clone(), None)).collect();
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
-    let all_good = |last: &BTreeMap<String, Option<Node>>| {
-        nodes.iter().all(|g| {
-            last.get(&g.name)
-                .and_then(Option::as_ref)
-                .is_some_and(|n| problems(n, g, driver.as_deref(), tolerance).is_empty())
-        })
-    };
-    let _ = tokio::time::timeout(left(deadline), async {
-        while let Some(ev) = stream.next().await {
-            if let Ok(n) = ev
-                && let Some(slot) = last.get_mut(&n.name_any())
-            {
-                *slot = Some(n);
-                if all_good(&last) {
-                    break;
-                }
-            }
-        }
+    let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
+        problems(n, g, driver.as_deref(), tolerance).is_empty()
     })
     .await;
 

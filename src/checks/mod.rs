@@ -225,6 +225,44 @@ pub async fn gpu_nodes(client: &Client, catalog: &Catalog) -> Result<Vec<GpuNode
     Ok(out)
 }
 
+/// Watches the GPU nodes until `ok` holds for every one of them or the deadline passes, and
+/// returns the last state seen of each (`None`: never seen). Checks report on that state.
+pub async fn watch_nodes(
+    ctx: &Ctx<'_>,
+    nodes: &[GpuNode],
+    deadline: Instant,
+    ok: impl Fn(&Node, &GpuNode) -> bool,
+) -> std::collections::BTreeMap<String, Option<Node>> {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let mut last: std::collections::BTreeMap<String, Option<Node>> =
+        nodes.iter().map(|n| (n.name.clone(), None)).collect();
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let _ = tokio::time::timeout(left(deadline), async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(n) = ev
+                && let Some(slot) = last.get_mut(&n.name_any())
+            {
+                *slot = Some(n);
+                let done = nodes.iter().all(|g| {
+                    last.get(&g.name)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|n| ok(n, g))
+                });
+                if done {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    last
+}
+
 /// Time left until `deadline`.
 pub fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())

@@ -178,11 +178,8 @@ async fn run(
         watcher(Api::<DynamicObject>::all_with(client.clone(), &ar), cfg()),
     )
     .backoff(QuickBackoff(0))
-    .map(|e| match e {
-        Ok(_) => Trigger::Changed,
-        // Expected until the chart installs the CRD.
-        Err(_) => Trigger::Changed,
-    });
+    // Errors are expected until the chart installs the CRD; either way, look again.
+    .map(|_| Trigger::Changed);
     // Hook Jobs live for a moment; act on their appearance, not on the store.
     let job_events = watcher(Api::<Job>::all(client.clone()), cfg())
         .backoff(QuickBackoff(0))
