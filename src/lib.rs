@@ -17,6 +17,7 @@ pub mod commands;
 pub mod errors;
 pub mod exit_codes;
 pub mod fixture;
+pub mod gpu_stack;
 pub mod helm;
 pub mod input;
 pub mod k8s;

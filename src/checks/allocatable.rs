@@ -11,7 +11,8 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
-use crate::sim::world::gpu_resources;
+use crate::gpu_stack::gpu_resources;
+use crate::gpu_stack::{gfd, resources};
 use crate::suite::Step;
 
 /// Expected GPU resources of a node: name → count.
@@ -20,7 +21,7 @@ pub fn expected(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
     let have = gpu_resources(node);
     let mig: BTreeMap<String, u64> = have
         .iter()
-        .filter(|(k, (cap, _))| k.starts_with("nvidia.com/mig-") && *cap > 0)
+        .filter(|(k, (cap, _))| k.starts_with(resources::MIG_PREFIX) && *cap > 0)
         .map(|(k, _)| {
             let count = labels
                 .get(&format!("{k}.count"))
@@ -33,28 +34,22 @@ pub fn expected(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
         return mig;
     }
     let replicas: u64 = labels
-        .get("nvidia.com/gpu.replicas")
+        .get(gfd::REPLICAS)
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    let product = labels
-        .get("nvidia.com/gpu.product")
-        .cloned()
-        .unwrap_or_default();
+    let product = labels.get(gfd::PRODUCT).cloned().unwrap_or_default();
     let count = if product.contains("-MIG-") {
         labels
-            .get("nvidia.com/gpu.count")
+            .get(gfd::COUNT)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0)
     } else {
         u64::from(g.count) * replicas
     };
-    let name = if have
-        .get("nvidia.com/gpu.shared")
-        .is_some_and(|(c, _)| *c > 0)
-    {
-        "nvidia.com/gpu.shared"
+    let name = if have.get(resources::GPU_SHARED).is_some_and(|(c, _)| *c > 0) {
+        resources::GPU_SHARED
     } else {
-        "nvidia.com/gpu"
+        resources::GPU
     };
     BTreeMap::from([(name.to_string(), count)])
 }
@@ -187,11 +182,11 @@ async fn schedule_all(
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "gpuconform"}},
+        "metadata": {"name": name, "labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1}},
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": {"kubernetes.io/hostname": g.name},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
             "containers": [{"name": "hold", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": limits}}],
         },
     }))

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
 use super::{Ctx, GpuNode, Outcome, no_nodes};
-use crate::sim::labels::has_nvidia_pci_label;
+use crate::gpu_stack::{gfd, nfd, operator};
 use crate::suite::Step;
 
 /// Runs the check: waits until every node's labels are right or the deadline, then reports.
@@ -67,15 +67,12 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
             g.name
         )),
     };
-    expect("nvidia.com/gpu.present", "true");
+    expect(operator::GPU_PRESENT, "true");
     let replicas: u32 = labels
-        .get("nvidia.com/gpu.replicas")
+        .get(gfd::REPLICAS)
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    let product = labels
-        .get("nvidia.com/gpu.product")
-        .cloned()
-        .unwrap_or_default();
+    let product = labels.get(gfd::PRODUCT).cloned().unwrap_or_default();
     let mig_single = product.contains("-MIG-");
     if mig_single {
         let base = format!("{}-MIG-", g.model.product);
@@ -90,22 +87,19 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
         };
         // Renamed shared resources keep the plain product name.
         if !(replicas > 1 && product == g.model.product) {
-            expect("nvidia.com/gpu.product", &want);
+            expect(gfd::PRODUCT, &want);
         }
-        expect("nvidia.com/gpu.count", &g.count.to_string());
+        expect(gfd::COUNT, &g.count.to_string());
     }
     if let Some((major, minor)) = g.model.compute_capability_parts() {
-        expect("nvidia.com/gpu.compute.major", &major.to_string());
-        expect("nvidia.com/gpu.compute.minor", &minor.to_string());
+        expect(gfd::COMPUTE_MAJOR, &major.to_string());
+        expect(gfd::COMPUTE_MINOR, &minor.to_string());
     }
-    expect("nvidia.com/gpu.family", &g.model.family);
-    expect("nvidia.com/mig.capable", &g.model.mig_capable().to_string());
+    expect(gfd::FAMILY, &g.model.family);
+    expect(gfd::MIG_CAPABLE, &g.model.mig_capable().to_string());
 
     if !mig_single {
-        match labels
-            .get("nvidia.com/gpu.memory")
-            .map(|m| m.parse::<u64>())
-        {
+        match labels.get(gfd::MEMORY).map(|m| m.parse::<u64>()) {
             Some(Ok(m)) => {
                 let want = g.model.memory_mib;
                 let floor = want - want * tolerance_pct / 100;
@@ -119,10 +113,7 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
             Some(Err(_)) => out.push(format!(
                 "{}: nvidia.com/gpu.memory is \"{}\", expected a number of MiB ({why})",
                 g.name,
-                labels
-                    .get("nvidia.com/gpu.memory")
-                    .cloned()
-                    .unwrap_or_default()
+                labels.get(gfd::MEMORY).cloned().unwrap_or_default()
             )),
             None => out.push(format!(
                 "{}: nvidia.com/gpu.memory is missing, expected \"{}\" ({why})",
@@ -131,16 +122,16 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
         }
     }
 
-    if !has_nvidia_pci_label(labels) {
+    if !nfd::has_nvidia_pci(labels) {
         out.push(format!(
             "{}: feature.node.kubernetes.io/pci-10de.present is missing (nor the pci-0302_10de / pci-0300_10de forms), expected \"true\" ({why})",
             g.name
         ));
     }
     for key in [
-        "feature.node.kubernetes.io/kernel-version.full",
-        "feature.node.kubernetes.io/system-os_release.ID",
-        "feature.node.kubernetes.io/system-os_release.VERSION_ID",
+        nfd::KERNEL_VERSION_FULL,
+        nfd::OS_RELEASE_ID,
+        nfd::OS_RELEASE_VERSION_ID,
     ] {
         if !labels.contains_key(key) {
             out.push(format!(
@@ -151,11 +142,11 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
     }
 
     // Driver version: the current name, or else the deprecated triple.
-    let current = labels.get("nvidia.com/cuda.driver-version.full").cloned();
+    let current = labels.get(gfd::DRIVER_VERSION_FULL).cloned();
     let deprecated = match (
-        labels.get("nvidia.com/cuda.driver.major"),
-        labels.get("nvidia.com/cuda.driver.minor"),
-        labels.get("nvidia.com/cuda.driver.rev"),
+        labels.get(gfd::DRIVER_DEPRECATED[0]),
+        labels.get(gfd::DRIVER_DEPRECATED[1]),
+        labels.get(gfd::DRIVER_DEPRECATED[2]),
     ) {
         (Some(a), Some(b), Some(c)) => Some(format!("{a}.{b}.{c}")),
         _ => None,
@@ -188,74 +179,114 @@ fn gpu_labels(node: &Node) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! On real nodes as published (`fixtures/nodes/`), never on what the simulator makes.
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::catalog::Catalog;
-    use crate::sim::labels::{self as sim, MigLayout, MigStrategy, NodeGpus, StackConfig};
 
-    fn seed() -> (Node, GpuNode) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RealNode {
+        instance_type: String,
+        labels: BTreeMap<String, String>,
+    }
+
+    /// A published node and the owner's expectation of it, from the instance catalog.
+    fn real(file: &str, name: &str) -> (Node, GpuNode) {
+        let path = format!("{}/fixtures/nodes/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let r: RealNode = serde_saphyr::from_str(&text).expect("fixture parses");
         let c = Catalog::embedded().expect("catalog");
-        let inst = c.instance("p3.2xlarge").expect("p3");
+        let inst = c.instance(&r.instance_type).expect("instance type");
         let (model, count) = c.gpu_of(inst).expect("gpu");
-        let mut labels = sim::nfd_labels("Ubuntu 22.04.5 LTS", "6.8.0-1021-aws", true);
-        labels.extend(sim::operator_labels(false));
-        let g = NodeGpus {
-            instance_type: "p3.2xlarge",
-            instance: inst,
-            model,
-            count,
-        };
-        let cfg = StackConfig {
-            driver_version: "580.95.05".into(),
-            mig_strategy: MigStrategy::Single,
-        };
-        labels.extend(sim::gfd_labels(&g, &cfg, &MigLayout::Disabled, None, 1));
+        let gpu_model = inst.gpu.as_ref().expect("gpu").model.clone();
         let mut node = Node::default();
-        node.metadata.name = Some("gpu-worker-1".into());
-        node.metadata.labels = Some(labels);
+        node.metadata.name = Some(name.into());
+        node.metadata.labels = Some(r.labels);
         let gpu = GpuNode {
-            name: "gpu-worker-1".into(),
-            instance_type: "p3.2xlarge".into(),
-            model_key: "V100-SXM2-16GB".into(),
+            name: name.into(),
+            instance_type: r.instance_type,
+            model_key: gpu_model,
             model: model.clone(),
             count,
         };
         (node, gpu)
     }
 
+    /// The g4dn.xlarge dump, published by GPU Operator 1.3.1's GFD, which did not yet write
+    /// `nvidia.com/mig.capable`.
+    fn g4dn() -> (Node, GpuNode) {
+        real("g4dn-xlarge-t4-ocp46.yaml", "gpu-worker-1")
+    }
+
+    const G4DN_DRIVER: Option<&str> = Some("450.80.02");
+
     #[test]
-    fn simulated_labels_pass() {
-        let (node, g) = seed();
+    fn a_real_g4dn_node_lacks_only_mig_capable() {
+        let (node, g) = g4dn();
         assert_eq!(
-            problems(&node, &g, Some("580.95.05"), 2),
-            Vec::<String>::new()
+            problems(&node, &g, G4DN_DRIVER, 2),
+            vec![
+                "gpu-worker-1: nvidia.com/mig.capable is missing, expected \"false\" (g4dn.xlarge: 1× Tesla-T4)"
+            ],
+            "T4 memory 15109 MiB on driver 450 is within 2% of 15360"
         );
+        let (mut node, g) = g4dn();
+        node.labels_mut()
+            .insert(gfd::MIG_CAPABLE.into(), "false".into());
+        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2), Vec::<String>::new());
+        assert_eq!(
+            problems(&node, &g, G4DN_DRIVER, 1).len(),
+            1,
+            "15109 is not within 1%"
+        );
+    }
+
+    /// The p3.2xlarge dump was filtered to `nvidia.com/gpu*` and `pci` labels: the problems
+    /// are exactly the labels the publisher's grep removed, so every GFD value that is shown
+    /// agrees with the catalog's V100-SXM2-16GB.
+    #[test]
+    fn a_real_p3_node_agrees_with_the_catalog_on_what_is_shown() {
+        let (node, g) = real("p3-2xlarge-v100-ocp412.yaml", "ip-10-0-135-81");
+        let p = problems(&node, &g, Some("535.129.03"), 0);
+        let mentions = |key: &str| p.iter().any(|m| m.contains(key));
+        for key in [
+            gfd::MIG_CAPABLE,
+            nfd::KERNEL_VERSION_FULL,
+            nfd::OS_RELEASE_ID,
+            nfd::OS_RELEASE_VERSION_ID,
+            gfd::DRIVER_VERSION_FULL,
+        ] {
+            assert!(mentions(key), "{key} not reported missing: {p:?}");
+        }
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p.iter().all(|m| m.contains("is missing")), "{p:?}");
+    }
+
+    fn g4dn_passing() -> (Node, GpuNode) {
+        let (mut node, g) = g4dn();
+        node.labels_mut()
+            .insert(gfd::MIG_CAPABLE.into(), "false".into());
+        (node, g)
     }
 
     #[test]
     fn wrong_count_message_names_node_value_and_expectation() {
-        let (mut node, g) = seed();
-        node.labels_mut()
-            .insert("nvidia.com/gpu.count".into(), "0".into());
-        let p = problems(&node, &g, Some("580.95.05"), 2);
+        let (mut node, g) = g4dn_passing();
+        node.labels_mut().insert(gfd::COUNT.into(), "0".into());
         assert_eq!(
-            p,
+            problems(&node, &g, G4DN_DRIVER, 2),
             vec![
-                "gpu-worker-1: nvidia.com/gpu.count is \"0\", expected \"1\" (p3.2xlarge: 1× Tesla-V100-SXM2-16GB)"
+                "gpu-worker-1: nvidia.com/gpu.count is \"0\", expected \"1\" (g4dn.xlarge: 1× Tesla-T4)"
             ]
         );
     }
 
     #[test]
     fn driver_and_memory_mismatches() {
-        let (mut node, g) = seed();
-        node.labels_mut()
-            .insert("nvidia.com/gpu.memory".into(), "16160".into());
-        assert!(
-            problems(&node, &g, Some("580.95.05"), 2).is_empty(),
-            "16160 is within 2%"
-        );
-        node.labels_mut()
-            .insert("nvidia.com/gpu.memory".into(), "8192".into());
+        let (mut node, g) = g4dn_passing();
+        node.labels_mut().insert(gfd::MEMORY.into(), "8192".into());
         let p = problems(&node, &g, Some("570.1.2"), 2);
         assert!(
             p.iter().any(|m| m.contains("gpu.memory is \"8192\"")),
@@ -263,35 +294,41 @@ mod tests {
         );
         assert!(
             p.iter()
-                .any(|m| m.contains("is \"580.95.05\", expected \"570.1.2\"")),
+                .any(|m| m.contains("is \"450.80.02\", expected \"570.1.2\"")),
             "{p:?}"
         );
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]
-    fn deprecated_driver_labels_are_accepted() {
-        let (mut node, g) = seed();
+    fn current_and_deprecated_driver_labels_are_accepted() {
+        // The real node has only the deprecated triple; a newer GFD writes the current name.
+        let (mut node, g) = g4dn_passing();
+        for k in gfd::DRIVER_DEPRECATED {
+            node.labels_mut().remove(k);
+        }
+        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2).len(), 1);
         node.labels_mut()
-            .remove("nvidia.com/cuda.driver-version.full");
-        assert!(problems(&node, &g, Some("580.95.05"), 2).is_empty());
-        node.labels_mut().remove("nvidia.com/cuda.driver.rev");
-        assert_eq!(problems(&node, &g, Some("580.95.05"), 2).len(), 1);
+            .insert(gfd::DRIVER_VERSION_FULL.into(), "450.80.02".into());
+        assert!(problems(&node, &g, G4DN_DRIVER, 2).is_empty());
     }
 
     #[test]
     fn missing_product_and_pci_variants() {
-        let (mut node, g) = seed();
-        node.labels_mut().remove("nvidia.com/gpu.product");
-        node.labels_mut()
-            .remove("feature.node.kubernetes.io/pci-10de.present");
+        let (mut node, g) = g4dn_passing();
+        node.labels_mut().remove(gfd::PRODUCT);
+        node.labels_mut().remove(nfd::PCI_LABEL);
+        // The class+vendor form NFD wrote on a g4dn.xlarge with its default config
+        // (NVIDIA/gpu-operator#78).
         node.labels_mut().insert(
             "feature.node.kubernetes.io/pci-0302_10de.present".into(),
             "true".into(),
         );
-        let p = problems(&node, &g, Some("580.95.05"), 2);
+        let p = problems(&node, &g, G4DN_DRIVER, 2);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(
-            p[0].contains("nvidia.com/gpu.product is missing, expected \"Tesla-V100-SXM2-16GB\"")
-        );
+        assert!(p[0].contains("nvidia.com/gpu.product is missing, expected \"Tesla-T4\""));
+        node.labels_mut()
+            .remove("feature.node.kubernetes.io/pci-0302_10de.present");
+        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2).len(), 2);
     }
 }

@@ -10,7 +10,6 @@ use kube::api::{DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, Outcome, left};
-use crate::sim::cluster_policy_resource;
 use crate::suite::Step;
 
 /// Runs the check.
@@ -47,7 +46,10 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
     }
 
     // The ClusterPolicy: wait (watch) until ready or the deadline.
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &cluster_policy_resource());
+    let api: Api<DynamicObject> = Api::all_with(
+        ctx.client.clone(),
+        &crate::gpu_stack::operator::cluster_policy(),
+    );
     let is_ready = |o: Option<&DynamicObject>| {
         o.and_then(|o| o.data.pointer("/status/state"))
             .and_then(|s| s.as_str())

@@ -14,12 +14,11 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, Outcome, left};
+use crate::gpu_stack::gfd;
+use crate::gpu_stack::gpu_resources;
+use crate::gpu_stack::operator::POLICY_CRD;
 use crate::k8s::wait;
 use crate::plan::Leftovers;
-use crate::sim::world::gpu_resources;
-
-/// The ClusterPolicy CRD.
-pub const POLICY_CRD: &str = "clusterpolicies.nvidia.com";
 
 /// `helm uninstall --wait`, then delete the operator namespace and wait for it to go.
 pub async fn uninstall(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
@@ -126,7 +125,7 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     match pods
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=gpuconform"))
+        .list(&ListParams::default().labels(crate::gpu_stack::ours::MANAGED_BY_SELECTOR))
         .await
     {
         Ok(l)
@@ -187,9 +186,9 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
             .filter(|k| {
                 matches!(
                     k.as_str(),
-                    "nvidia.com/gpu.product"
-                        | "nvidia.com/gpu.count"
-                        | "nvidia.com/gpu.memory"
+                    gfd::PRODUCT
+                        | gfd::COUNT
+                        | gfd::MEMORY
                         | "feature.node.kubernetes.io/pci-10de.present"
                         | "feature.node.kubernetes.io/pci-0302_10de.present"
                         | "feature.node.kubernetes.io/pci-0300_10de.present"

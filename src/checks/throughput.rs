@@ -19,7 +19,8 @@ use kube::{Api, ResourceExt};
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::bench::model::GpuPerf;
 use crate::bench::{BenchReport, Metric};
-use crate::sim::bench::BENCH_LABEL;
+use crate::gpu_stack::ours::BENCH_LABEL;
+use crate::gpu_stack::resources;
 use crate::suite::Step;
 
 /// One node's bench result, kept for the benchmark reports.
@@ -53,11 +54,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         // A node without allocatable GPUs cannot run the bench; the allocatable check reports
         // that, this one says why it measured nothing.
         if let Ok(n) = node_api.get(&g.name).await {
-            if n.labels().contains_key(crate::local::nodes::FIXTURE_LABEL) {
+            if n.labels()
+                .contains_key(crate::gpu_stack::ours::FIXTURE_LABEL)
+            {
                 simulated_nodes.insert(g.name.clone());
             }
-            let alloc = crate::sim::world::gpu_resources(&n)
-                .get("nvidia.com/gpu")
+            let alloc = crate::gpu_stack::gpu_resources(&n)
+                .get(resources::GPU)
                 .map_or(0, |r| r.1);
             if alloc < u64::from(g.count) {
                 out.push(Outcome::skip(
@@ -75,17 +78,17 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let pod: Pod = match serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1, "app.kubernetes.io/managed-by": "gpuconform"}},
+            "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1, crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1}},
             "spec": {
                 "restartPolicy": "Never",
                 "nodeSelector": {"kubernetes.io/hostname": g.name},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
                 "containers": [{
                     "name": "bench",
                     "image": ctx.plan.bench_image,
                     "args": ["--repetitions", repetitions.to_string()],
                     "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                    "resources": {"limits": {"nvidia.com/gpu": g.count.to_string()}},
+                    "resources": {"limits": {resources::GPU: g.count.to_string()}},
                 }],
             },
         })) {

@@ -12,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
+use crate::gpu_stack::resources;
 use crate::suite::Step;
 
 /// The GPU Operator e2e's smoke image.
@@ -31,16 +32,16 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let job: Job = match serde_json::from_value(serde_json::json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "gpuconform", "gpuconform.io/check": "workload"}},
+            "metadata": {"name": name, "labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1, crate::gpu_stack::ours::CHECK_LABEL: "workload"}},
             "spec": {
                 "backoffLimit": 0,
                 "template": {
-                    "metadata": {"labels": {"app.kubernetes.io/managed-by": "gpuconform", "gpuconform.io/check": "workload"}},
+                    "metadata": {"labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1, crate::gpu_stack::ours::CHECK_LABEL: "workload"}},
                     "spec": {
                         "restartPolicy": "Never",
                         "nodeSelector": {"kubernetes.io/hostname": g.name},
-                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                        "containers": [{"name": "cuda", "image": image, "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                        "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
+                        "containers": [{"name": "cuda", "image": image, "resources": {"limits": {resources::GPU: "1"}}}],
                     },
                 },
             },

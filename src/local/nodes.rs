@@ -14,13 +14,8 @@ use kube::api::ObjectMeta;
 
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Role, node_name};
+use crate::gpu_stack::ours::{FIXTURE_LABEL, KWOK_ANNOTATION, POOL_LABEL};
 
-/// Annotation kwok selects the nodes it manages by.
-pub const KWOK_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
-/// Label naming the fixture pool a node came from.
-pub const POOL_LABEL: &str = "gpuconform.io/pool";
-/// Label naming the fixture a node came from.
-pub const FIXTURE_LABEL: &str = "gpuconform.io/fixture";
 /// Pods per node (kubelet default `maxPods`).
 pub const MAX_PODS: u64 = 110;
 /// Root volume size in GiB (ephemeral-storage capacity).

@@ -11,7 +11,6 @@ use kube::api::{DynamicObject, ListParams, LogParams};
 use kube::{Api, Client, ResourceExt};
 
 use crate::report::Case;
-use crate::sim::cluster_policy_resource;
 
 /// Collects diagnostics for one failed case into `run_dir`; returns the folder, relative.
 pub async fn collect(
@@ -89,7 +88,10 @@ pub async fn collect(
     }
     let _ = std::fs::write(dir.join("events.txt"), events);
 
-    let cps: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_policy_resource());
+    let cps: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &crate::gpu_stack::operator::cluster_policy(),
+    );
     if let Ok(Some(cp)) = cps.get_opt("cluster-policy").await {
         let status = cp.data.get("status").cloned().unwrap_or_default();
         let _ = std::fs::write(

@@ -494,7 +494,7 @@ async fn install_operator(
         .and_then(|n| n.metadata.uid);
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
     install.crd_uid = crds
-        .get_opt(checks::teardown::POLICY_CRD)
+        .get_opt(crate::gpu_stack::operator::POLICY_CRD)
         .await
         .ok()
         .flatten()
@@ -502,7 +502,7 @@ async fn install_operator(
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": test_namespace, "labels": {"app.kubernetes.io/managed-by": "gpuconform"}},
+        "metadata": {"name": test_namespace, "labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1}},
     }))
     .map_err(|e| e.to_string())?;
     match namespaces.create(&PostParams::default(), &ns).await {

@@ -12,9 +12,10 @@ use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, Pos
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use super::SimLog;
 use super::world::{Action, EventSpec};
-use super::{SimLog, cluster_policy_resource};
-use crate::local::nodes::KWOK_ANNOTATION;
+use crate::gpu_stack::operator::cluster_policy as cluster_policy_resource;
+use crate::gpu_stack::ours::KWOK_ANNOTATION;
 
 /// Applies actions with one client.
 pub struct Actor {

@@ -16,14 +16,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::world::{Action, Snapshot, on_node_name};
+use super::world::{Action, Snapshot};
 use crate::bench::cli::table;
 use crate::bench::model::{PerfTable, Simulation, fill_from_catalog, simulate};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
-
-/// The label the harness gives bench pods.
-pub const BENCH_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gpuconform-bench");
+use crate::gpu_stack::on_node_name;
+use crate::gpu_stack::ours::BENCH_LABEL;
 
 /// How long a simulated bench "runs" before its log appears, and the pause between the log and
 /// the pod completing (so kwok has seen the `Logs` object when the harness reads the log).

@@ -16,7 +16,7 @@ pub type Labels = BTreeMap<String, String>;
 
 /// The NFD label that marks an NVIDIA PCI device (vendor 10de), as the operator's bundled NFD
 /// config produces it.
-pub const NFD_PCI_LABEL: &str = "feature.node.kubernetes.io/pci-10de.present";
+pub use crate::gpu_stack::nfd::PCI_LABEL as NFD_PCI_LABEL;
 
 /// Operands the operator enables per node for the `container` workload config
 /// (`nvidia.com/gpu.deploy.<operand>`); `mig-manager` is added on MIG-capable nodes.
@@ -184,17 +184,6 @@ pub fn nfd_labels(os_image: &str, kernel: &str, has_gpu: bool) -> Labels {
         l.insert(NFD_PCI_LABEL.into(), "true".into());
     }
     l
-}
-
-/// Whether a node carries any of the NFD PCI labels the operator accepts as "has an NVIDIA GPU".
-pub fn has_nvidia_pci_label(labels: &Labels) -> bool {
-    [
-        NFD_PCI_LABEL,
-        "feature.node.kubernetes.io/pci-0302_10de.present",
-        "feature.node.kubernetes.io/pci-0300_10de.present",
-    ]
-    .iter()
-    .any(|k| labels.get(*k).is_some_and(|v| v == "true"))
 }
 
 /// The operator's node labels for a GPU node with the `container` workload config.
@@ -591,8 +580,8 @@ mod tests {
             "22.04"
         );
         assert_eq!(l["feature.node.kubernetes.io/kernel-version.major"], "6");
-        assert!(has_nvidia_pci_label(&l));
-        assert!(!has_nvidia_pci_label(&nfd_labels(
+        assert!(crate::gpu_stack::nfd::has_nvidia_pci(&l));
+        assert!(!crate::gpu_stack::nfd::has_nvidia_pci(&nfd_labels(
             "Ubuntu 22.04",
             "6.8.0",
             false

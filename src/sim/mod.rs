@@ -27,7 +27,7 @@ use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -38,14 +38,6 @@ use tokio::task::JoinHandle;
 use crate::catalog::Catalog;
 use crate::fixture::ClusterFixture;
 use world::{Delays, Snapshot, World};
-
-/// The ClusterPolicy resource (`nvidia.com/v1`, cluster-scoped).
-pub fn cluster_policy_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("nvidia.com", "v1", "ClusterPolicy"),
-        "clusterpolicies",
-    )
-}
 
 /// A running simulator.
 pub struct Handle {
@@ -170,7 +162,7 @@ async fn run(
     let (daemonsets, ds_events) = reflect(Api::<DaemonSet>::all(client.clone()), cfg());
     let (config_maps, cm_events) = reflect(Api::<ConfigMap>::all(client.clone()), cfg());
 
-    let ar = cluster_policy_resource();
+    let ar = crate::gpu_stack::operator::cluster_policy();
     let policy_writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
     let policies = policy_writer.as_reader();
     let policy_events = reflector::reflector(

@@ -21,7 +21,8 @@ use super::config::{self, Policy};
 use super::labels::{self, Labels, MigLayout, NodeGpus};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
-use crate::local::nodes::KWOK_ANNOTATION;
+use crate::gpu_stack::operator::CRDS as OPERATOR_CRDS;
+use crate::gpu_stack::{gpu_resources, kwok_managed, nfd, pod_ready};
 
 /// How long each stage takes once its precondition holds. Real stacks take minutes (driver
 /// build); these keep the ordering and the visible intermediate states at test speed.
@@ -186,12 +187,6 @@ const APP: &str = "app";
 const DEVICE_PLUGIN: &str = "nvidia-device-plugin-daemonset";
 const GFD: &str = "gpu-feature-discovery";
 const MIG_MANAGER: &str = "nvidia-mig-manager";
-/// The CRDs the real cleanup hook deletes (`/usr/bin/manage-crds delete`).
-pub const OPERATOR_CRDS: &[&str] = &[
-    "clusterpolicies.nvidia.com",
-    "nvidiadrivers.nvidia.com",
-    "gpuclusters.nvidia.com",
-];
 
 impl World {
     /// Memory for a cluster made from `fixture`.
@@ -286,7 +281,7 @@ impl World {
             }
 
             // The operator: GPU node labels once NFD has found the GPU.
-            let gpu_node = policy.is_some() && labels::has_nvidia_pci_label(&want);
+            let gpu_node = policy.is_some() && nfd::has_nvidia_pci(&want);
             if let Some((_, pol)) = &policy
                 && self.due(
                     &name,
@@ -734,7 +729,7 @@ impl World {
         let gpu_nodes: Vec<&Arc<Node>> = snap
             .nodes
             .iter()
-            .filter(|n| labels::has_nvidia_pci_label(n.labels()))
+            .filter(|n| nfd::has_nvidia_pci(n.labels()))
             .collect();
         if gpu_nodes.is_empty() {
             let any_nfd = snap.nodes.iter().any(|n| {
@@ -891,37 +886,12 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-fn kwok_managed(node: &Node) -> bool {
-    node.annotations()
-        .get(KWOK_ANNOTATION.0)
-        .map(String::as_str)
-        == Some(KWOK_ANNOTATION.1)
-}
-
-/// The node a pod is bound to.
-pub fn on_node_name(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
-}
-
 fn on_node(pod: &Pod, node: &str) -> bool {
     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
 }
 
 fn label_is(pod: &Pod, key: &str, value: &str) -> bool {
     pod.labels().get(key).map(String::as_str) == Some(value)
-}
-
-/// Running, Ready and not being deleted.
-pub fn pod_ready(pod: &Pod) -> bool {
-    let Some(status) = &pod.status else {
-        return false;
-    };
-    pod.metadata.deletion_timestamp.is_none()
-        && status.phase.as_deref() == Some("Running")
-        && status
-            .conditions
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn operand_ready(snap: &Snapshot<'_>, node: &str, operand: &str) -> bool {
@@ -965,28 +935,6 @@ fn prunable(key: &str) -> bool {
         || rest == "device-plugin.config"
         || rest.starts_with("gpu-driver-upgrade")
         || rest.starts_with("gpu-operator."))
-}
-
-/// `nvidia.com/*` extended resources in a node's status: name → (capacity, allocatable).
-pub fn gpu_resources(node: &Node) -> BTreeMap<String, (u64, u64)> {
-    let Some(status) = &node.status else {
-        return BTreeMap::new();
-    };
-    let parse = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
-        q.0.parse::<u64>().unwrap_or(0)
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in status.capacity.iter().flatten() {
-        if k.starts_with("nvidia.com/") {
-            out.insert(k.clone(), (parse(v), 0));
-        }
-    }
-    for (k, v) in status.allocatable.iter().flatten() {
-        if k.starts_with("nvidia.com/") {
-            out.entry(k.clone()).or_insert((0, 0)).1 = parse(v);
-        }
-    }
-    out
 }
 
 fn diff(current: &BTreeMap<String, String>, want: &Labels) -> BTreeMap<String, Option<String>> {

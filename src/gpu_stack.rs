@@ -1,0 +1,243 @@
+//! The names of the GPU stack on the Kubernetes API, in one neutral place: the label keys Node
+//! Feature Discovery, GPU Feature Discovery and the GPU Operator write, the `nvidia.com/*`
+//! resource names the device plugin advertises, the operator's CRDs and the ClusterPolicy kind,
+//! predicates over pods and nodes, and gpuconform's own labels.
+//!
+//! Both the checks and the GPU simulator import this module, and it imports neither: the checks
+//! share *names* with the simulator, never its model of what the stack does. A name belongs
+//! here when it is part of a published interface (a label, a resource, a CRD); what values a
+//! component writes under it is the simulator's business, and what values are right is the
+//! checks'.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{ApiResource, GroupVersionKind};
+
+/// Node Feature Discovery's labels (`feature.node.kubernetes.io/*`).
+pub mod nfd {
+    use std::collections::BTreeMap;
+
+    /// Prefix of every NFD label.
+    pub const PREFIX: &str = "feature.node.kubernetes.io/";
+    /// The PCI label for vendor 10de as the operator's bundled NFD config writes it.
+    pub const PCI_LABEL: &str = "feature.node.kubernetes.io/pci-10de.present";
+    /// Every form of the NVIDIA PCI label the operator accepts as "has an NVIDIA GPU": the
+    /// vendor-only form and the class+vendor forms (3D controller 0302, VGA 0300) that NFD
+    /// writes with other `deviceLabelFields`.
+    pub const PCI_LABELS: &[&str] = &[
+        PCI_LABEL,
+        "feature.node.kubernetes.io/pci-0302_10de.present",
+        "feature.node.kubernetes.io/pci-0300_10de.present",
+    ];
+    /// Full kernel version.
+    pub const KERNEL_VERSION_FULL: &str = "feature.node.kubernetes.io/kernel-version.full";
+    /// OS id from os-release.
+    pub const OS_RELEASE_ID: &str = "feature.node.kubernetes.io/system-os_release.ID";
+    /// OS version from os-release.
+    pub const OS_RELEASE_VERSION_ID: &str =
+        "feature.node.kubernetes.io/system-os_release.VERSION_ID";
+
+    /// Whether a node carries any of the NVIDIA PCI labels with the value `true`.
+    pub fn has_nvidia_pci(labels: &BTreeMap<String, String>) -> bool {
+        PCI_LABELS
+            .iter()
+            .any(|k| labels.get(*k).is_some_and(|v| v == "true"))
+    }
+}
+
+/// GPU Feature Discovery's labels (`nvidia.com/gpu.*`, `nvidia.com/cuda.*`, `nvidia.com/mig.*`).
+pub mod gfd {
+    /// Product name (`Tesla-V100-SXM2-16GB`; `-SHARED` under sharing, `-MIG-<profile>` under
+    /// MIG single).
+    pub const PRODUCT: &str = "nvidia.com/gpu.product";
+    /// GPUs (or MIG devices under MIG single).
+    pub const COUNT: &str = "nvidia.com/gpu.count";
+    /// Memory per device in MiB.
+    pub const MEMORY: &str = "nvidia.com/gpu.memory";
+    /// Time-slicing / MPS replicas.
+    pub const REPLICAS: &str = "nvidia.com/gpu.replicas";
+    /// Architecture family (`volta`, `ampere`, …).
+    pub const FAMILY: &str = "nvidia.com/gpu.family";
+    /// Compute capability, major.
+    pub const COMPUTE_MAJOR: &str = "nvidia.com/gpu.compute.major";
+    /// Compute capability, minor.
+    pub const COMPUTE_MINOR: &str = "nvidia.com/gpu.compute.minor";
+    /// Whether the GPUs can be partitioned with MIG.
+    pub const MIG_CAPABLE: &str = "nvidia.com/mig.capable";
+    /// Driver version, current name (`580.95.05`).
+    pub const DRIVER_VERSION_FULL: &str = "nvidia.com/cuda.driver-version.full";
+    /// Driver version, deprecated names: major, minor, revision.
+    pub const DRIVER_DEPRECATED: [&str; 3] = [
+        "nvidia.com/cuda.driver.major",
+        "nvidia.com/cuda.driver.minor",
+        "nvidia.com/cuda.driver.rev",
+    ];
+}
+
+/// The GPU Operator's own node labels, kinds and CRDs.
+pub mod operator {
+    use super::{ApiResource, GroupVersionKind};
+
+    /// The operator's "this node has an NVIDIA GPU" label.
+    pub const GPU_PRESENT: &str = "nvidia.com/gpu.present";
+    /// The ClusterPolicy CRD.
+    pub const POLICY_CRD: &str = "clusterpolicies.nvidia.com";
+    /// The CRDs the chart's cleanup hook deletes (`/usr/bin/manage-crds delete`).
+    pub const CRDS: &[&str] = &[
+        POLICY_CRD,
+        "nvidiadrivers.nvidia.com",
+        "gpuclusters.nvidia.com",
+    ];
+    /// The label operand DaemonSets carry (`app.kubernetes.io/part-of=gpu-operator`).
+    pub const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "gpu-operator");
+
+    /// The ClusterPolicy resource (`nvidia.com/v1`, cluster-scoped).
+    pub fn cluster_policy() -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("nvidia.com", "v1", "ClusterPolicy"),
+            "clusterpolicies",
+        )
+    }
+}
+
+/// Extended resources the device plugin advertises.
+pub mod resources {
+    /// Prefix of every NVIDIA extended resource.
+    pub const PREFIX: &str = "nvidia.com/";
+    /// Whole GPUs (or replicas of them under sharing without renaming).
+    pub const GPU: &str = "nvidia.com/gpu";
+    /// Shared GPUs when sharing renames the resource.
+    pub const GPU_SHARED: &str = "nvidia.com/gpu.shared";
+    /// Prefix of MIG devices under the mixed strategy (`nvidia.com/mig-1g.5gb`).
+    pub const MIG_PREFIX: &str = "nvidia.com/mig-";
+}
+
+/// gpuconform's own labels and marks, on what the harness and the local cluster create.
+pub mod ours {
+    /// Every object the harness creates carries this label.
+    pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gpuconform");
+    /// The label selector for [`MANAGED_BY`].
+    pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=gpuconform";
+    /// Which check made a pod or Job.
+    pub const CHECK_LABEL: &str = "gpuconform.io/check";
+    /// Bench pods of the throughput check.
+    pub const BENCH_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gpuconform-bench");
+    /// The annotation kwok selects the nodes it manages by (the local cluster's nodes).
+    pub const KWOK_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+    /// The fixture a local-cluster node came from: such a node's GPUs are simulated.
+    pub const FIXTURE_LABEL: &str = "gpuconform.io/fixture";
+    /// The fixture pool a local-cluster node came from.
+    pub const POOL_LABEL: &str = "gpuconform.io/pool";
+}
+
+/// `nvidia.com/*` extended resources in a node's status: name → (capacity, allocatable). A
+/// quantity that is not a plain integer reads as 0 (extended resources are integers).
+pub fn gpu_resources(node: &Node) -> BTreeMap<String, (u64, u64)> {
+    let Some(status) = &node.status else {
+        return BTreeMap::new();
+    };
+    let parse = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        q.0.parse::<u64>().unwrap_or(0)
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in status.capacity.iter().flatten() {
+        if k.starts_with(resources::PREFIX) {
+            out.insert(k.clone(), (parse(v), 0));
+        }
+    }
+    for (k, v) in status.allocatable.iter().flatten() {
+        if k.starts_with(resources::PREFIX) {
+            out.entry(k.clone()).or_insert((0, 0)).1 = parse(v);
+        }
+    }
+    out
+}
+
+/// Whether kwok manages the node (a local-cluster node).
+pub fn kwok_managed(node: &Node) -> bool {
+    node.annotations()
+        .get(ours::KWOK_ANNOTATION.0)
+        .map(String::as_str)
+        == Some(ours::KWOK_ANNOTATION.1)
+}
+
+/// The node a pod is bound to.
+pub fn on_node_name(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+/// Running, Ready and not being deleted.
+pub fn pod_ready(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    pod.metadata.deletion_timestamp.is_none()
+        && status.phase.as_deref() == Some("Running")
+        && status
+            .conditions
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_pci_label_form_counts_only_when_true() {
+        for key in nfd::PCI_LABELS {
+            assert!(nfd::has_nvidia_pci(&labels(&[(key, "true")])), "{key}");
+            assert!(!nfd::has_nvidia_pci(&labels(&[(key, "false")])), "{key}");
+        }
+        // Another vendor's device (Intel 8086) is not an NVIDIA GPU.
+        assert!(!nfd::has_nvidia_pci(&labels(&[(
+            "feature.node.kubernetes.io/pci-0300_8086.present",
+            "true"
+        )])));
+    }
+
+    #[test]
+    fn gpu_resources_pairs_capacity_and_allocatable() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "status": {
+                "capacity": {"nvidia.com/gpu": "8", "cpu": "96", "nvidia.com/mig-1g.10gb": "7"},
+                "allocatable": {"nvidia.com/gpu": "7", "cpu": "95"}
+            }
+        }))
+        .expect("node");
+        let r = gpu_resources(&node);
+        assert_eq!(r.get("nvidia.com/gpu"), Some(&(8, 7)));
+        assert_eq!(r.get("nvidia.com/mig-1g.10gb"), Some(&(7, 0)));
+        assert!(!r.contains_key("cpu"));
+    }
+
+    #[test]
+    fn pod_ready_needs_running_ready_and_not_deleting() {
+        let pod = |phase: &str, ready: &str, deleting: bool| -> Pod {
+            let mut v = serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"nodeName": "n", "containers": []},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}
+            });
+            if deleting {
+                v["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z".into();
+            }
+            serde_json::from_value(v).expect("pod")
+        };
+        assert!(pod_ready(&pod("Running", "True", false)));
+        assert!(!pod_ready(&pod("Running", "False", false)));
+        assert!(!pod_ready(&pod("Pending", "True", false)));
+        assert!(!pod_ready(&pod("Running", "True", true)));
+        assert_eq!(on_node_name(&pod("Running", "True", false)), Some("n"));
+    }
+}
