@@ -5,8 +5,8 @@ use std::error::Error as _;
 
 use crate::exit_codes;
 use crate::input::InputError;
-use crate::local::LocalError;
 use crate::output::Printer;
+use crate::target::local::LocalError;
 
 /// Every way a command can fail.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@
 //! - `local` — the local cluster (real control plane + kwok); `k8s` — client and waits;
 //!   `pki` and `kubeconfig` — certificates and kubeconfigs for clusters the harness builds.
 
-pub mod aws;
 pub mod bench;
 pub mod catalog;
 pub mod checks;
@@ -18,18 +17,19 @@ pub mod errors;
 pub mod exit_codes;
 pub mod fixture;
 pub mod gpu_stack;
-pub mod helm;
 pub mod input;
 pub mod k8s;
 pub mod kubeconfig;
-pub mod local;
+pub mod operator;
 pub mod output;
 pub mod pki;
 pub mod plan;
 pub mod report;
 pub mod runner;
+pub mod signals;
 pub mod sim;
 pub mod suite;
+pub mod target;
 
 use std::process::ExitCode;
 

@@ -386,7 +386,7 @@ fn unavailable_instance_type_is_refused_before_launch() {
 /// The rendered user data passes shellcheck (from the test venv).
 #[test]
 fn user_data_passes_shellcheck() {
-    use gpuconform::aws::userdata::{AGENT, SERVER, Values, render};
+    use gpuconform::target::aws::userdata::{AGENT, SERVER, Values, render};
     let shellcheck = tools_dir().join("venv/bin/shellcheck");
     assert!(shellcheck.is_file(), "no shellcheck in the test venv");
     let ca = gpuconform::pki::Ca::generate("test").expect("ca");
@@ -425,11 +425,12 @@ fn aws_kubeconfig_works_against_a_cluster_with_a_harness_ca() {
     let cert = std::fs::read_to_string(dir.join("pki/ca.crt")).expect("ca.crt");
     let key = std::fs::read_to_string(dir.join("pki/ca.key")).expect("ca.key");
     let ca = gpuconform::pki::Ca::from_pem("gpuconform-local-ca", &cert, &key).expect("ca");
-    let state = gpuconform::local::state::RunDir::new(&dir)
+    let state = gpuconform::target::local::state::RunDir::new(&dir)
         .read_state()
         .expect("state")
         .expect("state.json");
-    let kc = gpuconform::aws::admin_kubeconfig(&ca, "handover", &state.server).expect("kubeconfig");
+    let kc = gpuconform::target::aws::admin_kubeconfig(&ca, "handover", &state.server)
+        .expect("kubeconfig");
     let file = tmp.path().join("aws-kubeconfig");
     std::fs::write(&file, kc).expect("write");
     let out = kubectl(&file, &["get", "nodes", "-o", "name"]);

@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gpuconform::local::state::RunDir;
+use gpuconform::target::local::state::RunDir;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
-fn read_state(dir: &std::path::Path) -> gpuconform::local::state::RunState {
+fn read_state(dir: &std::path::Path) -> gpuconform::target::local::state::RunState {
     RunDir::new(dir)
         .read_state()
         .expect("read state.json")

@@ -20,6 +20,19 @@ pub use stats::Summary;
 /// Version of the bench JSON document (`schemas/bench.schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// One node's bench result, kept for the benchmark reports.
+#[derive(Debug, Clone)]
+pub struct NodeBench {
+    /// Node name.
+    pub node: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Catalog GPU model key.
+    pub model_key: String,
+    /// The document.
+    pub report: BenchReport,
+}
+
 /// Exit codes of `gpuconform-bench`.
 pub mod exit {
     /// Every metric measured and verified.

@@ -129,7 +129,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             ));
             continue;
         }
-        if !step.bool("schedule", true) {
+        if !step.bool("schedule") {
             out.push(Outcome::pass(g.name.clone(), Some(&g.name), detail));
             continue;
         }

@@ -18,7 +18,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let tolerance = step.int("memoryTolerancePercent", 2).clamp(0, 100) as u64;
+    let tolerance = step.int("memoryTolerancePercent").clamp(0, 100) as u64;
     let driver = ctx.plan.operator.driver_version();
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
         problems(n, g, driver.as_deref(), tolerance).is_empty()

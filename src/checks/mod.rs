@@ -17,36 +17,14 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client, ResourceExt};
 
-use crate::catalog::{Catalog, GpuModel};
-use crate::helm::Helm;
+use crate::catalog::Catalog;
+use crate::operator::InstallRecord;
+use crate::operator::helm::Helm;
 use crate::plan::Plan;
 use crate::report::Status;
-use crate::suite::Step;
-
-/// A GPU node and what the catalog says it has.
-#[derive(Debug, Clone)]
-pub struct GpuNode {
-    /// Node name.
-    pub name: String,
-    /// EC2 instance type.
-    pub instance_type: String,
-    /// GPU model key in the catalog.
-    pub model_key: String,
-    /// The model.
-    pub model: GpuModel,
-    /// GPUs on the node.
-    pub count: u32,
-}
-
-impl GpuNode {
-    /// `p3.2xlarge: 1× Tesla-V100-SXM2-16GB`, for messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "{}: {}× {}",
-            self.instance_type, self.count, self.model.product
-        )
-    }
-}
+use crate::report::events::Event;
+use crate::suite::{CheckKind, Step};
+pub use crate::target::GpuNode;
 
 /// What a check works with.
 pub struct Ctx<'a> {
@@ -68,21 +46,17 @@ pub struct Ctx<'a> {
     pub run_dir: PathBuf,
     /// The GPU performance table (peaks, floors).
     pub perf: &'a crate::bench::model::PerfTable,
-    /// Bench results of this run, for the benchmark reports.
-    pub bench: &'a std::sync::Mutex<Vec<throughput::NodeBench>>,
+    /// Events a check has to tell besides its outcomes (bench documents); the runner passes
+    /// them on to the reporters after the step.
+    pub events: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
-/// What the install phase recorded, for the teardown check.
-#[derive(Debug, Clone, Default)]
-pub struct InstallRecord {
-    /// UID of the operator namespace.
-    pub namespace_uid: Option<String>,
-    /// UID of the ClusterPolicy CRD.
-    pub crd_uid: Option<String>,
-    /// Chart version helm reported.
-    pub chart_version: String,
-    /// The release existed before this run (it is upgraded, and teardown leaves it).
-    pub preexisting: bool,
+impl Ctx<'_> {
+    /// Passes an event on to the reporters (after the step).
+    pub fn emit(&self, event: Event) {
+        // The runner holds the receiver for the whole suites phase.
+        let _ = self.events.send(event);
+    }
 }
 
 /// One result of a check.
@@ -161,19 +135,14 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
         .filter(|n| only.contains(&n.name))
         .cloned()
         .collect();
-    match step.check.as_str() {
-        "operator" => operator::run(step, ctx, deadline).await,
-        "labels" => labels::run(step, ctx, &nodes, deadline).await,
-        "allocatable" => allocatable::run(step, ctx, &nodes, deadline).await,
-        "workload" => workload::run(step, ctx, &nodes, deadline).await,
-        "throughput" => throughput::run(step, ctx, &nodes, deadline).await,
-        "uninstall" => teardown::uninstall(ctx, deadline).await,
-        "teardown" => teardown::verify(ctx, deadline).await,
-        other => vec![Outcome::error(
-            other,
-            None,
-            format!("unknown check `{other}`"),
-        )],
+    match step.check {
+        CheckKind::Operator => operator::run(step, ctx, deadline).await,
+        CheckKind::Labels => labels::run(step, ctx, &nodes, deadline).await,
+        CheckKind::Allocatable => allocatable::run(step, ctx, &nodes, deadline).await,
+        CheckKind::Workload => workload::run(step, ctx, &nodes, deadline).await,
+        CheckKind::Throughput => throughput::run(step, ctx, &nodes, deadline).await,
+        CheckKind::Uninstall => teardown::uninstall(ctx, deadline).await,
+        CheckKind::Teardown => teardown::verify(ctx, deadline).await,
     }
 }
 
@@ -191,38 +160,6 @@ pub fn no_nodes(ctx: &Ctx<'_>) -> Vec<Outcome> {
     } else {
         Vec::new()
     }
-}
-
-/// Whether a check reports per node (so `needs` can skip single nodes).
-pub fn per_node(check: &str) -> bool {
-    matches!(check, "labels" | "allocatable" | "workload" | "throughput")
-}
-
-/// GPU nodes of the cluster by the catalog: nodes whose instance type has GPUs.
-pub async fn gpu_nodes(client: &Client, catalog: &Catalog) -> Result<Vec<GpuNode>, kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let mut out = Vec::new();
-    for n in nodes.list(&Default::default()).await? {
-        let Some(ty) = n.labels().get("node.kubernetes.io/instance-type").cloned() else {
-            continue;
-        };
-        let Some(instance) = catalog.instance(&ty) else {
-            continue;
-        };
-        let Some(gpu) = &instance.gpu else { continue };
-        let Some(model) = catalog.gpu_models.get(&gpu.model) else {
-            continue;
-        };
-        out.push(GpuNode {
-            name: n.name_any(),
-            instance_type: ty,
-            model_key: gpu.model.clone(),
-            model: model.clone(),
-            count: gpu.count,
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }
 
 /// Watches the GPU nodes until `ok` holds for every one of them or the deadline passes, and

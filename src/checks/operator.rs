@@ -154,7 +154,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
     }
 
     // Restarts of operand containers, per GPU node.
-    let max = step.int("maxRestarts", 1);
+    let max = step.int("maxRestarts");
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
     let list = match pods.list(&ListParams::default()).await {
         Ok(l) => l.items,

@@ -18,31 +18,19 @@ use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::bench::model::GpuPerf;
-use crate::bench::{BenchReport, Metric};
+use crate::bench::{BenchReport, Metric, NodeBench};
 use crate::gpu_stack::ours::BENCH_LABEL;
 use crate::gpu_stack::resources;
+use crate::report::events::Event;
 use crate::suite::Step;
-
-/// One node's bench result, kept for the benchmark reports.
-#[derive(Debug, Clone)]
-pub struct NodeBench {
-    /// Node name.
-    pub node: String,
-    /// Instance type.
-    pub instance_type: String,
-    /// Catalog GPU model key.
-    pub model_key: String,
-    /// The document.
-    pub report: BenchReport,
-}
 
 /// Runs the check.
 pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let straggler_pct = step.int("stragglerPercent", 10).clamp(1, 90) as f64;
-    let repetitions = step.int("repetitions", 20).clamp(3, 1000);
+    let straggler_pct = step.int("stragglerPercent").clamp(1, 90) as f64;
+    let repetitions = step.int("repetitions").clamp(3, 1000);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut out = Vec::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -305,15 +293,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             }
         }
     }
-    if let Ok(mut store) = ctx.bench.lock() {
-        for (g, r) in results {
-            store.push(NodeBench {
-                node: g.name.clone(),
-                instance_type: g.instance_type.clone(),
-                model_key: g.model_key.clone(),
-                report: r,
-            });
-        }
+    for (g, r) in results {
+        ctx.emit(Event::Bench(NodeBench {
+            node: g.name.clone(),
+            instance_type: g.instance_type.clone(),
+            model_key: g.model_key.clone(),
+            report: r,
+        }));
     }
     out
 }

@@ -15,15 +15,12 @@ use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::gpu_stack::resources;
 use crate::suite::Step;
 
-/// The GPU Operator e2e's smoke image.
-pub const DEFAULT_IMAGE: &str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04";
-
 /// Runs the check.
 pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let image = step.str("image", DEFAULT_IMAGE);
+    let image = step.str("image");
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();

@@ -9,8 +9,8 @@ use crate::exit_codes;
 use crate::fixture::ClusterFixture;
 use crate::input::InputError;
 use crate::output::Printer;
-use crate::plan::{Plan, known_suites};
-use crate::suite::{CHECKS, Suite};
+use crate::plan::Plan;
+use crate::suite::{CheckKind, Suite, known_suites};
 
 /// Checks every file; all errors are printed, exit 2 if there are any.
 pub fn lint(args: LintArgs, printer: &Printer) -> Result<u8, ExpectedError> {
@@ -26,7 +26,10 @@ pub fn lint(args: LintArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         let kind = kind_of(f, &text);
         let found = match kind {
             "suite" => Suite::load(f).err().unwrap_or_default(),
-            "plan" => Plan::load(f, &args.suite_dir).err().into_iter().collect(),
+            "plan" => Plan::load(f, &args.suite_dir, &catalog)
+                .err()
+                .into_iter()
+                .collect(),
             "fixture" => ClusterFixture::load(f, &catalog)
                 .err()
                 .into_iter()
@@ -113,10 +116,15 @@ pub fn list(args: ListArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         }
     }
     printer.result("checks:");
-    for (kind, what, params) in CHECKS {
-        printer.result(format!("  {kind:<12} {what}"));
-        for (p, _, meaning) in *params {
-            printer.result(format!("    with.{p}: {meaning}"));
+    for kind in CheckKind::ALL {
+        printer.result(format!("  {:<12} {}", kind.name(), kind.about()));
+        for p in kind.params() {
+            // A long default (an image) is named in the meaning instead.
+            let default = match p.default {
+                crate::suite::ParamDefault::Str(_) => String::new(),
+                d => format!(" (default {d})"),
+            };
+            printer.result(format!("    with.{}: {}{default}", p.name, p.about));
         }
     }
     Ok(exit_codes::OK)

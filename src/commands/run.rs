@@ -6,13 +6,13 @@ use crate::catalog::Catalog;
 use crate::cli::RunArgs;
 use crate::errors::ExpectedError;
 use crate::fixture::ClusterFixture;
-use crate::local::tools::Tools;
 use crate::output::Printer;
 use crate::plan::{Plan, Target};
 use crate::report::terminal::Terminal;
-use crate::runner::target::TargetFlags;
 use crate::runner::{self, RunSettings};
 use crate::suite::Suite;
+use crate::target::TargetFlags;
+use crate::target::local::tools::Tools;
 
 /// Runs a plan; the exit code is the run's.
 pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> {
@@ -20,7 +20,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         Some(path) => Catalog::load(path)?,
         None => Catalog::embedded()?,
     };
-    let plan = Plan::load(&args.plan, &args.suite_dir)?;
+    let plan = Plan::load(&args.plan, &args.suite_dir, &catalog)?;
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {
@@ -36,7 +36,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         Target::Local { fixture } => {
             let f = ClusterFixture::load(fixture, &catalog)?;
             let dir = args.tools.clone().unwrap_or_else(Tools::default_dir);
-            let t = Tools::locate(&dir).map_err(crate::local::LocalError::from)?;
+            let t = Tools::locate(&dir).map_err(crate::target::local::LocalError::from)?;
             (Some(f), Some(t))
         }
         Target::Kubeconfig { .. } | Target::Aws(_) => {
@@ -70,7 +70,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         dir: dir.clone(),
         perf: crate::bench::model::PerfTable::embedded()?,
     };
-    let interrupts = runner::interrupt_counter();
+    let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);
     let record = runner::run(settings, vec![&mut terminal], interrupts).await;
     drop(terminal);

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::aws::ec2;
 use crate::cli::SweepArgs;
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::input::InputError;
 use crate::output::Printer;
+use crate::target::aws::ec2;
 
 /// Runs the sweep.
 pub async fn sweep(args: SweepArgs, printer: &Printer) -> Result<u8, ExpectedError> {

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::RunRecord;
+use crate::bench::NodeBench;
 use crate::bench::model::PerfTable;
-use crate::checks::throughput::NodeBench;
 
 /// One measured value with what it is judged against.
 #[derive(Debug, Clone, PartialEq, Serialize)]

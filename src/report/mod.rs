@@ -5,6 +5,7 @@
 //! disagree.
 
 pub mod bench;
+pub mod events;
 pub mod junit;
 pub mod summary;
 pub mod terminal;
@@ -80,8 +81,9 @@ pub struct Phase {
     pub seconds: f64,
 }
 
-/// Everything about one run (`results.json`).
-#[derive(Debug, Clone, Serialize)]
+/// Everything about one run (`results.json`), folded from the run's events
+/// ([`events::Recorder`]).
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     /// [`RESULTS_SCHEMA_VERSION`].
@@ -120,11 +122,32 @@ pub struct RunRecord {
     pub leftovers: Vec<String>,
     /// The run was interrupted by a signal.
     pub interrupted: bool,
+    /// The harness could not do its part (provisioning, install, listing nodes); the exit code
+    /// says so, `results.json` shows it through the failed phase or warning.
+    #[serde(skip)]
+    pub infra_failed: bool,
     /// The process exit code.
     pub exit_code: u8,
 }
 
 impl RunRecord {
+    /// The exit code this record calls for, in the documented order: interrupted, then the
+    /// harness's own failure, then what teardown left, then failed checks.
+    pub fn decide_exit_code(&self) -> u8 {
+        let (_, failed, errors, _) = self.counts();
+        if self.interrupted {
+            crate::exit_codes::INTERRUPTED
+        } else if self.infra_failed {
+            crate::exit_codes::INFRA_ERROR
+        } else if !self.leftovers.is_empty() {
+            crate::exit_codes::TEARDOWN_INCOMPLETE
+        } else if failed + errors > 0 {
+            crate::exit_codes::CHECKS_FAILED
+        } else {
+            crate::exit_codes::OK
+        }
+    }
+
     /// Counts by status: (passed, failed, errors, skipped).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let n = |s: Status| self.cases.iter().filter(|c| c.status == s).count();
@@ -265,6 +288,7 @@ mod tests {
             ],
             leftovers: Vec::new(),
             interrupted: false,
+            infra_failed: false,
             exit_code: 1,
         }
     }
@@ -305,5 +329,72 @@ mod tests {
         assert_eq!(report.tests, 8);
         assert_eq!(report.failures, 1);
         assert_eq!(report.errors, 0);
+    }
+
+    /// The record is a pure fold: the sample's events give back the sample, and so the same
+    /// golden files; the exit code comes from the folded record.
+    #[test]
+    fn events_fold_into_the_record() {
+        use events::{Event, Recorder, Reporter, RunEnd, RunStart};
+        let want = sample();
+        let mut rec = Recorder::new(crate::bench::model::PerfTable::embedded().expect("perf"));
+        let mut events = vec![
+            Event::RunStarted(RunStart {
+                run_id: want.run_id.clone(),
+                plan: want.plan.clone(),
+                plan_file: want.plan_file.clone(),
+                dir: "reports/x".into(),
+                started_at: want.started_at.clone(),
+                operator_chart: want.operator_chart.clone(),
+                operator_chart_version: String::new(),
+                driver_version: want.driver_version.clone(),
+            }),
+            Event::ClusterReady {
+                name: want.cluster.clone(),
+                kubernetes_version: want.kubernetes_version.clone(),
+            },
+            Event::GpuNodesFound(want.gpu_models.clone()),
+            Event::Installed {
+                chart_version: want.operator_chart_version.clone(),
+            },
+            Event::Note("ignored by the record".into()),
+        ];
+        events.extend(want.phases.iter().cloned().map(Event::PhaseFinished));
+        events.extend(want.cases.iter().cloned().map(Event::Case));
+        events.push(Event::RunFinished(RunEnd {
+            seconds: want.seconds,
+            ..RunEnd::default()
+        }));
+        for e in &events {
+            rec.on(e);
+        }
+        let got = rec.into_record();
+        assert_eq!(got.exit_code, crate::exit_codes::CHECKS_FAILED);
+        assert_eq!(
+            junit::render(&got).expect("render"),
+            junit::render(&want).expect("render")
+        );
+        assert_eq!(summary::render(&got), summary::render(&want));
+        assert_eq!(
+            serde_json::to_value(&got).expect("json"),
+            serde_json::to_value(&want).expect("json")
+        );
+    }
+
+    #[test]
+    fn exit_code_order() {
+        let mut r = sample();
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::CHECKS_FAILED);
+        r.leftovers.push("namespace x".into());
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::TEARDOWN_INCOMPLETE);
+        r.infra_failed = true;
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::INFRA_ERROR);
+        r.interrupted = true;
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::INTERRUPTED);
+        r.cases.retain(|c| c.status != Status::Failed);
+        r.leftovers.clear();
+        r.infra_failed = false;
+        r.interrupted = false;
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::OK);
     }
 }

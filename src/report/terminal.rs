@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Status;
+use super::events::{Event, Reporter};
 use crate::output::Printer;
-use crate::runner::events::{Event, Reporter};
 
 /// The terminal reporter.
 pub struct Terminal {
@@ -66,7 +66,8 @@ impl Drop for Terminal {
 impl Reporter for Terminal {
     fn on(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { run_id, plan, dir } => {
+            Event::RunStarted(s) => {
+                let (run_id, plan, dir) = (&s.run_id, &s.plan, &s.dir);
                 self.line(format!("run {run_id} (plan {plan}), reports in {dir}"));
             }
             Event::PhaseStarted(p) => self.spin(format!("{p}…")),
@@ -111,6 +112,12 @@ impl Reporter for Terminal {
                     self.printer.warn(w);
                 }
             }
+            // Shown through the phase lines and the report files.
+            Event::ClusterReady { .. }
+            | Event::GpuNodesFound(_)
+            | Event::Installed { .. }
+            | Event::Bench(_)
+            | Event::RunFinished(_) => {}
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn root() -> PathBuf {
 
 /// The tool cache; these tests need it and fail loudly without it.
 pub fn tools_dir() -> PathBuf {
-    let dir = gpuconform::local::tools::Tools::default_dir();
+    let dir = gpuconform::target::local::tools::Tools::default_dir();
     assert!(
         dir.join("bin/kube-apiserver").is_file(),
         "tool cache {} is empty: run scripts/install-tools (scripts/test does)",

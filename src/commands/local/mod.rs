@@ -5,9 +5,9 @@ use crate::cli::{DirArgs, UpArgs};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::fixture::ClusterFixture;
-use crate::local::tools::Tools;
-use crate::local::{self, LocalCluster, StopReport, UpOptions};
 use crate::output::Printer;
+use crate::target::local::tools::Tools;
+use crate::target::local::{self, LocalCluster, StopReport, UpOptions};
 
 mod supervise;
 
@@ -49,7 +49,7 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         );
     }
     let (code, why) = tokio::select! {
-        sig = local::interrupt_signal() => (exit_codes::INTERRUPTED, format!("{sig} received")),
+        sig = crate::signals::first() => (exit_codes::INTERRUPTED, format!("{sig} received")),
         (name, status) = cluster.any_exit() => (exit_codes::INFRA_ERROR, format!("{name} exited ({status})")),
     };
     printer.progress(format!("{why}; stopping the cluster"));
@@ -59,7 +59,7 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
 }
 
 /// `cluster `seed` ready in 8.9s: 3 nodes, Kubernetes v1.35.4`.
-pub(crate) fn ready_line(state: &crate::local::state::RunState) -> String {
+pub(crate) fn ready_line(state: &crate::target::local::state::RunState) -> String {
     format!(
         "cluster `{}` ready in {:.1}s: {} nodes, Kubernetes {}",
         state.cluster,
@@ -105,7 +105,7 @@ pub fn status(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     printer.result(format!("nodes {}", state.nodes.join(", ")));
     let mut all_alive = true;
     if let Some(sup) = &state.supervisor {
-        let alive = crate::local::process::is_ours(sup);
+        let alive = crate::target::local::process::is_ours(sup);
         all_alive &= alive;
         printer.result(format!(
             "{:<24} pid {:<8} {}",

@@ -8,8 +8,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::cli::UpArgs;
 use crate::errors::ExpectedError;
 use crate::exit_codes;
-use crate::local::{self, LocalError, SUPERVISED_ENV};
 use crate::output::Printer;
+use crate::target::local::{self, LocalError, SUPERVISED_ENV};
 
 /// Starts the supervisor and returns when it reports the cluster ready (its first stdout line)
 /// or exits. Ctrl-C here is passed on to the supervisor, which stops what it started.
@@ -55,7 +55,7 @@ pub async fn start_in_background(args: &UpArgs, printer: &Printer) -> Result<u8,
     let mut out = BufReader::new(stdout).lines();
     let mut err = BufReader::new(stderr).lines();
     let mut err_open = true;
-    let interrupted = local::interrupt_signal();
+    let interrupted = crate::signals::first();
     let mut interrupted = std::pin::pin!(interrupted);
     loop {
         tokio::select! {

@@ -7,15 +7,15 @@
 
 pub mod cost;
 pub mod ec2;
-pub mod spec;
+
 pub mod userdata;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::pki::{Ca, LeafSpec};
+use crate::plan::aws::{self as spec, AwsSpec};
 use ec2::{Provisioned, RunTags};
-use spec::AwsSpec;
 
 /// Provisioning on AWS failed; `left` lists what teardown could not remove.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ pub async fn up(
         .await;
         AwsError { message, left }
     };
-    if let Err(e) = crate::local::state::write_private(&kubeconfig, kc.as_bytes()) {
+    if let Err(e) = crate::target::local::state::write_private(&kubeconfig, kc.as_bytes()) {
         return Err(abandon(format!("write {}: {e}", kubeconfig.display())).await);
     }
     let cluster = AwsCluster {

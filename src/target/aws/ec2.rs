@@ -18,7 +18,7 @@ use aws_sdk_ec2::types::{
     IpRange, LocationType, ResourceType, ShutdownBehavior, Tag, TagSpecification, VolumeType,
 };
 
-use super::spec::{Ami, AwsPool, AwsRole, AwsSpec};
+use crate::plan::aws::{Ami, AwsPool, AwsRole, AwsSpec};
 
 /// Tag keys.
 pub mod tags {

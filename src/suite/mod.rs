@@ -13,85 +13,9 @@ use serde::Deserialize;
 
 use crate::input::{InputError, Spanned, load_yaml};
 
-/// A parameter: name, type, meaning.
-pub type Param = (&'static str, ParamType, &'static str);
+pub mod kinds;
 
-/// Check kinds, what each verifies, and the parameters each accepts.
-pub const CHECKS: &[(&str, &str, &[Param])] = &[
-    (
-        "operator",
-        "helm release deployed, ClusterPolicy ready, every operand DaemonSet available, no operand container restarted too often",
-        &[(
-            "maxRestarts",
-            ParamType::Int,
-            "most restarts an operand container may have (default 1)",
-        )],
-    ),
-    (
-        "labels",
-        "NFD, operator and GFD labels on every GPU node, values consistent with the instance type and the plan's driver version",
-        &[(
-            "memoryTolerancePercent",
-            ParamType::Int,
-            "how far gpu.memory may be below the catalog value (default 2)",
-        )],
-    ),
-    (
-        "allocatable",
-        "capacity and allocatable GPU resources equal the catalog count; a pod requesting all of a node's GPUs is schedulable there",
-        &[(
-            "schedule",
-            ParamType::Bool,
-            "also place a pod requesting every GPU of the node (default true)",
-        )],
-    ),
-    (
-        "workload",
-        "a pod requesting one GPU runs to completion on every GPU node",
-        &[(
-            "image",
-            ParamType::Str,
-            "container image (default the CUDA vectorAdd sample)",
-        )],
-    ),
-    (
-        "throughput",
-        "gpuconform-bench in a pod per GPU node: per GPU and metric the value against the floor from the GPU performance table, and stragglers",
-        &[
-            (
-                "stragglerPercent",
-                ParamType::Int,
-                "a GPU this many percent below the best of its model fails (default 10)",
-            ),
-            (
-                "repetitions",
-                ParamType::Int,
-                "timed repetitions per metric (default 20)",
-            ),
-        ],
-    ),
-    (
-        "uninstall",
-        "helm uninstall of the operator release, then deletion of its namespace",
-        &[],
-    ),
-    (
-        "teardown",
-        "after uninstall: release, namespaces, CRDs (with cleanupCRD) and test pods gone; GPU resources gone; leftover labels reported",
-        &[],
-    ),
-];
-
-/// Parameter types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
-    /// Integer.
-    Int,
-    /// Boolean.
-    Bool,
-    /// String.
-    Str,
-}
+pub use kinds::{CheckKind, Param, ParamDefault, ParamType};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -122,8 +46,8 @@ struct RawStep {
 pub struct Step {
     /// Unique within the suite.
     pub name: String,
-    /// Check kind, one of [`CHECKS`].
-    pub check: String,
+    /// Check kind.
+    pub check: CheckKind,
     /// Steps (earlier in the suite) that must have passed.
     pub needs: Vec<String>,
     /// Parameters for the check.
@@ -133,27 +57,35 @@ pub struct Step {
 }
 
 impl Step {
-    /// An integer parameter or its default.
-    pub fn int(&self, key: &str, default: i64) -> i64 {
-        self.params
-            .get(key)
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(default)
+    /// An integer parameter, or its default from the kind's table.
+    pub fn int(&self, key: &str) -> i64 {
+        match self.params.get(key).and_then(serde_json::Value::as_i64) {
+            Some(v) => v,
+            None => match self.check.param(key).map(|p| p.default) {
+                Some(ParamDefault::Int(d)) => d,
+                _ => 0,
+            },
+        }
     }
-    /// A boolean parameter or its default.
-    pub fn bool(&self, key: &str, default: bool) -> bool {
-        self.params
-            .get(key)
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(default)
+    /// A boolean parameter, or its default from the kind's table.
+    pub fn bool(&self, key: &str) -> bool {
+        match self.params.get(key).and_then(serde_json::Value::as_bool) {
+            Some(v) => v,
+            None => matches!(
+                self.check.param(key).map(|p| p.default),
+                Some(ParamDefault::Bool(true))
+            ),
+        }
     }
-    /// A string parameter or its default.
-    pub fn str(&self, key: &str, default: &str) -> String {
-        self.params
-            .get(key)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or(default)
-            .to_string()
+    /// A string parameter, or its default from the kind's table.
+    pub fn str(&self, key: &str) -> String {
+        match self.params.get(key).and_then(serde_json::Value::as_str) {
+            Some(v) => v.to_string(),
+            None => match self.check.param(key).map(|p| p.default) {
+                Some(ParamDefault::Str(d)) => d.to_string(),
+                _ => String::new(),
+            },
+        }
     }
 }
 
@@ -178,6 +110,24 @@ impl Suite {
         let raw: RawSuite = load_yaml(file).map_err(|e| vec![e])?;
         validate(file, raw)
     }
+}
+
+/// Suite names in a folder.
+pub fn known_suites(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension().is_some_and(|x| x == "yaml"))
+                        .then(|| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+                        .flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
@@ -236,10 +186,10 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                     format!("step `{name}` is defined twice"),
                 ));
             }
-            let kind = CHECKS.iter().find(|(k, _, _)| *k == s.check.value);
+            let kind = CheckKind::parse(&s.check.value);
             match kind {
                 None => {
-                    let known: Vec<&str> = CHECKS.iter().map(|(k, _, _)| *k).collect();
+                    let known: Vec<&str> = CheckKind::ALL.iter().map(|k| k.name()).collect();
                     errors.push(InputError::at(
                         file,
                         &s.check,
@@ -251,11 +201,11 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                         ),
                     ));
                 }
-                Some((k, _, params)) => {
+                Some(k) => {
                     for (key, value) in &s.params {
-                        match params.iter().find(|(p, _, _)| p == key) {
+                        match k.param(key) {
                             None => {
-                                let known: Vec<&str> = params.iter().map(|(p, _, _)| *p).collect();
+                                let known: Vec<&str> = k.params().iter().map(|p| p.name).collect();
                                 errors.push(InputError::at(
                                     file,
                                     value,
@@ -270,7 +220,8 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                                     ),
                                 ));
                             }
-                            Some((_, ty, _)) => {
+                            Some(p) => {
+                                let ty = p.ty;
                                 let ok = match ty {
                                     ParamType::Int => value.value.as_i64().is_some_and(|n| n >= 0),
                                     ParamType::Bool => value.value.is_boolean(),
@@ -329,9 +280,10 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                 },
             };
             seen.push(name.clone());
+            // An unknown kind is already an error; the step is not used then.
             let step = Step {
                 name: name.clone(),
-                check: s.check.value.clone(),
+                check: kind.unwrap_or(CheckKind::Operator),
                 needs: s.needs.iter().map(|n| n.value.clone()).collect(),
                 params: s
                     .params
@@ -375,8 +327,9 @@ mod tests {
     fn good_suite() {
         let s = check("name: s\nsteps:\n  - name: a\n    check: operator\n    with: {maxRestarts: 2}\n  - name: b\n    check: labels\n    needs: [a]\nfinally:\n  - name: c\n    check: uninstall\n").expect("valid");
         assert_eq!(s.steps.len(), 2);
-        assert_eq!(s.steps[0].int("maxRestarts", 1), 2);
-        assert_eq!(s.finally[0].check, "uninstall");
+        assert_eq!(s.steps[0].int("maxRestarts"), 2);
+        assert_eq!(s.steps[1].int("memoryTolerancePercent"), 2, "the default");
+        assert_eq!(s.finally[0].check, CheckKind::Uninstall);
     }
 
     #[test]
@@ -410,7 +363,7 @@ mod tests {
     fn shipped_suites_validate() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
         let mut n = 0;
-        for name in crate::plan::known_suites(&dir) {
+        for name in known_suites(&dir) {
             if name == "schema" {
                 continue;
             }
@@ -429,11 +382,18 @@ mod tests {
         let kinds = schema
             .pointer("/$defs/step/properties/check/enum")
             .expect("check enum");
-        for (k, _, _) in CHECKS {
+        for k in CheckKind::ALL {
             assert!(
-                kinds.as_array().is_some_and(|a| a.iter().any(|v| v == k)),
+                kinds
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == k.name())),
                 "schema misses {k}"
             );
         }
+        assert_eq!(
+            kinds.as_array().map(Vec::len),
+            Some(CheckKind::ALL.len()),
+            "the schema names a kind gpuconform does not have"
+        );
     }
 }

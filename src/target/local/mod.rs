@@ -178,7 +178,7 @@ impl LocalCluster {
             });
         }
         let started = Instant::now();
-        let interrupted = interrupt_signal();
+        let interrupted = crate::signals::first();
         let mut interrupted = std::pin::pin!(interrupted);
         let mut attempt = 0;
         let (outcome, starting) = loop {
@@ -344,28 +344,6 @@ async fn stop_records(records: &[ProcessRecord]) -> StopReport {
         .filter(|p| process::port_in_use(*p))
         .collect();
     report
-}
-
-/// Resolves on SIGINT or SIGTERM with the signal's name.
-///
-/// The handlers are installed when this is called, not when the future is first polled, so a
-/// signal that arrives while the caller is still doing synchronous setup is not lost (and does
-/// not kill the process with its default action).
-pub fn interrupt_signal() -> impl std::future::Future<Output = &'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let handlers = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    );
-    async move {
-        let (Ok(mut int), Ok(mut term)) = handlers else {
-            return future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        }
-    }
 }
 
 /// The startup in progress; owns the children so a failure can stop them.

@@ -6,11 +6,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::spec::AwsSpec;
 use crate::input::{InputError, parse_yaml};
+use crate::plan::aws::AwsSpec;
 
 /// The table shipped with the binary.
-pub const EMBEDDED: &str = include_str!("../../fixtures/catalog/ec2-prices.yaml");
+pub const EMBEDDED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/catalog/ec2-prices.yaml"
+));
 
 /// Hourly prices.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +79,7 @@ impl PriceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::spec::{Ami, AwsPool, AwsRole};
+    use crate::plan::aws::{Ami, AwsPool, AwsRole};
 
     #[test]
     fn every_catalog_type_has_a_price() {

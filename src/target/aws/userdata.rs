@@ -7,9 +7,15 @@
 use std::collections::BTreeMap;
 
 /// The server template.
-pub const SERVER: &str = include_str!("../../templates/k3s-server.sh");
+pub const SERVER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/k3s-server.sh"
+));
 /// The agent template.
-pub const AGENT: &str = include_str!("../../templates/k3s-agent.sh");
+pub const AGENT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/k3s-agent.sh"
+));
 
 /// Values substituted into a template.
 #[derive(Debug, Clone)]

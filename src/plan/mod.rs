@@ -6,7 +6,8 @@
 //! plan are relative to the plan file's folder's repository root when run from there, i.e. to the
 //! current directory, like kubectl's `-f`.
 
-use std::collections::BTreeMap;
+pub mod aws;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,9 +19,6 @@ use crate::input::{InputError, Spanned, load_yaml};
 pub const NVIDIA_CHART: &str = "gpu-operator";
 /// NVIDIA's Helm repository.
 pub const NVIDIA_REPO: &str = "https://helm.ngc.nvidia.com/nvidia";
-
-/// The plan `gpuconform run` uses without arguments.
-pub const DEFAULT_PLAN: &str = "plans/local.yaml";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -57,7 +55,7 @@ struct RawTarget {
     #[serde(default)]
     kubeconfig: Option<RawKubeconfig>,
     #[serde(default)]
-    aws: Option<crate::aws::spec::RawAws>,
+    aws: Option<crate::plan::aws::RawAws>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,7 +119,7 @@ pub enum Target {
         fixture: PathBuf,
     },
     /// Node pools on EC2 with k3s, provisioned and torn down by the run.
-    Aws(crate::aws::spec::AwsSpec),
+    Aws(crate::plan::aws::AwsSpec),
     /// An existing cluster: kubeconfig path and context, as kubectl resolves them (`None` path:
     /// `$KUBECONFIG`, then `~/.kube/config`, then in-cluster config).
     Kubeconfig {
@@ -219,11 +217,15 @@ pub struct Plan {
 pub const DEFAULT_BENCH_IMAGE: &str = "ghcr.io/gpuconform/gpuconform-bench:0.1.0";
 
 impl Plan {
-    /// Reads and validates a plan. `suite_dir` is where suite names must resolve.
-    pub fn load(file: &Path, suite_dir: &Path) -> Result<Self, InputError> {
+    /// Reads and validates a plan. `suite_dir` is where suite names must resolve; instance
+    /// types (the `aws:` pools) are checked against `catalog`, the one the command resolved.
+    pub fn load(
+        file: &Path,
+        suite_dir: &Path,
+        catalog: &crate::catalog::Catalog,
+    ) -> Result<Self, InputError> {
         let raw: RawPlan = load_yaml(file)?;
-        let catalog = crate::catalog::Catalog::embedded()?;
-        Self::validate(file, raw, suite_dir, &catalog)
+        Self::validate(file, raw, suite_dir, catalog)
     }
 
     fn validate(
@@ -250,7 +252,7 @@ impl Plan {
             ));
         }
         let target = match (&raw.target.local, &raw.target.kubeconfig, &raw.target.aws) {
-            (None, None, Some(aws)) => Target::Aws(crate::aws::spec::validate(file, aws, catalog)?),
+            (None, None, Some(aws)) => Target::Aws(crate::plan::aws::validate(file, aws, catalog)?),
             (Some(local), None, None) => {
                 let fixture = PathBuf::from(&local.fixture.value);
                 if !fixture.is_file() {
@@ -366,7 +368,7 @@ impl Plan {
         for (i, s) in raw.suites.value.iter().enumerate() {
             let path = suite_dir.join(format!("{}.yaml", s.value));
             if !path.is_file() {
-                let known = known_suites(suite_dir);
+                let known = crate::suite::known_suites(suite_dir);
                 return Err(InputError::at(
                     file,
                     s,
@@ -460,51 +462,6 @@ impl Plan {
             bench_image,
         })
     }
-}
-
-/// Suite names in a folder.
-pub fn known_suites(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let p = e.path();
-                    (p.extension().is_some_and(|x| x == "yaml"))
-                        .then(|| p.file_stem().map(|s| s.to_string_lossy().to_string()))
-                        .flatten()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-/// Values as a flat map for reports (`driver.version` → `580.95.05`).
-pub fn flatten_values(v: &serde_json::Value) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            serde_json::Value::String(s) => {
-                out.insert(prefix.to_string(), s.clone());
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", v, &mut out);
-    out
 }
 
 #[cfg(test)]

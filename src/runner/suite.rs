@@ -1,0 +1,390 @@
+//! The suite scheduler: runs a suite's steps in order, then its `finally` steps; honours `needs`
+//! (a cluster-wide failure skips the dependent step, a per-node failure skips only that node),
+//! per-step timeouts and signals; collects diagnostics for a failed testcase right after its
+//! step, before a later step (or teardown) changes the cluster.
+//!
+//! The decisions are pure functions ([`gate`], [`result_of`]) with table tests; [`Scheduler`]
+//! only carries them out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::Emitter;
+use super::diagnostics;
+use crate::checks::{self, Ctx, Outcome};
+use crate::report::events::Event;
+use crate::report::{Case, Status};
+use crate::signals::{self, Interrupts};
+use crate::suite::{Step, Suite};
+
+/// Time spent on diagnostics and for how many cases.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    /// Failed testcases diagnostics were collected for.
+    pub count: usize,
+    /// Seconds spent collecting.
+    pub seconds: f64,
+}
+
+/// What a finished step means for the steps that need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepResult {
+    /// It failed (or was skipped) as a whole: every dependent step is skipped.
+    pub whole_failed: bool,
+    /// Nodes it failed on (or skipped): dependent per-node steps skip these nodes.
+    pub failed_nodes: BTreeSet<String>,
+}
+
+/// Whether and where a step runs, given what its `needs` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// It is skipped as a whole, for this reason.
+    Skip(String),
+    /// It runs, except on these nodes (node → reason).
+    Run(BTreeMap<String, String>),
+}
+
+/// Decides a step from the results of the steps it needs. A `finally` step always runs, but
+/// still skips the nodes an earlier step failed on. A need that has no result (it was not run)
+/// counts as failed.
+pub fn gate(step: &Step, is_finally: bool, results: &BTreeMap<String, StepResult>) -> Gate {
+    let mut skip = None;
+    let mut nodes = BTreeMap::new();
+    for need in &step.needs {
+        match results.get(need) {
+            Some(r) if !r.whole_failed => {
+                for n in &r.failed_nodes {
+                    nodes.insert(n.clone(), format!("needs `{need}`, which failed on {n}"));
+                }
+            }
+            _ => skip = Some(format!("needs `{need}`, which did not pass")),
+        }
+    }
+    match skip {
+        Some(why) if !is_finally => Gate::Skip(why),
+        _ => Gate::Run(nodes),
+    }
+}
+
+/// What a step's outcomes mean for later steps. `skipped`: the nodes the gate left out (they
+/// count as failed for steps further down). A per-node step fails as a whole when it has
+/// nothing to show or a cluster-wide outcome (no GPU nodes at all) failed.
+pub fn result_of(
+    per_node: bool,
+    outcomes: &[Outcome],
+    skipped: &BTreeMap<String, String>,
+) -> StepResult {
+    let bad = |o: &Outcome| matches!(o.status, Status::Failed | Status::Error);
+    let mut failed_nodes: BTreeSet<String> = skipped.keys().cloned().collect();
+    failed_nodes.extend(
+        outcomes
+            .iter()
+            .filter(|o| bad(o))
+            .filter_map(|o| o.node.clone()),
+    );
+    let whole_failed = if per_node {
+        outcomes.is_empty() || outcomes.iter().any(|o| bad(o) && o.node.is_none())
+    } else {
+        outcomes.iter().any(bad)
+    };
+    StepResult {
+        whole_failed,
+        failed_nodes,
+    }
+}
+
+/// Runs suites against one context.
+pub struct Scheduler<'a, 'e, 'c> {
+    /// What the checks work with.
+    pub ctx: &'a Ctx<'c>,
+    /// Where events go.
+    pub(crate) em: &'a mut Emitter<'e>,
+    /// The signal count.
+    pub interrupts: &'a mut Interrupts,
+    /// Diagnostics bookkeeping.
+    pub diag: &'a mut Diagnostics,
+    /// Events the checks sent (bench documents), passed on after each step.
+    pub from_checks: &'a mut UnboundedReceiver<Event>,
+}
+
+impl Scheduler<'_, '_, '_> {
+    /// Runs one suite; `true` when interrupted.
+    pub async fn run(&mut self, suite: &Suite) -> bool {
+        let ctx = self.ctx;
+        let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
+        let mut interrupted = self.interrupts.borrow().count > 0;
+        let all_nodes: Vec<String> = ctx.gpu_nodes.iter().map(|n| n.name.clone()).collect();
+        let steps = suite
+            .steps
+            .iter()
+            .map(|s| (s, false))
+            .chain(suite.finally.iter().map(|s| (s, true)));
+        for (step, is_finally) in steps {
+            let per_node = step.check.per_node();
+            if interrupted && !is_finally {
+                self.skip_step(suite, step, "run interrupted", 0.0);
+                continue;
+            }
+            let skipped = match gate(step, is_finally, &results) {
+                Gate::Skip(why) => {
+                    let outcomes = if per_node {
+                        all_nodes
+                            .iter()
+                            .map(|n| Outcome::skip(n.clone(), Some(n), why.clone()))
+                            .collect()
+                    } else {
+                        vec![Outcome::skip(step.name.clone(), None, why)]
+                    };
+                    results.insert(
+                        step.name.clone(),
+                        StepResult {
+                            whole_failed: true,
+                            failed_nodes: BTreeSet::new(),
+                        },
+                    );
+                    for o in outcomes {
+                        self.em.emit(Event::Case(case(suite, step, o, 0.0)));
+                    }
+                    continue;
+                }
+                Gate::Run(skipped) => skipped,
+            };
+            self.em.emit(Event::StepStarted {
+                suite: suite.name.clone(),
+                step: step.name.clone(),
+                check: step.check.name().into(),
+            });
+            let timeout = step
+                .timeout
+                .unwrap_or_else(|| step.check.default_timeout(&ctx.plan.timeouts));
+            let t = Instant::now();
+            let deadline = t + timeout;
+            let only: Vec<String> = all_nodes
+                .iter()
+                .filter(|n| !skipped.contains_key(*n))
+                .cloned()
+                .collect();
+            // A signal that came in between steps counts too; after an interrupt only a
+            // further signal stops a `finally` step.
+            let current = self.interrupts.borrow_and_update().count;
+            if current > 0 && !interrupted && !is_finally {
+                interrupted = true;
+                self.skip_step(suite, step, "run interrupted", 0.0);
+                continue;
+            }
+            let seen = if is_finally { current } else { 0 };
+            let outcomes = tokio::select! {
+                o = checks::run(step, ctx, deadline, &only) => Some(o),
+                _ = signals::beyond(self.interrupts, seen) => None,
+            };
+            let seconds = t.elapsed().as_secs_f64();
+            while let Ok(e) = self.from_checks.try_recv() {
+                self.em.emit(e);
+            }
+            let Some(mut outcomes) = outcomes else {
+                interrupted = true;
+                self.skip_step(suite, step, "interrupted while running", seconds);
+                results.insert(
+                    step.name.clone(),
+                    StepResult {
+                        whole_failed: true,
+                        failed_nodes: BTreeSet::new(),
+                    },
+                );
+                continue;
+            };
+            if per_node {
+                for (n, why) in &skipped {
+                    outcomes.push(Outcome::skip(n.clone(), Some(n), why.clone()));
+                }
+            }
+            results.insert(step.name.clone(), result_of(per_node, &outcomes, &skipped));
+            self.emit_outcomes(suite, step, outcomes, seconds).await;
+        }
+        interrupted
+    }
+
+    fn skip_step(&mut self, suite: &Suite, step: &Step, why: &str, seconds: f64) {
+        let o = Outcome::skip(step.name.clone(), None, why);
+        self.em.emit(Event::Case(case(suite, step, o, seconds)));
+    }
+
+    /// Emits the step's testcases, collecting diagnostics for each failed one first.
+    async fn emit_outcomes(
+        &mut self,
+        suite: &Suite,
+        step: &Step,
+        outcomes: Vec<Outcome>,
+        seconds: f64,
+    ) {
+        let ctx = self.ctx;
+        let namespaces = [
+            ctx.plan.operator.namespace.as_str(),
+            ctx.test_namespace.as_str(),
+        ];
+        for o in outcomes {
+            let mut c = case(suite, step, o, seconds);
+            if matches!(c.status, Status::Failed | Status::Error) {
+                let t = Instant::now();
+                if let Some(rel) =
+                    diagnostics::collect(&ctx.client, &ctx.run_dir, &c, &namespaces).await
+                {
+                    c.diagnostics.push(rel);
+                }
+                self.diag.count += 1;
+                self.diag.seconds += t.elapsed().as_secs_f64();
+            }
+            self.em.emit(Event::Case(c));
+        }
+    }
+}
+
+/// The testcase for one outcome of a step: `<step>/<subject>` unless the subject is the step.
+pub fn case(suite: &Suite, step: &Step, o: Outcome, seconds: f64) -> Case {
+    let name = if o.subject == step.name {
+        step.name.clone()
+    } else {
+        format!("{}/{}", step.name, o.subject)
+    };
+    Case {
+        suite: suite.name.clone(),
+        step: step.name.clone(),
+        check: step.check.name().into(),
+        name,
+        node: o.node,
+        status: o.status,
+        message: o.message,
+        detail: o.detail,
+        warnings: o.warnings,
+        seconds,
+        diagnostics: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::CheckKind;
+
+    fn step(name: &str, needs: &[&str]) -> Step {
+        Step {
+            name: name.into(),
+            check: CheckKind::Labels,
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            params: BTreeMap::new(),
+            timeout: None,
+        }
+    }
+
+    fn res(whole: bool, nodes: &[&str]) -> StepResult {
+        StepResult {
+            whole_failed: whole,
+            failed_nodes: nodes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn run_except(nodes: &[(&str, &str)]) -> Gate {
+        Gate::Run(
+            nodes
+                .iter()
+                .map(|(n, need)| {
+                    (
+                        n.to_string(),
+                        format!("needs `{need}`, which failed on {n}"),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn gate_table() {
+        let results: BTreeMap<String, StepResult> = [
+            ("ok", res(false, &[])),
+            ("cluster-failed", res(true, &[])),
+            ("node-a-failed", res(false, &["a"])),
+            ("nodes-ab-failed", res(false, &["a", "b"])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let skip = |need: &str| Gate::Skip(format!("needs `{need}`, which did not pass"));
+        let cases: Vec<(&[&str], bool, Gate)> = vec![
+            (&[], false, run_except(&[])),
+            (&["ok"], false, run_except(&[])),
+            (&["cluster-failed"], false, skip("cluster-failed")),
+            // A `finally` step runs whatever its needs did.
+            (&["cluster-failed"], true, run_except(&[])),
+            (&["never-ran"], false, skip("never-ran")),
+            (
+                &["node-a-failed"],
+                false,
+                run_except(&[("a", "node-a-failed")]),
+            ),
+            (
+                &["node-a-failed"],
+                true,
+                run_except(&[("a", "node-a-failed")]),
+            ),
+            (
+                &["node-a-failed", "nodes-ab-failed"],
+                false,
+                run_except(&[("a", "nodes-ab-failed"), ("b", "nodes-ab-failed")]),
+            ),
+            (&["ok", "cluster-failed"], false, skip("cluster-failed")),
+            (
+                &["node-a-failed", "cluster-failed"],
+                false,
+                skip("cluster-failed"),
+            ),
+        ];
+        for (needs, is_finally, want) in cases {
+            assert_eq!(
+                gate(&step("s", needs), is_finally, &results),
+                want,
+                "needs {needs:?}, finally {is_finally}"
+            );
+        }
+    }
+
+    #[test]
+    fn result_table() {
+        let pass = |n: Option<&str>| Outcome::pass("x", n, "");
+        let fail = |n: Option<&str>| Outcome::fail("x", n, "m", "");
+        let err = |n: Option<&str>| Outcome::error("x", n, "m");
+        let skip = |n: Option<&str>| Outcome::skip("x", n, "m");
+        let none = BTreeMap::new();
+        let skipped_c: BTreeMap<String, String> = [("c".to_string(), "why".to_string())].into();
+        type Row<'a> = (bool, Vec<Outcome>, &'a BTreeMap<String, String>, StepResult);
+        let cases: Vec<Row> = vec![
+            (
+                true,
+                vec![pass(Some("a")), pass(Some("b"))],
+                &none,
+                res(false, &[]),
+            ),
+            (
+                true,
+                vec![pass(Some("a")), fail(Some("b"))],
+                &none,
+                res(false, &["b"]),
+            ),
+            (true, vec![err(Some("a"))], &none, res(false, &["a"])),
+            // A skipped node is not a failure of the step, and not of the node.
+            (true, vec![skip(Some("a"))], &none, res(false, &[])),
+            // Nothing to show, or a cluster-wide failure (no GPU nodes): the whole step failed.
+            (true, vec![], &none, res(true, &[])),
+            (true, vec![fail(None)], &none, res(true, &[])),
+            // Nodes the gate left out stay failed further down.
+            (true, vec![pass(Some("a"))], &skipped_c, res(false, &["c"])),
+            (false, vec![pass(None)], &none, res(false, &[])),
+            (false, vec![pass(None), fail(None)], &none, res(true, &[])),
+            (false, vec![], &none, res(false, &[])),
+        ];
+        for (i, (per_node, outcomes, skipped, want)) in cases.into_iter().enumerate() {
+            assert_eq!(result_of(per_node, &outcomes, skipped), want, "row {i}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The check kinds, written once: name, what each verifies, its parameters with their types and
+//! defaults, whether it reports per node, and its default time limit. Suite validation, the
+//! schema test, `gpuconform list`, the check dispatch and the scheduler all read this table.
+
+use std::time::Duration;
+
+use crate::plan::Timeouts;
+
+/// Parameter types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// Integer.
+    Int,
+    /// Boolean.
+    Bool,
+    /// String.
+    Str,
+}
+
+/// A parameter's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamDefault {
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(&'static str),
+}
+
+impl std::fmt::Display for ParamDefault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Int(n) => write!(f, "{n}"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One parameter of a check kind (`with.<name>` in a suite).
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Name.
+    pub name: &'static str,
+    /// Type.
+    pub ty: ParamType,
+    /// Used when the step does not set it.
+    pub default: ParamDefault,
+    /// Meaning.
+    pub about: &'static str,
+}
+
+/// The default image of the `workload` check: the CUDA vectorAdd sample, the GPU Operator
+/// e2e's smoke image.
+pub const WORKLOAD_IMAGE: &str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04";
+
+/// A check kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Operator health.
+    Operator,
+    /// NFD/GFD/operator labels.
+    Labels,
+    /// GPU capacity and allocatable.
+    Allocatable,
+    /// A GPU pod completes.
+    Workload,
+    /// CUDA throughput in pods.
+    Throughput,
+    /// helm uninstall.
+    Uninstall,
+    /// The cluster is back to empty.
+    Teardown,
+}
+
+impl CheckKind {
+    /// Every kind, in the order `list` shows them.
+    pub const ALL: [CheckKind; 7] = [
+        Self::Operator,
+        Self::Labels,
+        Self::Allocatable,
+        Self::Workload,
+        Self::Throughput,
+        Self::Uninstall,
+        Self::Teardown,
+    ];
+
+    /// The name in suite files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Labels => "labels",
+            Self::Allocatable => "allocatable",
+            Self::Workload => "workload",
+            Self::Throughput => "throughput",
+            Self::Uninstall => "uninstall",
+            Self::Teardown => "teardown",
+        }
+    }
+
+    /// The kind of a suite file's `check:`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// What it verifies.
+    pub fn about(self) -> &'static str {
+        match self {
+            Self::Operator => {
+                "helm release deployed, ClusterPolicy ready, every operand DaemonSet available, no operand container restarted too often"
+            }
+            Self::Labels => {
+                "NFD, operator and GFD labels on every GPU node, values consistent with the instance type and the plan's driver version"
+            }
+            Self::Allocatable => {
+                "capacity and allocatable GPU resources equal the catalog count; a pod requesting all of a node's GPUs is schedulable there"
+            }
+            Self::Workload => "a pod requesting one GPU runs to completion on every GPU node",
+            Self::Throughput => {
+                "gpuconform-bench in a pod per GPU node: per GPU and metric the value against the floor from the GPU performance table, and stragglers"
+            }
+            Self::Uninstall => {
+                "helm uninstall of the operator release, then deletion of its namespace"
+            }
+            Self::Teardown => {
+                "after uninstall: release, namespaces, CRDs (with cleanupCRD) and test pods gone; GPU resources gone; leftover labels reported"
+            }
+        }
+    }
+
+    /// Its parameters.
+    pub fn params(self) -> &'static [Param] {
+        use ParamDefault as D;
+        use ParamType as T;
+        match self {
+            Self::Operator => &[Param {
+                name: "maxRestarts",
+                ty: T::Int,
+                default: D::Int(1),
+                about: "most restarts an operand container may have",
+            }],
+            Self::Labels => &[Param {
+                name: "memoryTolerancePercent",
+                ty: T::Int,
+                default: D::Int(2),
+                about: "how far gpu.memory may be below the catalog value",
+            }],
+            Self::Allocatable => &[Param {
+                name: "schedule",
+                ty: T::Bool,
+                default: D::Bool(true),
+                about: "also place a pod requesting every GPU of the node",
+            }],
+            Self::Workload => &[Param {
+                name: "image",
+                ty: T::Str,
+                default: D::Str(WORKLOAD_IMAGE),
+                about: "container image (default the CUDA vectorAdd sample)",
+            }],
+            Self::Throughput => &[
+                Param {
+                    name: "stragglerPercent",
+                    ty: T::Int,
+                    default: D::Int(10),
+                    about: "a GPU this many percent below the best of its model fails",
+                },
+                Param {
+                    name: "repetitions",
+                    ty: T::Int,
+                    default: D::Int(20),
+                    about: "timed repetitions per metric",
+                },
+            ],
+            Self::Uninstall | Self::Teardown => &[],
+        }
+    }
+
+    /// The parameter called `name`.
+    pub fn param(self, name: &str) -> Option<&'static Param> {
+        self.params().iter().find(|p| p.name == name)
+    }
+
+    /// Whether it reports per GPU node (so `needs` can skip single nodes).
+    pub fn per_node(self) -> bool {
+        matches!(
+            self,
+            Self::Labels | Self::Allocatable | Self::Workload | Self::Throughput
+        )
+    }
+
+    /// Its time limit when the step sets none: the operator check waits for the whole stack
+    /// to come up, so it gets the install limit; the others the plan's step limit.
+    pub fn default_timeout(self, t: &Timeouts) -> Duration {
+        match self {
+            Self::Operator => t.install,
+            _ => t.step,
+        }
+    }
+}
+
+impl std::fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_defaults_have_their_type() {
+        for k in CheckKind::ALL {
+            assert_eq!(CheckKind::parse(k.name()), Some(k));
+            for p in k.params() {
+                let ok = matches!(
+                    (p.ty, p.default),
+                    (ParamType::Int, ParamDefault::Int(_))
+                        | (ParamType::Bool, ParamDefault::Bool(_))
+                        | (ParamType::Str, ParamDefault::Str(_))
+                );
+                assert!(ok, "{k}.{}: default of another type", p.name);
+            }
+        }
+        assert_eq!(CheckKind::parse("labelz"), None);
+    }
+}

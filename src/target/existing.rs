@@ -1,0 +1,75 @@
+//! The `kubeconfig` target: a cluster that exists before the run and stays after it, resolved
+//! like kubectl (file, context, `$KUBECONFIG`, `~/.kube/config`, in-cluster).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Cluster, Kind};
+
+/// The kubeconfig could not be loaded or the API did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The kubeconfig file could not be read.
+    #[error("connect to the cluster: read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No usable configuration.
+    #[error("connect to the cluster")]
+    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The API server did not answer.
+    #[error("connect to the cluster")]
+    Api(#[source] kube::Error),
+    /// The API server did not answer in time.
+    #[error("connect to the cluster: the API server did not answer in time")]
+    Timeout,
+}
+
+/// Connects with the given kubeconfig and context (None: kubectl's default resolution).
+pub async fn connect(
+    path: Option<PathBuf>,
+    context: Option<String>,
+    timeout: Duration,
+) -> Result<Cluster, ConnectError> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.clone(),
+        ..Default::default()
+    };
+    let boxed = |e: kube::config::KubeconfigError| ConnectError::Config(Box::new(e));
+    let config = match &path {
+        Some(p) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(p).map_err(|source| ConnectError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(boxed)?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(boxed)?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ConnectError::Config(Box::new(e)))?,
+    };
+    let name = config.cluster_url.host().unwrap_or("cluster").to_string();
+    let client = kube::Client::try_from(config).map_err(ConnectError::Api)?;
+    let version = tokio::time::timeout(timeout, client.apiserver_version())
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(ConnectError::Api)?;
+    Ok(Cluster {
+        client,
+        kubeconfig: path,
+        context,
+        name,
+        version: version.git_version,
+        kind: Kind::Existing,
+    })
+}
