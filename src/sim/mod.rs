@@ -16,6 +16,9 @@ mod apply;
 pub mod bench;
 pub mod config;
 pub mod labels;
+mod stages;
+#[cfg(test)]
+mod tests;
 pub mod world;
 
 use std::io::Write;

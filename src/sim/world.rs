@@ -15,14 +15,14 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::config::{self, Policy};
+use super::config::{self};
 use super::labels::{self, Labels, MigLayout, NodeGpus};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
 use crate::gpu_stack::operator::CRDS as OPERATOR_CRDS;
-use crate::gpu_stack::{gpu_resources, kwok_managed, nfd, pod_ready};
+use crate::gpu_stack::{kwok_managed, nfd, pod_ready};
 
 /// How long each stage takes once its precondition holds. Real stacks take minutes (driver
 /// build); these keep the ordering and the visible intermediate states at test speed.
@@ -152,30 +152,30 @@ pub struct Snapshot<'a> {
 }
 
 #[derive(Debug, Clone)]
-struct MigState {
-    config: String,
-    since: Instant,
-    outcome: Option<Result<MigLayout, String>>,
+pub(in crate::sim) struct MigState {
+    pub(in crate::sim) config: String,
+    pub(in crate::sim) since: Instant,
+    pub(in crate::sim) outcome: Option<Result<MigLayout, String>>,
 }
 
 #[derive(Debug, Clone)]
-struct CrashState {
-    restarts: i32,
-    next: Instant,
-    last: chrono::DateTime<chrono::Utc>,
+pub(in crate::sim) struct CrashState {
+    pub(in crate::sim) restarts: i32,
+    pub(in crate::sim) next: Instant,
+    pub(in crate::sim) last: chrono::DateTime<chrono::Utc>,
 }
 
 /// The simulator's memory between passes.
 pub struct World {
-    fixture: ClusterFixture,
-    catalog: Arc<Catalog>,
-    delays: Delays,
-    since: HashMap<(String, &'static str), Instant>,
-    gfd_timestamp: HashMap<String, i64>,
-    mig: HashMap<String, MigState>,
-    crash: HashMap<String, CrashState>,
-    policy_seen: Option<Instant>,
-    stopped: HashSet<String>,
+    pub(in crate::sim) fixture: ClusterFixture,
+    pub(in crate::sim) catalog: Arc<Catalog>,
+    pub(in crate::sim) delays: Delays,
+    pub(in crate::sim) since: HashMap<(String, &'static str), Instant>,
+    pub(in crate::sim) gfd_timestamp: HashMap<String, i64>,
+    pub(in crate::sim) mig: HashMap<String, MigState>,
+    pub(in crate::sim) crash: HashMap<String, CrashState>,
+    pub(in crate::sim) policy_seen: Option<Instant>,
+    pub(in crate::sim) stopped: HashSet<String>,
     /// Set by the watch on Jobs when the cleanup-crd hook runs.
     pub cleanup_crd_requested: bool,
     /// Set by the watch on Jobs when NFD's prune hook runs.
@@ -183,10 +183,10 @@ pub struct World {
 }
 
 /// The label kwok manages pods by: operand pods carry `app=<daemonset>`.
-const APP: &str = "app";
-const DEVICE_PLUGIN: &str = "nvidia-device-plugin-daemonset";
-const GFD: &str = "gpu-feature-discovery";
-const MIG_MANAGER: &str = "nvidia-mig-manager";
+pub(in crate::sim) const APP: &str = "app";
+pub(in crate::sim) const DEVICE_PLUGIN: &str = "nvidia-device-plugin-daemonset";
+pub(in crate::sim) const GFD: &str = "gpu-feature-discovery";
+pub(in crate::sim) const MIG_MANAGER: &str = "nvidia-mig-manager";
 
 impl World {
     /// Memory for a cluster made from `fixture`.
@@ -395,7 +395,7 @@ impl World {
     }
 
     /// Label faults: the last word, as a broken component would have it.
-    fn label_faults(&self, node: &str, want: &mut Labels) {
+    pub(in crate::sim) fn label_faults(&self, node: &str, want: &mut Labels) {
         for fault in self.fixture.faults_on(node) {
             match fault {
                 Fault::MissingLabel { label, .. } => {
@@ -410,7 +410,7 @@ impl World {
     }
 
     /// Whether the stage's precondition has held for `delay`; remembers when it started to hold.
-    fn due(
+    pub(in crate::sim) fn due(
         &mut self,
         node: &str,
         stage: &'static str,
@@ -432,434 +432,18 @@ impl World {
             false
         }
     }
-
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one stage of the pass, kept beside the others"
-    )]
-    fn mig_manager(
-        &mut self,
-        snap: &Snapshot<'_>,
-        node: &Node,
-        name: &str,
-        gpus: Option<&OwnedGpus<'_>>,
-        want: &mut Labels,
-        now: Instant,
-        wake: &mut Option<Instant>,
-        out: &mut Vec<Action>,
-    ) -> MigLayout {
-        let (Some(g), Some(config)) = (gpus, want.get("nvidia.com/mig.config").cloned()) else {
-            self.mig.remove(name);
-            return MigLayout::Disabled;
-        };
-        if !operand_ready(snap, name, MIG_MANAGER) {
-            // Without mig-manager the last applied layout stays on the GPUs.
-            return match self.mig.get(name).and_then(|m| m.outcome.clone()) {
-                Some(Ok(layout)) => layout,
-                _ => MigLayout::Disabled,
-            };
-        }
-        let state = self
-            .mig
-            .entry(name.to_string())
-            .and_modify(|m| {
-                if m.config != config {
-                    *m = MigState {
-                        config: config.clone(),
-                        since: now,
-                        outcome: None,
-                    };
-                }
-            })
-            .or_insert_with(|| MigState {
-                config: config.clone(),
-                since: now,
-                outcome: None,
-            });
-        if state.outcome.is_none() {
-            if now >= state.since + self.delays.mig {
-                let outcome = labels::mig_layout(g.model, &config);
-                if let Err(why) = &outcome {
-                    out.push(Action::Event(EventSpec {
-                        namespace: "default".into(),
-                        kind: "Node".into(),
-                        name: name.to_string(),
-                        uid: node.uid().unwrap_or_default(),
-                        reason: "MigConfigFailed".into(),
-                        message: format!("nvidia-mig-manager: {why}"),
-                        warning: true,
-                        source: "nvidia-mig-manager".into(),
-                    }));
-                }
-                state.outcome = Some(outcome);
-            } else {
-                *wake = earliest(*wake, state.since + self.delays.mig);
-            }
-        }
-        let (label, layout) = match &state.outcome {
-            None => ("pending", MigLayout::Disabled),
-            Some(Ok(layout)) => ("success", layout.clone()),
-            Some(Err(_)) => ("failed", MigLayout::Disabled),
-        };
-        want.insert("nvidia.com/mig.config.state".into(), label.into());
-        layout
-    }
-
-    fn sharing(
-        &self,
-        snap: &Snapshot<'_>,
-        pol: &Policy,
-        namespace: Option<&str>,
-        want: &Labels,
-    ) -> Result<Option<labels::Sharing>, String> {
-        let Some(cm_name) = &pol.plugin_config_map else {
-            return Ok(None);
-        };
-        let cm = snap
-            .config_maps
-            .iter()
-            .find(|c| c.name_any() == *cm_name && c.namespace().as_deref() == namespace);
-        let Some(cm) = cm else {
-            return Err(format!(
-                "unable to load config: configmap `{cm_name}` not found"
-            ));
-        };
-        let data = cm.data.clone().unwrap_or_default();
-        config::sharing_for(
-            &data,
-            want.get("nvidia.com/device-plugin.config")
-                .map(String::as_str),
-            pol.plugin_config_default.as_deref(),
-        )
-    }
-
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one stage of the pass, kept beside the others"
-    )]
-    fn resources(
-        &mut self,
-        snap: &Snapshot<'_>,
-        node: &Node,
-        name: &str,
-        gpus: Option<&OwnedGpus<'_>>,
-        policy: &Option<(String, Policy)>,
-        layout: &MigLayout,
-        sharing: Option<&labels::Sharing>,
-        now: Instant,
-        wake: &mut Option<Instant>,
-        out: &mut Vec<Action>,
-    ) {
-        let have: BTreeMap<String, (u64, u64)> = gpu_resources(node);
-        let mut want: BTreeMap<String, (u64, u64)> =
-            have.keys().map(|k| (k.clone(), (0, 0))).collect();
-        let ready = gpus.is_some() && operand_ready(snap, name, DEVICE_PLUGIN);
-        if self.due(
-            name,
-            "device-plugin",
-            ready,
-            self.delays.device_plugin,
-            now,
-            wake,
-        ) && let (Some(g), Some((_, pol))) = (gpus, policy)
-        {
-            let unhealthy = self
-                .fixture
-                .faults_on(name)
-                .find_map(|f| match f {
-                    Fault::UnhealthyGpus { count, .. } => Some(*count),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            let g = g.as_node_gpus();
-            for (res, cap, alloc) in
-                labels::device_plugin_resources(&g, &pol.stack, layout, sharing, unhealthy)
-            {
-                want.insert(res, (cap, alloc));
-            }
-        }
-        // Kubelet reports a resource whose plugin went away as 0, not absent.
-        want.retain(|k, v| have.contains_key(k) || *v != (0, 0));
-        if want != have {
-            out.push(Action::Resources {
-                node: name.to_string(),
-                values: want,
-            });
-        }
-    }
-
-    fn crash_loops(
-        &mut self,
-        snap: &Snapshot<'_>,
-        targets: &[(String, String, String)],
-        now: Instant,
-        wake: &mut Option<Instant>,
-        out: &mut Vec<Action>,
-    ) {
-        let mut live = HashSet::new();
-        for (node, operand, why) in targets {
-            let Some(pod) = snap.pods.iter().find(|p| {
-                on_node(p, node)
-                    && label_is(p, APP, operand)
-                    && p.metadata.deletion_timestamp.is_none()
-                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-            }) else {
-                continue;
-            };
-            let uid = pod.uid().unwrap_or_default();
-            live.insert(uid.clone());
-            let first = now + self.delays.first_crash;
-            let state = self.crash.entry(uid).or_insert_with(|| CrashState {
-                restarts: 0,
-                next: first,
-                last: chrono::Utc::now(),
-            });
-            if now < state.next {
-                *wake = earliest(*wake, state.next);
-                continue;
-            }
-            state.restarts += 1;
-            // Kubelet's back-off doubles from 10s to 5 minutes; scaled down here.
-            let factor = 1u32 << u32::try_from(state.restarts.clamp(0, 5)).unwrap_or(5);
-            let backoff = (Duration::from_millis(500) * factor).min(self.delays.max_backoff);
-            state.next = now + backoff;
-            *wake = earliest(*wake, state.next);
-            let started = state.last;
-            state.last = chrono::Utc::now();
-            let container = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.containers.first())
-                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-                .unwrap_or_default();
-            let backoff_label = format!("{}s", (10u64 << state.restarts.clamp(0, 5)).min(300));
-            out.push(Action::PodStatus {
-                namespace: pod.namespace().unwrap_or_default(),
-                name: pod.name_any(),
-                status: crash_status(
-                    pod,
-                    &container,
-                    state.restarts,
-                    &backoff_label,
-                    started,
-                    state.last,
-                ),
-            });
-            out.push(Action::Event(EventSpec {
-                namespace: pod.namespace().unwrap_or_default(),
-                kind: "Pod".into(),
-                name: pod.name_any(),
-                uid: pod.uid().unwrap_or_default(),
-                reason: "BackOff".into(),
-                message: format!(
-                    "Back-off restarting failed container {} in pod {}: {why}",
-                    container.0,
-                    pod.name_any()
-                ),
-                warning: true,
-                source: "kubelet".into(),
-            }));
-        }
-        self.crash.retain(|uid, _| live.contains(uid));
-    }
-
-    fn policy_status(
-        &self,
-        snap: &Snapshot<'_>,
-        name: &str,
-        namespace: Option<&str>,
-        out: &mut Vec<Action>,
-    ) {
-        let (ready, reason, message) = self.policy_readiness(snap, namespace);
-        let current = snap.policy.and_then(|p| p.data.get("status"));
-        let state = if ready { "ready" } else { "notReady" };
-        let same = current.is_some_and(|s| {
-            s.get("state").and_then(Value::as_str) == Some(state)
-                && s.get("conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                    .is_some_and(|c| {
-                        c["reason"] == reason.as_str() && c["message"] == message.as_str()
-                    })
-        });
-        if same {
-            return;
-        }
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let generation = snap.policy.and_then(|p| p.metadata.generation).unwrap_or(1);
-        let status = json!({
-            "state": state,
-            "namespace": namespace.unwrap_or("gpu-operator"),
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": if ready { "True" } else { "False" },
-                    "reason": reason,
-                    "message": message,
-                    "lastTransitionTime": now,
-                    "observedGeneration": generation,
-                },
-                {
-                    "type": "Error",
-                    "status": "False",
-                    "reason": if ready { "Ready" } else { reason.as_str() },
-                    "message": "",
-                    "lastTransitionTime": now,
-                    "observedGeneration": generation,
-                },
-            ],
-        });
-        out.push(Action::PolicyStatus {
-            name: name.to_string(),
-            status,
-        });
-    }
-
-    /// `(ready, reason, message)` the operator would report.
-    fn policy_readiness(
-        &self,
-        snap: &Snapshot<'_>,
-        namespace: Option<&str>,
-    ) -> (bool, String, String) {
-        for f in &self.fixture.faults {
-            if let Fault::ClusterPolicyNotReady { reason, message } = f {
-                return (false, reason.clone(), message.clone());
-            }
-        }
-        let gpu_nodes: Vec<&Arc<Node>> = snap
-            .nodes
-            .iter()
-            .filter(|n| nfd::has_nvidia_pci(n.labels()))
-            .collect();
-        if gpu_nodes.is_empty() {
-            let any_nfd = snap.nodes.iter().any(|n| {
-                n.labels()
-                    .contains_key("feature.node.kubernetes.io/kernel-version.full")
-            });
-            return if any_nfd {
-                (
-                    false,
-                    "NoGPUNodes".into(),
-                    "no GPU nodes found in the cluster".into(),
-                )
-            } else {
-                (
-                    false,
-                    "NFDLabelsMissing".into(),
-                    "NFD labels missing in the cluster: install NFD or enable nfd in the chart"
-                        .into(),
-                )
-            };
-        }
-        // The operator labels GPU nodes before its DaemonSets can target them, and the
-        // validator's plugin check waits for the device plugin to register: until both hold on
-        // every GPU node the operands are not ready, whatever the (still empty) DaemonSets say.
-        for n in &gpu_nodes {
-            let labels = n.labels();
-            if labels.get("nvidia.com/gpu.present").map(String::as_str) != Some("true") {
-                return (
-                    false,
-                    "OperandNotReady".into(),
-                    format!("node {} is not labelled for operands yet", n.name_any()),
-                );
-            }
-            // GFD decides MIG capability, which decides whether mig-manager must run there.
-            if kwok_managed(n) && !labels.contains_key("nvidia.com/mig.capable") {
-                return (
-                    false,
-                    "OperandNotReady".into(),
-                    format!(
-                        "gpu-feature-discovery has not labelled node {} yet",
-                        n.name_any()
-                    ),
-                );
-            }
-            if labels.get("nvidia.com/mig.capable").map(String::as_str) == Some("true")
-                && !labels.contains_key("nvidia.com/gpu.deploy.mig-manager")
-            {
-                return (
-                    false,
-                    "OperandNotReady".into(),
-                    format!("node {} is not labelled for mig-manager yet", n.name_any()),
-                );
-            }
-            if kwok_managed(n) && gpu_resources(n).values().all(|(cap, _)| *cap == 0) {
-                return (
-                    false,
-                    "OperandNotReady".into(),
-                    format!(
-                        "nvidia-operator-validator: no GPU resource registered on node {} yet",
-                        n.name_any()
-                    ),
-                );
-            }
-        }
-        let mut operands: Vec<&Arc<DaemonSet>> = snap
-            .daemonsets
-            .iter()
-            .filter(|d| {
-                d.namespace().as_deref() == namespace
-                    && d.labels()
-                        .get("app.kubernetes.io/part-of")
-                        .map(String::as_str)
-                        == Some("gpu-operator")
-            })
-            .collect();
-        operands.sort_by_key(|d| d.name_any());
-        if operands.is_empty() {
-            return (
-                false,
-                "OperandNotReady".into(),
-                "no operand daemonsets yet".into(),
-            );
-        }
-        for ds in operands {
-            let selector = ds
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .and_then(|s| s.node_selector.clone())
-                .unwrap_or_default();
-            let expected = snap
-                .nodes
-                .iter()
-                .filter(|n| selector.iter().all(|(k, v)| n.labels().get(k) == Some(v)))
-                .count();
-            let status = ds.status.as_ref();
-            let desired = status.map_or(0, |s| s.desired_number_scheduled);
-            let available = status.and_then(|s| s.number_available).unwrap_or(0);
-            let observed = status.and_then(|s| s.observed_generation);
-            let current = observed.is_some() && observed == ds.metadata.generation;
-            let expected = i32::try_from(expected).unwrap_or(i32::MAX);
-            if !current || desired != expected || available < desired {
-                return (
-                    false,
-                    "OperandNotReady".into(),
-                    format!(
-                        "{} is not ready: {available} of {expected} pods available",
-                        ds.name_any()
-                    ),
-                );
-            }
-        }
-        (
-            true,
-            "Reconciled".into(),
-            "ClusterPolicy is ready as all resources have been successfully reconciled".into(),
-        )
-    }
 }
 
 /// A node's GPUs, borrowed from the catalog.
-struct OwnedGpus<'a> {
-    instance_type: &'a str,
-    instance: &'a crate::catalog::InstanceType,
-    model: &'a crate::catalog::GpuModel,
-    count: u32,
+pub(in crate::sim) struct OwnedGpus<'a> {
+    pub(in crate::sim) instance_type: &'a str,
+    pub(in crate::sim) instance: &'a crate::catalog::InstanceType,
+    pub(in crate::sim) model: &'a crate::catalog::GpuModel,
+    pub(in crate::sim) count: u32,
 }
 
 impl OwnedGpus<'_> {
-    fn as_node_gpus(&self) -> NodeGpus<'_> {
+    pub(in crate::sim) fn as_node_gpus(&self) -> NodeGpus<'_> {
         NodeGpus {
             instance_type: self.instance_type,
             instance: self.instance,
@@ -870,7 +454,7 @@ impl OwnedGpus<'_> {
 }
 
 /// The GPUs of a node's instance type, `None` for CPU nodes.
-fn node_gpus<'a>(catalog: &'a Catalog, node: &Node) -> Option<OwnedGpus<'a>> {
+pub(in crate::sim) fn node_gpus<'a>(catalog: &'a Catalog, node: &Node) -> Option<OwnedGpus<'a>> {
     let ty = node.labels().get("node.kubernetes.io/instance-type")?;
     let (ty_name, instance) = catalog.instance_types.get_key_value(ty)?;
     let (model, count) = catalog.gpu_of(instance)?;
@@ -882,26 +466,26 @@ fn node_gpus<'a>(catalog: &'a Catalog, node: &Node) -> Option<OwnedGpus<'a>> {
     })
 }
 
-fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+pub(in crate::sim) fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-fn on_node(pod: &Pod, node: &str) -> bool {
+pub(in crate::sim) fn on_node(pod: &Pod, node: &str) -> bool {
     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
 }
 
-fn label_is(pod: &Pod, key: &str, value: &str) -> bool {
+pub(in crate::sim) fn label_is(pod: &Pod, key: &str, value: &str) -> bool {
     pod.labels().get(key).map(String::as_str) == Some(value)
 }
 
-fn operand_ready(snap: &Snapshot<'_>, node: &str, operand: &str) -> bool {
+pub(in crate::sim) fn operand_ready(snap: &Snapshot<'_>, node: &str, operand: &str) -> bool {
     snap.pods
         .iter()
         .any(|p| on_node(p, node) && label_is(p, APP, operand) && pod_ready(p))
 }
 
 /// The operator's namespace: where its operand DaemonSets live.
-fn operator_namespace(snap: &Snapshot<'_>) -> Option<String> {
+pub(in crate::sim) fn operator_namespace(snap: &Snapshot<'_>) -> Option<String> {
     snap.daemonsets
         .iter()
         .find(|d| {
@@ -921,7 +505,7 @@ fn operator_namespace(snap: &Snapshot<'_>) -> Option<String> {
 
 /// Labels NFD's prune hook removes: its own and the GFD labels published through it. The
 /// operator's own labels (`gpu.present`, `gpu.deploy.*`, MIG config) are not NFD's and stay.
-fn prunable(key: &str) -> bool {
+pub(in crate::sim) fn prunable(key: &str) -> bool {
     if key.starts_with("feature.node.kubernetes.io/") {
         return true;
     }
@@ -937,7 +521,10 @@ fn prunable(key: &str) -> bool {
         || rest.starts_with("gpu-operator."))
 }
 
-fn diff(current: &BTreeMap<String, String>, want: &Labels) -> BTreeMap<String, Option<String>> {
+pub(in crate::sim) fn diff(
+    current: &BTreeMap<String, String>,
+    want: &Labels,
+) -> BTreeMap<String, Option<String>> {
     let mut changes = BTreeMap::new();
     for (k, v) in want {
         if current.get(k) != Some(v) {
@@ -950,51 +537,4 @@ fn diff(current: &BTreeMap<String, String>, want: &Labels) -> BTreeMap<String, O
         }
     }
     changes
-}
-
-/// The status a kubelet reports for a container in `CrashLoopBackOff`.
-fn crash_status(
-    pod: &Pod,
-    (container, image): &(String, String),
-    restarts: i32,
-    backoff: &str,
-    started: chrono::DateTime<chrono::Utc>,
-    finished: chrono::DateTime<chrono::Utc>,
-) -> Value {
-    let ts = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let not_ready = format!("containers with unready status: [{container}]");
-    let old = pod.status.as_ref();
-    let mut conditions = vec![
-        json!({"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": not_ready, "lastTransitionTime": ts(finished)}),
-        json!({"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "message": not_ready, "lastTransitionTime": ts(finished)}),
-        json!({"type": "Initialized", "status": "True", "lastTransitionTime": ts(started)}),
-    ];
-    if let Some(c) = old
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
-    {
-        conditions.push(serde_json::to_value(c).unwrap_or(Value::Null));
-    }
-    json!({
-        "phase": "Running",
-        "conditions": conditions,
-        "containerStatuses": [{
-            "name": container,
-            "image": image,
-            "imageID": "",
-            "ready": false,
-            "started": false,
-            "restartCount": restarts,
-            "state": {"waiting": {
-                "reason": "CrashLoopBackOff",
-                "message": format!("back-off {backoff} restarting failed container={container} pod={}", pod.name_any()),
-            }},
-            "lastState": {"terminated": {
-                "exitCode": 1,
-                "reason": "Error",
-                "startedAt": ts(started),
-                "finishedAt": ts(finished),
-            }},
-        }],
-    })
 }

@@ -1,0 +1,71 @@
+//! The device plugin: capacity and allocatable of the node's `nvidia.com/*` resources once the
+//! device plugin pod is Ready there, as the plugin advertises them (MIG strategy, sharing,
+//! unhealthy GPUs count in capacity but not in allocatable).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Node;
+
+use super::super::config::Policy;
+use super::super::labels::{self, MigLayout};
+use super::super::world::*;
+use crate::fixture::Fault;
+use crate::gpu_stack::gpu_resources;
+
+impl World {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one stage of the pass, kept beside the others"
+    )]
+    pub(in crate::sim) fn resources(
+        &mut self,
+        snap: &Snapshot<'_>,
+        node: &Node,
+        name: &str,
+        gpus: Option<&OwnedGpus<'_>>,
+        policy: &Option<(String, Policy)>,
+        layout: &MigLayout,
+        sharing: Option<&labels::Sharing>,
+        now: Instant,
+        wake: &mut Option<Instant>,
+        out: &mut Vec<Action>,
+    ) {
+        let have: BTreeMap<String, (u64, u64)> = gpu_resources(node);
+        let mut want: BTreeMap<String, (u64, u64)> =
+            have.keys().map(|k| (k.clone(), (0, 0))).collect();
+        let ready = gpus.is_some() && operand_ready(snap, name, DEVICE_PLUGIN);
+        if self.due(
+            name,
+            "device-plugin",
+            ready,
+            self.delays.device_plugin,
+            now,
+            wake,
+        ) && let (Some(g), Some((_, pol))) = (gpus, policy)
+        {
+            let unhealthy = self
+                .fixture
+                .faults_on(name)
+                .find_map(|f| match f {
+                    Fault::UnhealthyGpus { count, .. } => Some(*count),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let g = g.as_node_gpus();
+            for (res, cap, alloc) in
+                labels::device_plugin_resources(&g, &pol.stack, layout, sharing, unhealthy)
+            {
+                want.insert(res, (cap, alloc));
+            }
+        }
+        // Kubelet reports a resource whose plugin went away as 0, not absent.
+        want.retain(|k, v| have.contains_key(k) || *v != (0, 0));
+        if want != have {
+            out.push(Action::Resources {
+                node: name.to_string(),
+                values: want,
+            });
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Table tests of one reconcile pass ([`World::reconcile`]), without a cluster: each row is a
+//! scene (fixture, ClusterPolicy or not, which pods are Ready on the GPU node, how long they
+//! have been) and what the stack would do next. Where a value is checked it is checked against
+//! a real node as published (`fixtures/nodes/`), not against the catalog the simulator reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::DynamicObject;
+
+use super::world::{Action, Delays, Snapshot, World};
+use crate::catalog::Catalog;
+use crate::fixture::ClusterFixture;
+
+const GPU_NODE: &str = "gpu-worker-1";
+const NFD_WORKER: &str = "nfd-worker";
+
+fn world(fixture: &str) -> World {
+    let catalog = Catalog::embedded().expect("catalog");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture);
+    let fixture = ClusterFixture::load(&path, &catalog).expect("fixture");
+    World::new(fixture, catalog, Delays::default())
+}
+
+/// A kwok node of the p3.2xlarge pool, as the local cluster registers it: no GPU labels yet.
+fn p3_node(labels: &[(&str, &str)]) -> Arc<Node> {
+    let mut l: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.insert(
+        "node.kubernetes.io/instance-type".into(),
+        "p3.2xlarge".into(),
+    );
+    let node = serde_json::json!({
+        "metadata": {
+            "name": GPU_NODE,
+            "labels": l,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "status": {"nodeInfo": {
+            "osImage": "Ubuntu 22.04.5 LTS", "kernelVersion": "6.8.0-1021-aws",
+            "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
+            "kubeProxyVersion": "", "kubeletVersion": "", "machineID": "",
+            "operatingSystem": "linux", "systemUUID": ""
+        }}
+    });
+    Arc::new(serde_json::from_value(node).expect("node"))
+}
+
+/// A Running, Ready pod on the GPU node: an operand (`app=<name>`) or the NFD worker.
+fn ready_pod(app: &str) -> Arc<Pod> {
+    let labels = if app == NFD_WORKER {
+        serde_json::json!({"app.kubernetes.io/name": "node-feature-discovery", "role": "worker"})
+    } else {
+        serde_json::json!({"app": app})
+    };
+    let pod = serde_json::json!({
+        "metadata": {"name": format!("{app}-x"), "namespace": "gpu-operator", "uid": format!("uid-{app}"), "labels": labels},
+        "spec": {"nodeName": GPU_NODE, "containers": [{"name": app, "image": "img"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    });
+    Arc::new(serde_json::from_value(pod).expect("pod"))
+}
+
+fn policy() -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": "cluster-policy", "generation": 1},
+        "spec": {"driver": {"version": "535.129.03"}, "mig": {"strategy": "single"}}
+    }))
+    .expect("policy")
+}
+
+/// One scene.
+struct Scene {
+    fixture: &'static str,
+    policy: bool,
+    node_labels: &'static [(&'static str, &'static str)],
+    ready: &'static [&'static str],
+    /// Time between the first pass (which starts the stage timers) and the judged one.
+    after: Duration,
+}
+
+/// The actions of the second pass, `after` the first.
+fn run(s: &Scene) -> (Vec<Action>, Option<Instant>) {
+    let mut w = world(s.fixture);
+    let nodes = vec![p3_node(s.node_labels)];
+    let pods: Vec<Arc<Pod>> = s.ready.iter().map(|a| ready_pod(a)).collect();
+    let p = policy();
+    let snap = Snapshot {
+        nodes: &nodes,
+        pods: &pods,
+        daemonsets: &[],
+        config_maps: &[],
+        policy: s.policy.then_some(&p),
+    };
+    let t0 = Instant::now();
+    let _ = w.reconcile(&snap, t0);
+    w.reconcile(&snap, t0 + s.after)
+}
+
+fn labels_set(actions: &[Action]) -> BTreeMap<String, Option<String>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Labels { node, changes } if node == GPU_NODE => Some(changes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn resources(actions: &[Action]) -> Option<BTreeMap<String, (u64, u64)>> {
+    actions.iter().find_map(|a| match a {
+        Action::Resources { node, values } if node == GPU_NODE => Some(values.clone()),
+        _ => None,
+    })
+}
+
+const SEED: &str = "fixtures/clusters/seed.yaml";
+const LONG: Duration = Duration::from_secs(5);
+const SHORT: Duration = Duration::from_millis(100);
+/// What NFD and the operator have written once they ran (what the next stages start from).
+const DISCOVERED: &[(&str, &str)] = &[
+    ("feature.node.kubernetes.io/pci-10de.present", "true"),
+    ("nvidia.com/gpu.present", "true"),
+];
+
+#[test]
+fn stage_table() {
+    // (scene, labels that must be set, labels that must not be set, GPUs advertised)
+    type Row = (
+        &'static str,
+        Scene,
+        &'static [&'static str],
+        &'static [&'static str],
+        Option<u64>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "no ClusterPolicy: the GPU node stays bare",
+            Scene {
+                fixture: SEED,
+                policy: false,
+                node_labels: &[],
+                ready: &[
+                    NFD_WORKER,
+                    "gpu-feature-discovery",
+                    "nvidia-device-plugin-daemonset",
+                ],
+                after: LONG,
+            },
+            &[],
+            &[
+                "feature.node.kubernetes.io/pci-10de.present",
+                "nvidia.com/gpu.product",
+            ],
+            None,
+        ),
+        (
+            "NFD worker Ready, not yet for its delay: nothing yet",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: &[],
+                ready: &[NFD_WORKER],
+                after: SHORT,
+            },
+            &[],
+            &["feature.node.kubernetes.io/pci-10de.present"],
+            None,
+        ),
+        (
+            "NFD worker Ready long enough: PCI, kernel and OS labels",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: &[],
+                ready: &[NFD_WORKER],
+                after: LONG,
+            },
+            &[
+                "feature.node.kubernetes.io/pci-10de.present",
+                "feature.node.kubernetes.io/kernel-version.full",
+                "feature.node.kubernetes.io/system-os_release.ID",
+            ],
+            &["nvidia.com/gpu.product"],
+            None,
+        ),
+        (
+            "NFD's PCI label: the operator labels the node for its operands",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: &[("feature.node.kubernetes.io/pci-10de.present", "true")],
+                ready: &[],
+                after: LONG,
+            },
+            &[
+                "nvidia.com/gpu.present",
+                "nvidia.com/gpu.deploy.gpu-feature-discovery",
+                "nvidia.com/gpu.deploy.device-plugin",
+            ],
+            &["nvidia.com/gpu.product"],
+            None,
+        ),
+        (
+            "GFD not running: no GFD labels, no resources",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: DISCOVERED,
+                ready: &[],
+                after: LONG,
+            },
+            &[],
+            &["nvidia.com/gpu.product", "nvidia.com/gpu.count"],
+            None,
+        ),
+        (
+            "GFD Ready: GPU labels; the device plugin is not running, so no resources",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: DISCOVERED,
+                ready: &["gpu-feature-discovery"],
+                after: LONG,
+            },
+            &[
+                "nvidia.com/gpu.product",
+                "nvidia.com/gpu.count",
+                "nvidia.com/gpu.memory",
+                "nvidia.com/cuda.driver-version.full",
+            ],
+            &[],
+            None,
+        ),
+        (
+            "device plugin Ready: one V100 advertised",
+            Scene {
+                fixture: SEED,
+                policy: true,
+                node_labels: DISCOVERED,
+                ready: &["nvidia-device-plugin-daemonset"],
+                after: LONG,
+            },
+            &[],
+            &["nvidia.com/gpu.product"],
+            Some(1),
+        ),
+        (
+            "GFD drops a label (missingLabel fault): never published",
+            Scene {
+                fixture: "fixtures/clusters/faults/missing-label.yaml",
+                policy: true,
+                node_labels: DISCOVERED,
+                ready: &["gpu-feature-discovery"],
+                after: LONG,
+            },
+            &["nvidia.com/gpu.count"],
+            &["nvidia.com/gpu.product"],
+            None,
+        ),
+    ];
+    for (what, scene, set, unset, gpus) in rows {
+        let (actions, _) = run(&scene);
+        let l = labels_set(&actions);
+        for k in set {
+            assert!(
+                l.get(*k).is_some_and(Option::is_some),
+                "{what}: {k} not set; labels: {l:?}"
+            );
+        }
+        for k in unset {
+            assert!(
+                !l.get(*k).is_some_and(Option::is_some),
+                "{what}: {k} set; labels: {l:?}"
+            );
+        }
+        let advertised = resources(&actions).and_then(|r| r.get("nvidia.com/gpu").copied());
+        assert_eq!(advertised.map(|(cap, _)| cap), gpus, "{what}: {actions:?}");
+        if let Some(n) = gpus {
+            assert_eq!(advertised, Some((n, n)), "{what}: allocatable = capacity");
+        }
+    }
+}
+
+#[test]
+fn a_timer_is_asked_for_while_a_stage_waits() {
+    let scene = Scene {
+        fixture: SEED,
+        policy: true,
+        node_labels: &[],
+        ready: &[NFD_WORKER],
+        after: SHORT,
+    };
+    let (_, wake) = run(&scene);
+    assert!(
+        wake.is_some(),
+        "the NFD stage is due later: the pass must ask to be woken"
+    );
+}
+
+#[test]
+fn a_crash_looping_operand_restarts_with_backoff() {
+    let scene = Scene {
+        fixture: "fixtures/clusters/faults/crash-loop.yaml",
+        policy: true,
+        node_labels: DISCOVERED,
+        ready: &["nvidia-dcgm-exporter"],
+        after: LONG,
+    };
+    let (actions, wake) = run(&scene);
+    let status = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::PodStatus { name, status, .. } if name == "nvidia-dcgm-exporter-x" => {
+                Some(status.clone())
+            }
+            _ => None,
+        })
+        .expect("a pod status for the crash-looping exporter");
+    let text = status.to_string();
+    assert!(text.contains("CrashLoopBackOff"), "{text}");
+    assert!(wake.is_some(), "the next crash is scheduled");
+}
+
+#[derive(serde::Deserialize)]
+struct RealNode {
+    labels: BTreeMap<String, String>,
+}
+
+/// The simulator's GFD labels for a p3.2xlarge agree with a real p3.2xlarge's (published with
+/// GPU Operator 23.9.1, driver 535.129.03) on every label both have, except those that depend
+/// on the run (timestamps, driver upgrade bookkeeping, which operands are deployed).
+#[test]
+fn simulated_p3_labels_agree_with_a_real_p3() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nodes/p3-2xlarge-v100-ocp412.yaml");
+    let real: RealNode =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parse");
+    let scene = Scene {
+        fixture: SEED,
+        policy: true,
+        node_labels: DISCOVERED,
+        ready: &[NFD_WORKER, "gpu-feature-discovery"],
+        after: LONG,
+    };
+    let (actions, _) = run(&scene);
+    let sim = labels_set(&actions);
+    let mut compared = 0;
+    for (k, v) in &real.labels {
+        let run_specific = k.starts_with("nvidia.com/gpu.deploy.")
+            || k.starts_with("nvidia.com/gpu-driver-upgrade")
+            || k == "nvidia.com/gfd.timestamp"
+            // NFD lists every PCI vendor of the machine; the simulator only NVIDIA's.
+            || (k.starts_with("feature.node.kubernetes.io/pci-") && !k.contains("10de"));
+        if run_specific {
+            continue;
+        }
+        if let Some(Some(s)) = sim.get(k) {
+            assert_eq!(s, v, "{k}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 8, "only {compared} labels in common: {sim:?}");
+}
