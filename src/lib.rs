@@ -1,12 +1,21 @@
 //! gpuconform: end-to-end conformance and benchmark suite for GPU Kubernetes clusters.
 //!
-//! Where things live:
+//! A run goes plan → target → operator → suites → report (`docs/architecture.md` has the flow
+//! and the import rules, which `tests/architecture.rs` checks). Where things live:
 //! - `cli` — raw flags; `commands` — what each subcommand does; `errors` and `exit_codes` — how a
-//!   failure reaches the user; `output` — the only writer of stdout and stderr.
-//! - `input` — YAML loading with file/line/field errors; `catalog` — instance types and GPU models;
+//!   failure reaches the user; `output` — the only writer of stdout and stderr; `signals` — the
+//!   one SIGINT/SIGTERM listener.
+//! - `input` — YAML loading with file/line/field errors; `plan` and `suite` — the resolved plan
+//!   and suites (`suite::kinds`: the check kinds); `catalog` — instance types and GPU models;
 //!   `fixture` — cluster fixtures.
-//! - `local` — the local cluster (real control plane + kwok); `k8s` — client and waits;
-//!   `pki` and `kubeconfig` — certificates and kubeconfigs for clusters the harness builds.
+//! - `target` — where the cluster comes from (`local`, `aws`, `existing`) and how it goes;
+//!   `operator` — the GPU Operator install and its removal; `runner` — the phases and the suite
+//!   scheduler; `checks` — one module per check kind; `report` — the events, the run record they
+//!   fold into, and the report files.
+//! - `gpu_stack` — the GPU stack's names on the API, shared by `checks` and `sim`; `sim` — the GPU
+//!   simulator for local clusters; `bench` — the CUDA bench run in pods.
+//! - `k8s` — client and waits; `pki` and `kubeconfig` — certificates and kubeconfigs for clusters
+//!   the harness builds.
 
 pub mod bench;
 pub mod catalog;

@@ -425,7 +425,7 @@ fn aws_kubeconfig_works_against_a_cluster_with_a_harness_ca() {
     let cert = std::fs::read_to_string(dir.join("pki/ca.crt")).expect("ca.crt");
     let key = std::fs::read_to_string(dir.join("pki/ca.key")).expect("ca.key");
     let ca = gpuconform::pki::Ca::from_pem("gpuconform-local-ca", &cert, &key).expect("ca");
-    let state = gpuconform::target::local::state::RunDir::new(&dir)
+    let state = gpuconform::target::local::state::ClusterDir::new(&dir)
         .read_state()
         .expect("state")
         .expect("state.json");

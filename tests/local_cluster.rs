@@ -7,12 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gpuconform::target::local::state::RunDir;
+use gpuconform::target::local::state::ClusterDir;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
-fn read_state(dir: &std::path::Path) -> gpuconform::target::local::state::RunState {
-    RunDir::new(dir)
+fn read_state(dir: &std::path::Path) -> gpuconform::target::local::state::ClusterState {
+    ClusterDir::new(dir)
         .read_state()
         .expect("read state.json")
         .expect("state.json exists after up")

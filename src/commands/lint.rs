@@ -1,16 +1,16 @@
-//! `gpuconform lint` and `gpuconform list`.
+//! `gpuconform lint`: every plan, suite and fixture validated, every error with file:line:field.
 
 use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
-use crate::cli::{LintArgs, ListArgs};
+use crate::cli::LintArgs;
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::fixture::ClusterFixture;
 use crate::input::InputError;
 use crate::output::Printer;
 use crate::plan::Plan;
-use crate::suite::{CheckKind, Suite, known_suites};
+use crate::suite::Suite;
 
 /// Checks every file; all errors are printed, exit 2 if there are any.
 pub fn lint(args: LintArgs, printer: &Printer) -> Result<u8, ExpectedError> {
@@ -84,48 +84,4 @@ fn default_files() -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Lists suites with their steps, and the check kinds.
-pub fn list(args: ListArgs, printer: &Printer) -> Result<u8, ExpectedError> {
-    for name in known_suites(&args.suite_dir) {
-        let path = args.suite_dir.join(format!("{name}.yaml"));
-        match Suite::load(&path) {
-            Ok(s) => {
-                printer.result(format!(
-                    "suite {name}: {}",
-                    s.description.unwrap_or_default()
-                ));
-                for st in &s.steps {
-                    let needs = if st.needs.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (needs {})", st.needs.join(", "))
-                    };
-                    printer.result(format!("  {:<16} {}{needs}", st.name, st.check));
-                }
-                for st in &s.finally {
-                    printer.result(format!("  {:<16} {} (finally)", st.name, st.check));
-                }
-            }
-            Err(e) => printer.warn(format!(
-                "suite {name}: {} errors, run `gpuconform lint {}`",
-                e.len(),
-                path.display()
-            )),
-        }
-    }
-    printer.result("checks:");
-    for kind in CheckKind::ALL {
-        printer.result(format!("  {:<12} {}", kind.name(), kind.about()));
-        for p in kind.params() {
-            // A long default (an image) is named in the meaning instead.
-            let default = match p.default {
-                crate::suite::ParamDefault::Str(_) => String::new(),
-                d => format!(" (default {d})"),
-            };
-            printer.result(format!("    with.{}: {}{default}", p.name, p.about));
-        }
-    }
-    Ok(exit_codes::OK)
 }

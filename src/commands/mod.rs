@@ -1,6 +1,7 @@
 //! What each subcommand does: resolve flags into settings, call the library, report.
 
 mod lint;
+mod list;
 mod local;
 mod run;
 mod sweep;
@@ -17,7 +18,7 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
         Command::Run(args) => run::run(args, printer).await,
         Command::Lint(args) => lint::lint(args, printer),
-        Command::List(args) => lint::list(args, printer),
+        Command::List(args) => list::list(args, printer),
         Command::Sweep(args) => sweep::sweep(args, printer).await,
     }
 }

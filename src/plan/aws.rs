@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
+use crate::fixture::pool::{PoolCheck, RawCommon};
 use crate::input::{InputError, Spanned};
 
 /// `target.aws` as written.
@@ -63,14 +64,8 @@ pub enum Ami {
     },
 }
 
-/// A node's role in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwsRole {
-    /// Runs the k3s server.
-    ControlPlane,
-    /// Joins as a k3s agent.
-    Worker,
-}
+/// A node's role: the same model as a fixture's pools.
+pub use crate::fixture::Role as AwsRole;
 
 /// One pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +107,9 @@ pub struct AwsSpec {
     /// Pools in order.
     pub pools: Vec<AwsPool>,
 }
+
+/// Most instances one EC2 pool may have.
+pub const MAX_EC2_POOL: i64 = 64;
 
 /// The k3s release the user data installs by default (Kubernetes 1.35).
 pub const DEFAULT_K3S: &str = "v1.35.4+k3s1";
@@ -165,41 +163,20 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
     }
     let mut pools = Vec::new();
     let mut control_planes = 0;
+    let mut check = PoolCheck::new(file, "target.aws.pools", catalog, MAX_EC2_POOL);
     for (i, p) in raw.pools.value.iter().enumerate() {
         let field = |f: &str| format!("target.aws.pools[{i}].{f}");
-        let role = match p.role.value.as_str() {
-            "control-plane" => AwsRole::ControlPlane,
-            "worker" => AwsRole::Worker,
-            other => {
-                return Err(InputError::at(
-                    file,
-                    &p.role,
-                    field("role"),
-                    format!("unknown role `{other}`, expected `control-plane` or `worker`"),
-                ));
-            }
-        };
-        let Some(instance) = catalog.instance(&p.instance_type.value) else {
-            return Err(InputError::at(
-                file,
-                &p.instance_type,
-                field("instanceType"),
-                format!(
-                    "unknown instance type `{}`: not in the instance catalog",
-                    p.instance_type.value
-                ),
-            ));
-        };
-        if !(1..=64).contains(&p.count.value) {
-            return Err(InputError::at(
-                file,
-                &p.count,
-                field("count"),
-                format!("count is {}, must be between 1 and 64", p.count.value),
-            ));
-        }
+        let (role, instance, count) = check.check(
+            i,
+            &RawCommon {
+                name: &p.name,
+                role: &p.role,
+                instance_type: &p.instance_type,
+                count: &p.count,
+            },
+        )?;
         if role == AwsRole::ControlPlane {
-            control_planes += p.count.value;
+            control_planes += count;
         }
         let ami = match &p.ami.value {
             RawAmi::Id(id) if id.starts_with("ami-") => Ami::Id(id.clone()),
@@ -232,7 +209,7 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
             name: p.name.value.clone(),
             role,
             instance_type: p.instance_type.value.clone(),
-            count: p.count.value as u32,
+            count,
             ami,
             root_volume_gib: root,
             gpu: instance.gpu.is_some(),

@@ -59,7 +59,7 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
 }
 
 /// `cluster `seed` ready in 8.9s: 3 nodes, Kubernetes v1.35.4`.
-pub(crate) fn ready_line(state: &crate::target::local::state::RunState) -> String {
+pub(crate) fn ready_line(state: &crate::target::local::state::ClusterState) -> String {
     format!(
         "cluster `{}` ready in {:.1}s: {} nodes, Kubernetes {}",
         state.cluster,

@@ -14,14 +14,14 @@ use crate::catalog::Catalog;
 use crate::fixture::ClusterFixture;
 use crate::k8s::{self, K8sError, wait};
 use process::Child;
-use state::{RunDir, RunState};
+use state::{ClusterDir, ClusterState};
 use tools::Tools;
 
 use super::*;
 
 /// The startup in progress; owns the children so a failure can stop them.
 pub(super) struct Starting {
-    pub(super) dir: RunDir,
+    pub(super) dir: ClusterDir,
     pub(super) children: Vec<Child>,
 }
 
@@ -34,12 +34,12 @@ impl Starting {
         opts: &UpOptions,
         started: Instant,
         progress: &(dyn Fn(String) + Sync),
-    ) -> Result<(RunState, kube::Client), LocalError> {
+    ) -> Result<(ClusterState, kube::Client), LocalError> {
         let deadline = started + opts.timeout;
         let remaining = || deadline.saturating_duration_since(Instant::now());
         let prepared = setup::prepare(&self.dir, tools)?;
         let ports = prepared.ports;
-        let mut state = RunState {
+        let mut state = ClusterState {
             version: state::STATE_VERSION,
             cluster: fixture.name.clone(),
             fixture: fixture.file.clone(),
@@ -200,7 +200,7 @@ impl Starting {
 
     pub(super) fn spawn(
         &mut self,
-        state: &mut RunState,
+        state: &mut ClusterState,
         name: &str,
         tools: &Tools,
         args: Vec<String>,

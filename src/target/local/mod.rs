@@ -30,7 +30,7 @@ use crate::fixture::ClusterFixture;
 use crate::k8s::K8sError;
 use boot::Starting;
 use process::{Child, ProcessRecord, Stopped};
-use state::{RunDir, RunState};
+use state::{ClusterDir, ClusterState};
 use tools::{MissingTool, Tools};
 
 /// Starting, using or stopping the local cluster failed.
@@ -111,9 +111,9 @@ pub struct UpOptions {
 /// A running local cluster started by this process.
 pub struct LocalCluster {
     /// The run folder.
-    pub dir: RunDir,
+    pub dir: ClusterDir,
     /// What is recorded in `state.json`.
-    pub state: RunState,
+    pub state: ClusterState,
     /// An admin client.
     pub client: kube::Client,
     children: Vec<Child>,
@@ -167,7 +167,7 @@ impl LocalCluster {
         opts: &UpOptions,
         progress: &(dyn Fn(String) + Sync),
     ) -> Result<Self, LocalError> {
-        let dir = RunDir::new(&opts.dir);
+        let dir = ClusterDir::new(&opts.dir);
         if let Ok(Some(old)) = dir.read_state()
             && (old.processes.iter().any(process::is_ours)
                 || old.supervisor.as_ref().is_some_and(process::is_ours))
@@ -290,8 +290,8 @@ pub async fn down(dir: &std::path::Path) -> Result<StopReport, LocalError> {
 }
 
 /// The run folder and its recorded state; an error when there is none.
-fn recorded(dir: &std::path::Path) -> Result<(RunDir, RunState), LocalError> {
-    let run = RunDir::new(dir);
+fn recorded(dir: &std::path::Path) -> Result<(ClusterDir, ClusterState), LocalError> {
+    let run = ClusterDir::new(dir);
     let state = run
         .read_state()
         .map_err(|source| LocalError::Io {
@@ -319,7 +319,9 @@ fn supervisor_record() -> Option<ProcessRecord> {
 }
 
 /// The state of the cluster in `dir` and which of its processes are alive.
-pub fn status(dir: &std::path::Path) -> Result<(RunState, Vec<(ProcessRecord, bool)>), LocalError> {
+pub fn status(
+    dir: &std::path::Path,
+) -> Result<(ClusterState, Vec<(ProcessRecord, bool)>), LocalError> {
     let (_, state) = recorded(dir)?;
     let alive = state
         .processes

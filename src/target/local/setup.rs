@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 
 use super::LocalError;
 use super::components::{Files, Ports};
-use super::state::{RunDir, write_atomic, write_private};
+use super::state::{ClusterDir, write_atomic, write_private};
 use super::tools::Tools;
 use crate::k8s::{K8sError, wait};
 use crate::kubeconfig::{self, Identity};
@@ -46,7 +46,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
 }
 
 /// Creates the run folder (emptied of an earlier, stopped cluster) and everything in it.
-pub fn prepare(dir: &RunDir, tools: &Tools) -> Result<Prepared, LocalError> {
+pub fn prepare(dir: &ClusterDir, tools: &Tools) -> Result<Prepared, LocalError> {
     for sub in ["pki", "logs", "etcd", "kwok"] {
         let path = dir.root.join(sub);
         if path.exists() {
@@ -156,7 +156,7 @@ pub fn prepare(dir: &RunDir, tools: &Tools) -> Result<Prepared, LocalError> {
 
 /// The default container log every simulated container shows unless a per-pod `Logs` object
 /// says otherwise (the GPU simulator writes those for bench pods).
-fn kwok_configs(dir: &RunDir, tools: &Tools) -> Result<Vec<PathBuf>, LocalError> {
+fn kwok_configs(dir: &ClusterDir, tools: &Tools) -> Result<Vec<PathBuf>, LocalError> {
     let mut configs: Vec<PathBuf> = KWOK_STAGES.iter().map(|s| tools.kwok_stage(s)).collect();
     let log_file = dir.kwok().join("default-container.log");
     // kwok reads logs in the CRI format: `<RFC 3339 time> <stream> <F|P> <text>`.

@@ -22,7 +22,7 @@ pub const STATE_VERSION: u32 = 1;
 /// The contents of `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunState {
+pub struct ClusterState {
     /// Format version.
     pub version: u32,
     /// Fixture name.
@@ -47,14 +47,14 @@ pub struct RunState {
     pub supervisor: Option<ProcessRecord>,
 }
 
-/// The paths inside a run folder.
+/// The paths inside a local cluster's folder (`reports/<run-id>/cluster` during a run).
 #[derive(Debug, Clone)]
-pub struct RunDir {
+pub struct ClusterDir {
     /// The folder.
     pub root: PathBuf,
 }
 
-impl RunDir {
+impl ClusterDir {
     /// A run folder at `root` (not created yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -96,7 +96,7 @@ impl RunDir {
     }
 
     /// Reads `state.json`, `None` when there is none.
-    pub fn read_state(&self) -> std::io::Result<Option<RunState>> {
+    pub fn read_state(&self) -> std::io::Result<Option<ClusterState>> {
         match std::fs::read_to_string(self.state_file()) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
@@ -107,7 +107,7 @@ impl RunDir {
     }
 
     /// Writes `state.json` atomically (a reader never sees half a file).
-    pub fn write_state(&self, state: &RunState) -> std::io::Result<()> {
+    pub fn write_state(&self, state: &ClusterState) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(state)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         write_atomic(&self.state_file(), text.as_bytes())
