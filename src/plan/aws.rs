@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
-use crate::fixture::pool::{PoolCheck, RawCommon};
+use crate::fixture::pool::PoolCheck;
 use crate::input::{InputError, Spanned};
 
 /// `target.aws` as written.
@@ -166,15 +166,8 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
     let mut check = PoolCheck::new(file, "target.aws.pools", catalog, MAX_EC2_POOL);
     for (i, p) in raw.pools.value.iter().enumerate() {
         let field = |f: &str| format!("target.aws.pools[{i}].{f}");
-        let (role, instance, count) = check.check(
-            i,
-            &RawCommon {
-                name: &p.name,
-                role: &p.role,
-                instance_type: &p.instance_type,
-                count: &p.count,
-            },
-        )?;
+        let (role, instance, count) =
+            check.check(i, &p.name, &p.role, &p.instance_type, &p.count)?;
         if role == AwsRole::ControlPlane {
             control_planes += count;
         }

@@ -145,20 +145,6 @@ pub async fn up(
             provisioned.server_public_ip.clone().unwrap_or_default()
         )
     });
-    let kc = match admin_kubeconfig(&ca, run_id, &server) {
-        Ok(kc) => kc,
-        Err(m) => {
-            let left = ec2::teardown(
-                &client,
-                run_id,
-                Instant::now() + Duration::from_secs(600),
-                progress,
-            )
-            .await;
-            return Err(AwsError { message: m, left });
-        }
-    };
-    let kubeconfig = dir.join("kubeconfig");
     // Past this point a failure leaves instances behind unless torn down here.
     let abandon = |message: String| async {
         let left = ec2::teardown(
@@ -170,6 +156,11 @@ pub async fn up(
         .await;
         AwsError { message, left }
     };
+    let kc = match admin_kubeconfig(&ca, run_id, &server) {
+        Ok(kc) => kc,
+        Err(m) => return Err(abandon(m).await),
+    };
+    let kubeconfig = dir.join("kubeconfig");
     if let Err(e) = crate::target::local::state::write_private(&kubeconfig, kc.as_bytes()) {
         return Err(abandon(format!("write {}: {e}", kubeconfig.display())).await);
     }
