@@ -129,14 +129,20 @@ pub async fn up(
         }
     };
     let client = ec2::client(&spec.region).await;
-    let provisioned = ec2::provision(
-        &client, spec, &run, &ingress, &user_data, deadline, progress,
-    )
-    .await
-    .map_err(|(e, left)| AwsError {
-        message: e.to_string(),
-        left,
-    })?;
+    let launch = ec2::Launch {
+        spec,
+        run: &run,
+        ingress_cidr: &ingress,
+        user_data: &user_data,
+        deadline,
+        progress,
+    };
+    let provisioned = ec2::provision(&client, &launch)
+        .await
+        .map_err(|(e, left)| AwsError {
+            message: e.to_string(),
+            left,
+        })?;
 
     // The kubeconfig: the harness's own admin certificate against the CA it generated.
     let server = spec.api_endpoint.clone().unwrap_or_else(|| {

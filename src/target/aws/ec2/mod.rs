@@ -131,5 +131,5 @@ pub type UserData<'a> = dyn Fn(&AwsPool, Option<&str>) -> Result<String, String>
 mod provision;
 mod sweep;
 
-pub use provision::provision;
+pub use provision::{Launch, provision};
 pub use sweep::{Found, delete, find, teardown};

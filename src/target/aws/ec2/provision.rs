@@ -19,26 +19,16 @@ use super::*;
 /// is torn down and the error returned with what teardown could not remove.
 pub async fn provision(
     ec2: &Client,
-    spec: &AwsSpec,
-    run: &RunTags,
-    ingress_cidr: &str,
-    user_data: &UserData<'_>,
-    deadline: Instant,
-    progress: &(dyn Fn(String) + Sync),
+    launch: &Launch<'_>,
 ) -> Result<Provisioned, (Ec2Error, Vec<String>)> {
-    let mut done = Provisioned::default();
-    match provision_inner(
-        ec2,
-        spec,
+    let Launch {
         run,
-        ingress_cidr,
-        user_data,
         deadline,
         progress,
-        &mut done,
-    )
-    .await
-    {
+        ..
+    } = *launch;
+    let mut done = Provisioned::default();
+    match provision_inner(ec2, launch, &mut done).await {
         Ok(()) => Ok(done),
         Err(e) => {
             progress(format!(
@@ -56,20 +46,36 @@ pub async fn provision(
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the resolved inputs of one phase"
-)]
+/// What one provisioning needs.
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    /// The plan's pools and network.
+    pub spec: &'a AwsSpec,
+    /// The run's tags.
+    pub run: &'a RunTags,
+    /// Who may reach the API server.
+    pub ingress_cidr: &'a str,
+    /// User data per pool (the server's address for agents).
+    pub user_data: &'a UserData<'a>,
+    /// When provisioning must be done.
+    pub deadline: Instant,
+    /// Progress lines.
+    pub progress: &'a (dyn Fn(String) + Sync),
+}
+
 async fn provision_inner(
     ec2: &Client,
-    spec: &AwsSpec,
-    run: &RunTags,
-    ingress_cidr: &str,
-    user_data: &UserData<'_>,
-    deadline: Instant,
-    progress: &(dyn Fn(String) + Sync),
+    launch: &Launch<'_>,
     done: &mut Provisioned,
 ) -> Result<(), Ec2Error> {
+    let Launch {
+        spec,
+        run,
+        ingress_cidr,
+        user_data,
+        deadline,
+        progress,
+    } = *launch;
     // Network: the given subnet, or the default VPC's subnet in a zone offering every type.
     let vpc = match &spec.vpc_id {
         Some(v) => v.clone(),
