@@ -4,6 +4,7 @@ mod lint;
 mod list;
 mod local;
 mod run;
+mod simulator;
 mod sweep;
 
 use crate::cli::{Command, LocalCommand};

@@ -69,6 +69,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         run_id,
         dir: dir.clone(),
         perf: crate::bench::model::PerfTable::embedded()?,
+        companion: Some(std::sync::Arc::new(super::simulator::GpuSimulator)),
     };
     let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);

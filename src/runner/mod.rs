@@ -47,6 +47,8 @@ pub struct RunSettings {
     pub dir: PathBuf,
     /// The GPU performance table.
     pub perf: crate::bench::model::PerfTable,
+    /// What runs beside a local cluster (the GPU simulator).
+    pub companion: Option<std::sync::Arc<dyn crate::target::local::Companion>>,
 }
 
 /// Sends each event to the recorder and to every other reporter.
@@ -122,6 +124,7 @@ pub async fn run(
         run_id: &settings.run_id,
         plan: &plan.name,
         timeout: plan.timeouts.provision,
+        companion: settings.companion.clone(),
     };
     let provisioned = {
         let work = target::provision(&plan.target, &inputs, &progress);

@@ -104,6 +104,8 @@ pub struct Inputs<'a> {
     pub plan: &'a str,
     /// How long provisioning may take.
     pub timeout: Duration,
+    /// What runs beside a local cluster (the GPU simulator).
+    pub companion: Option<std::sync::Arc<dyn local::Companion>>,
 }
 
 /// Provisions (or connects to) the cluster.
@@ -117,6 +119,7 @@ pub async fn provision(
             let opts = UpOptions {
                 dir: i.run_dir.join("cluster"),
                 timeout: i.timeout,
+                companion: i.companion.clone(),
             };
             let local = LocalCluster::up(fixture, i.catalog, tools, &opts, progress).await?;
             let kubeconfig = local.dir.kubeconfig();

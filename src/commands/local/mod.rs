@@ -32,6 +32,7 @@ pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     let opts = UpOptions {
         dir: args.dir.clone(),
         timeout: args.timeout,
+        companion: Some(std::sync::Arc::new(super::simulator::GpuSimulator)),
     };
     let progress = |line: String| printer.progress(line);
     let mut cluster = LocalCluster::up(&fixture, &catalog, &tools, &opts, &progress).await?;

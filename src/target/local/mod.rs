@@ -8,7 +8,8 @@
 //! far. [`down`] stops a cluster from its `state.json`, from any process, and checks that no
 //! process and no port of it is left.
 //!
-//! While the cluster runs, the GPU simulator ([`crate::sim`]) plays the GPU Operator's stack for
+//! While the cluster runs, a [`Companion`] (the GPU simulator, provided by the command layer so
+//! that this target does not depend on it) plays the GPU Operator's stack for
 //! its GPU nodes in the process that owns the components.
 
 pub mod components;
@@ -100,12 +101,33 @@ pub enum LocalError {
 }
 
 /// Options of `up`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpOptions {
     /// The run folder.
     pub dir: PathBuf,
     /// Deadline for the whole startup.
     pub timeout: Duration,
+    /// What runs beside the cluster while it is up (the GPU simulator); none: bare nodes.
+    pub companion: Option<std::sync::Arc<dyn Companion>>,
+}
+
+/// Something that runs beside a ready local cluster for as long as it is up: the GPU simulator.
+/// The target only hosts it; `commands` provides it, so `target` does not import `sim`.
+pub trait Companion: Send + Sync {
+    /// Starts it against the ready cluster.
+    fn start(
+        &self,
+        client: kube::Client,
+        fixture: &ClusterFixture,
+        catalog: &Catalog,
+        dir: &ClusterDir,
+    ) -> Box<dyn Running>;
+}
+
+/// A started [`Companion`].
+pub trait Running: Send {
+    /// Stops it and waits for it (before the cluster's processes stop).
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, ()>;
 }
 
 /// A running local cluster started by this process.
@@ -117,7 +139,7 @@ pub struct LocalCluster {
     /// An admin client.
     pub client: kube::Client,
     children: Vec<Child>,
-    simulator: Option<crate::sim::Handle>,
+    companion: Option<Box<dyn Running>>,
 }
 
 /// What stopping a cluster did.
@@ -212,20 +234,16 @@ impl LocalCluster {
         match outcome {
             Ok((state, client)) => {
                 // The GPU stack's stand-in runs as long as the cluster does.
-                let log = crate::sim::SimLog::open(&dir.log("gpu-simulator"));
-                let simulator = crate::sim::spawn(
-                    client.clone(),
-                    fixture.clone(),
-                    catalog.clone(),
-                    log,
-                    dir.kwok().join("pod-logs"),
-                );
+                let companion = opts
+                    .companion
+                    .as_ref()
+                    .map(|c| c.start(client.clone(), fixture, catalog, &dir));
                 Ok(Self {
                     dir,
                     state,
                     client,
                     children: starting.children,
-                    simulator: Some(simulator),
+                    companion,
                 })
             }
             Err(e) => {
@@ -246,8 +264,8 @@ impl LocalCluster {
 
     /// Stops every process of this cluster (reverse start order).
     pub async fn stop(mut self) -> StopReport {
-        if let Some(sim) = self.simulator.take() {
-            sim.stop().await;
+        if let Some(companion) = self.companion.take() {
+            companion.stop().await;
         }
         let report = stop_records(&self.state.processes).await;
         drop(self.children);
