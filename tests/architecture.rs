@@ -70,8 +70,8 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "target",
-        &["checks", "runner", "commands"],
-        "targets provide clusters; they do not judge them",
+        &["sim", "checks", "runner", "commands"],
+        "targets provide clusters; they do not judge them, and host the simulator only as a Companion",
     ),
     (
         "operator",
