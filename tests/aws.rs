@@ -75,6 +75,16 @@ impl Moto {
         cmd.output().expect("run gpuconform")
     }
 
+    /// `gpuconform run PLAN --reports REPORTS` against moto.
+    fn run_plan(&self, plan: &Path, reports: &Path) -> Output {
+        self.gpuconform(&[
+            "run",
+            &plan.to_string_lossy(),
+            "--reports",
+            &reports.to_string_lossy(),
+        ])
+    }
+
     /// Runs a boto3 snippet; `ec2` is a client on moto. Returns stdout as JSON.
     fn boto(&self, code: &str) -> serde_json::Value {
         let script = format!(
@@ -191,12 +201,7 @@ fn failed_bootstrap_tears_everything_down() {
         "5s",
     );
     let reports = tmp.path().join("reports");
-    let out = moto.gpuconform(&[
-        "run",
-        &p.to_string_lossy(),
-        "--reports",
-        &reports.to_string_lossy(),
-    ]);
+    let out = moto.run_plan(&p, &reports);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("estimated cost:"), "{err}");
@@ -331,12 +336,7 @@ fn ec2_error_mid_provision_tears_down() {
         "60s",
     );
     let reports = tmp.path().join("reports");
-    let out = moto.gpuconform(&[
-        "run",
-        &p.to_string_lossy(),
-        "--reports",
-        &reports.to_string_lossy(),
-    ]);
+    let out = moto.run_plan(&p, &reports);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("launch pool gpu-worker"), "{err}");
@@ -362,12 +362,7 @@ fn unavailable_instance_type_is_refused_before_launch() {
         "60s",
     );
     let reports = tmp.path().join("reports");
-    let out = moto.gpuconform(&[
-        "run",
-        &p.to_string_lossy(),
-        "--reports",
-        &reports.to_string_lossy(),
-    ]);
+    let out = moto.run_plan(&p, &reports);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
