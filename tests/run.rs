@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -526,4 +526,221 @@ fn kubeconfig_target_uses_an_existing_cluster() {
     let names = String::from_utf8_lossy(&ns.stdout);
     assert!(!names.contains("gpu-operator"), "{names}");
     assert!(!names.contains("gpuconform-"), "{names}");
+}
+
+fn helm(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(tool("helm"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run helm")
+}
+
+/// What the owner of a cluster cares about after a run: the release (revision and values), its
+/// namespace and CRD by UID, and the GPU node's labels.
+fn owner_state(kubeconfig: &Path) -> (u64, serde_json::Value, String, String, String) {
+    let list = helm(kubeconfig, &["list", "-n", "gpu-operator", "-o", "json"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("helm list json");
+    let rel = list
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "gpu-operator"))
+        .expect("release gpu-operator present");
+    let revision = rel["revision"]
+        .as_u64()
+        .or_else(|| rel["revision"].as_str().and_then(|s| s.parse().ok()))
+        .expect("revision");
+    let values = helm(
+        kubeconfig,
+        &[
+            "get",
+            "values",
+            "gpu-operator",
+            "-n",
+            "gpu-operator",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(values.status.success(), "{}", text(&values));
+    let values: serde_json::Value = serde_json::from_slice(&values.stdout).expect("values json");
+    let get = |args: &[&str]| {
+        let out = kubectl(kubeconfig, args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let ns = get(&[
+        "get",
+        "namespace",
+        "gpu-operator",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let crd = get(&[
+        "get",
+        "crd",
+        "clusterpolicies.nvidia.com",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let labels = get(&[
+        "get",
+        "node",
+        "gpu-worker-1",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    (revision, values, ns, crd, labels)
+}
+
+/// An operator installed by its owner with plain helm before any run: verify-only passes and
+/// changes nothing; `install` refuses (exit 2) and changes nothing; `adopt: true` upgrades for
+/// the run and rolls back to the owner's revision at teardown. Nothing of the owner's is removed.
+#[test]
+fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = tmp.path().join("cluster");
+    let _down = DownOnDrop(cluster.clone());
+    let up = gpuconform(&["local", "up", "--dir", &cluster.to_string_lossy()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let kubeconfig = cluster.join("kubeconfig");
+    let owner = helm(
+        &kubeconfig,
+        &[
+            "install",
+            "gpu-operator",
+            "fixtures/charts/gpu-operator",
+            "-n",
+            "gpu-operator",
+            "--create-namespace",
+            "--set",
+            "driver.version=580.95.05",
+            "--set",
+            "mig.strategy=single",
+        ],
+    );
+    assert!(owner.status.success(), "{}", text(&owner));
+    // Let the stack settle (the simulator labels the node once the operands are Ready).
+    for args in [
+        &[
+            "wait",
+            "clusterpolicy/cluster-policy",
+            "--for=jsonpath={.status.state}=ready",
+            "--timeout=120s",
+        ][..],
+        &[
+            "wait",
+            "node/gpu-worker-1",
+            "--for=jsonpath={.metadata.labels.nvidia\\.com/gpu\\.count}=1",
+            "--timeout=120s",
+        ][..],
+    ] {
+        let out = kubectl(&kubeconfig, args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let before = owner_state(&kubeconfig);
+
+    let plan_with = |name: &str, operator_extra: &str| {
+        let text_plan = std::fs::read_to_string(root().join("plans/local.yaml"))
+            .expect("plan")
+            .replace(
+                "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
+                &format!("  kubeconfig:\n    path: {}\n", kubeconfig.display()),
+            )
+            .replace("name: local", &format!("name: {name}"))
+            .replacen(
+                "\noperator:\n",
+                &format!("\noperator:\n{operator_extra}"),
+                1,
+            )
+            .replace("  - throughput\n", "");
+        let p = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(&p, text_plan).expect("write plan");
+        p
+    };
+    let reports = tmp.path().join("reports");
+    let run = |p: &Path| {
+        gpuconform(&[
+            "run",
+            &p.to_string_lossy(),
+            "--reports",
+            &reports.to_string_lossy(),
+        ])
+    };
+
+    // Verify-only: green, uninstall and teardown checks skipped with the reason, nothing changed.
+    let out = run(&plan_with("verify", "  mode: existing\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = results(
+        &reports.join(
+            std::fs::read_dir(&reports)
+                .expect("reports")
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with("verify-"))
+                .expect("verify run folder")
+                .file_name(),
+        ),
+    );
+    let all = cases(&r);
+    let uninstall = all
+        .iter()
+        .find(|(n, _, _)| n == "teardown/uninstall")
+        .expect("uninstall case");
+    assert_eq!(uninstall.1, "skipped", "{all:#?}");
+    assert!(uninstall.2.contains("verify-only"), "{uninstall:?}");
+    assert!(
+        all.iter()
+            .filter(|(n, _, _)| n.starts_with("gpu-stack/"))
+            .all(|(_, s, _)| s == "passed"),
+        "{all:#?}"
+    );
+    assert_eq!(
+        owner_state(&kubeconfig),
+        before,
+        "verify-only changed the owner's operator"
+    );
+
+    // Install over it: refused before anything changes.
+    let out = run(&plan_with("install", ""));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already exists") && err.contains("operator.mode: existing"),
+        "{err}"
+    );
+    assert_eq!(
+        owner_state(&kubeconfig),
+        before,
+        "a refused install changed the owner's operator"
+    );
+
+    // Adopt: upgraded with the owner's values plus the plan's, then rolled back.
+    let out = run(&plan_with("adopt", "  adopt: true\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = owner_state(&kubeconfig);
+    assert_eq!(after.0, before.0 + 2, "one upgrade and one rollback");
+    assert_eq!(after.1, before.1, "the owner's values are back");
+    assert_eq!(
+        (&after.2, &after.3),
+        (&before.2, &before.3),
+        "namespace and CRD kept"
+    );
+    let history = helm(
+        &kubeconfig,
+        &[
+            "history",
+            "gpu-operator",
+            "-n",
+            "gpu-operator",
+            "-o",
+            "json",
+        ],
+    );
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        history.contains(&format!("Rollback to {}", before.0)),
+        "{history}"
+    );
 }

@@ -17,14 +17,14 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
     let mut out = Vec::new();
     let spec = &ctx.plan.operator;
     match ctx.helm.status(spec).await {
-        Ok(Some((status, chart))) if status == "deployed" => {
+        Ok(Some(crate::operator::helm::Release { status, chart, .. })) if status == "deployed" => {
             out.push(Outcome::pass(
                 "release",
                 None,
                 format!("{} {chart} deployed", spec.release),
             ));
         }
-        Ok(Some((status, chart))) => out.push(Outcome::fail(
+        Ok(Some(crate::operator::helm::Release { status, chart, .. })) => out.push(Outcome::fail(
             "release",
             None,
             format!(

@@ -22,6 +22,10 @@ use crate::plan::Leftovers;
 
 /// `helm uninstall --wait`, then delete the operator namespace and wait for it to go.
 pub async fn uninstall(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
+    // A release the run did not install is never removed (verify-only, adopted, pre-existing).
+    if let Some(why) = ctx.install.not_ours() {
+        return vec![Outcome::skip("uninstall", None, why)];
+    }
     let spec = &ctx.plan.operator;
     let mut detail = String::new();
     match ctx.helm.status(spec).await {
@@ -68,6 +72,10 @@ pub async fn uninstall(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
 
 /// Verifies that uninstalling left the cluster empty.
 pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
+    // Nothing was uninstalled, so there is no empty cluster to verify.
+    if let Some(why) = ctx.install.not_ours() {
+        return vec![Outcome::skip("release", None, why)];
+    }
     let spec = &ctx.plan.operator;
     let mut out = Vec::new();
     match ctx.helm.status(spec).await {
@@ -76,7 +84,7 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
             None,
             format!("release {} gone", spec.release),
         )),
-        Ok(Some((status, _))) => out.push(Outcome::fail(
+        Ok(Some(crate::operator::helm::Release { status, .. })) => out.push(Outcome::fail(
             "release",
             None,
             format!(

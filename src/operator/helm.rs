@@ -17,6 +17,17 @@ pub struct HelmError {
     pub message: String,
 }
 
+/// A release as `helm list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// `deployed`, `failed`, `pending-install`, ...
+    pub status: String,
+    /// Chart and version, `gpu-operator-v26.7.0`.
+    pub chart: String,
+    /// Revision number.
+    pub revision: u64,
+}
+
 /// How to run helm against one cluster.
 #[derive(Debug, Clone)]
 pub struct Helm {
@@ -64,12 +75,14 @@ impl Helm {
     }
 
     /// `helm upgrade --install` with the values file; does not wait for readiness (the
-    /// operator check does, by watching the ClusterPolicy).
+    /// operator check does, by watching the ClusterPolicy). `reuse_values`: keep the release's
+    /// own values and apply the file over them (adopting a release the run did not install).
     pub async fn install(
         &self,
         spec: &OperatorSpec,
         values: &Path,
         timeout: Duration,
+        reuse_values: bool,
     ) -> Result<String, HelmError> {
         let mut args: Vec<String> = vec![
             "upgrade".into(),
@@ -90,13 +103,16 @@ impl Helm {
         if let Some(v) = &spec.version {
             args.extend(["--version".into(), v.clone()]);
         }
+        if reuse_values {
+            args.push("--reuse-values".into());
+        }
         self.output("upgrade --install", &args).await
     }
 
-    /// The release's status and chart (`deployed`, `gpu-operator-v26.7.0`), `None` if absent.
+    /// The release's status, chart and revision, `None` if absent.
     /// Half-done releases (`pending-install`, `uninstalling`, ...) count as present: helm 3 lists
     /// only deployed and failed ones by default, so every status is asked for explicitly.
-    pub async fn status(&self, spec: &OperatorSpec) -> Result<Option<(String, String)>, HelmError> {
+    pub async fn status(&self, spec: &OperatorSpec) -> Result<Option<Release>, HelmError> {
         let args: Vec<String> = vec![
             "list".into(),
             "--namespace".into(),
@@ -119,13 +135,36 @@ impl Helm {
         Ok(list.as_array().and_then(|a| {
             a.iter()
                 .find(|r| r["name"] == spec.release.as_str())
-                .map(|r| {
-                    (
-                        r["status"].as_str().unwrap_or_default().to_string(),
-                        r["chart"].as_str().unwrap_or_default().to_string(),
-                    )
+                .map(|r| Release {
+                    status: r["status"].as_str().unwrap_or_default().to_string(),
+                    chart: r["chart"].as_str().unwrap_or_default().to_string(),
+                    // helm 3 lists the revision as a string, helm 4 as a number.
+                    revision: r["revision"]
+                        .as_u64()
+                        .or_else(|| r["revision"].as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(0),
                 })
         }))
+    }
+
+    /// `helm rollback RELEASE REVISION --wait`: back to the revision the run found.
+    pub async fn rollback(
+        &self,
+        spec: &OperatorSpec,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<String, HelmError> {
+        let args: Vec<String> = vec![
+            "rollback".into(),
+            spec.release.clone(),
+            revision.to_string(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            // No --wait, as at install: a crash-looping operand would hold it until the timeout.
+            "--timeout".into(),
+            format!("{}s", timeout.as_secs().max(1)),
+        ];
+        self.output("rollback", &args).await
     }
 
     /// `helm uninstall --wait`.

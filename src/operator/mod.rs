@@ -2,6 +2,16 @@
 //! settings on EC2), `helm upgrade --install`, the install record (what the run found and made,
 //! by UID), and the end-of-run removal of what the run installed — never a release that was
 //! there before the run.
+//!
+//! The plan's mode decides what happens to a release that is already there:
+//! - `install` (default) refuses it before touching anything, unless the plan says `adopt`;
+//! - `install` with `adopt: true` upgrades it with its own values plus the plan's
+//!   (`--reuse-values`) and rolls back to the revision it found at teardown;
+//! - `existing` (verify-only) changes nothing; the checks read what is there.
+//!
+//! Whether the run may remove the release is decided in one place,
+//! [`InstallRecord::not_ours`], which the uninstall and teardown checks and the end-of-run
+//! removal all ask.
 
 pub mod helm;
 
@@ -14,7 +24,7 @@ use kube::{Api, Client};
 
 use crate::gpu_stack::ours::MANAGED_BY;
 use crate::k8s::wait;
-use crate::plan::Plan;
+use crate::plan::{OperatorMode, Plan};
 use helm::{Helm, HelmError};
 
 /// What the install phase recorded, for the teardown check and the end of the run.
@@ -26,8 +36,30 @@ pub struct InstallRecord {
     pub crd_uid: Option<String>,
     /// Chart version helm reported.
     pub chart_version: String,
-    /// The release existed before this run (it is upgraded, and teardown leaves it).
+    /// The release existed before this run: nothing removes it (it may be adopted).
     pub preexisting: bool,
+    /// Adopted: the revision found, which teardown rolls back to.
+    pub adopted_from: Option<u64>,
+    /// Verify-only: nothing was installed or upgraded.
+    pub verify_only: bool,
+}
+
+impl InstallRecord {
+    /// Why the run must leave the release (and its namespace and CRDs) alone, when it must:
+    /// the one rule for every step that would remove them.
+    pub fn not_ours(&self) -> Option<String> {
+        if self.verify_only {
+            Some("verify-only run (operator.mode: existing): the release belongs to the cluster's owner, nothing is uninstalled".into())
+        } else if let Some(rev) = self.adopted_from {
+            Some(format!(
+                "the release existed before this run (adopted): it is rolled back to revision {rev} at teardown, never uninstalled"
+            ))
+        } else if self.preexisting {
+            Some("the release existed before this run: gpuconform never uninstalls what it did not install".into())
+        } else {
+            None
+        }
+    }
 }
 
 /// Installing the operator failed.
@@ -48,6 +80,30 @@ pub enum InstallError {
     /// helm failed.
     #[error(transparent)]
     Helm(#[from] HelmError),
+    /// `install` onto a cluster that already has the release, without `adopt`.
+    #[error(
+        "release {release} already exists in namespace {namespace} ({chart}, revision {revision}); nothing was changed. To check it as it is, set `operator.mode: existing` (verify-only); to upgrade it for the run and roll it back afterwards, set `operator.adopt: true`"
+    )]
+    Refused {
+        /// Release.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// Its chart.
+        chart: String,
+        /// Its revision.
+        revision: u64,
+    },
+    /// Verify-only, but there is no release to verify.
+    #[error(
+        "verify-only (operator.mode: existing): no release {release} in namespace {namespace}; set operator.release and operator.namespace to the installed GPU Operator"
+    )]
+    NoRelease {
+        /// Release.
+        release: String,
+        /// Namespace.
+        namespace: String,
+    },
     /// The harness's test namespace could not be created.
     #[error("create namespace {namespace}")]
     Namespace {
@@ -57,6 +113,13 @@ pub enum InstallError {
         #[source]
         source: kube::Error,
     },
+}
+
+impl InstallError {
+    /// The plan asked for something the cluster's state forbids: bad input, exit 2.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::NoRelease { .. })
+    }
 }
 
 /// Where and how to install.
@@ -79,6 +142,40 @@ pub struct Install<'a> {
 /// phase message.
 pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<String, InstallError> {
     let plan = i.plan;
+    let found = i.helm.status(&plan.operator).await?;
+    record.preexisting = found.is_some();
+    match (&found, plan.operator.mode) {
+        (None, OperatorMode::Existing) => {
+            return Err(InstallError::NoRelease {
+                release: plan.operator.release.clone(),
+                namespace: plan.operator.namespace.clone(),
+            });
+        }
+        (Some(r), OperatorMode::Install) if !plan.operator.adopt => {
+            return Err(InstallError::Refused {
+                release: plan.operator.release.clone(),
+                namespace: plan.operator.namespace.clone(),
+                chart: r.chart.clone(),
+                revision: r.revision,
+            });
+        }
+        (Some(r), OperatorMode::Existing) => {
+            record.verify_only = true;
+            record.chart_version = r.chart.clone();
+            record_uids(i, record).await;
+            create_test_namespace(i).await?;
+            return Ok(format!(
+                "verify-only: helm release {} ({}, revision {}) in namespace {}, left as it is; test namespace {}",
+                plan.operator.release,
+                r.chart,
+                r.revision,
+                plan.operator.namespace,
+                i.test_namespace
+            ));
+        }
+        (Some(r), OperatorMode::Install) => record.adopted_from = Some(r.revision),
+        (None, OperatorMode::Install) => {}
+    }
     let values = i.run_dir.join("operator-values.yaml");
     let mut chart_values = plan.operator.values.clone();
     if i.k3s {
@@ -90,13 +187,41 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         path: values.clone(),
         source,
     })?;
-    record.preexisting = matches!(i.helm.status(&plan.operator).await, Ok(Some(_)));
     i.helm
-        .install(&plan.operator, &values, plan.timeouts.install)
+        .install(
+            &plan.operator,
+            &values,
+            plan.timeouts.install,
+            record.adopted_from.is_some(),
+        )
         .await?;
-    if let Ok(Some((_, chart))) = i.helm.status(&plan.operator).await {
-        record.chart_version = chart;
+    if let Ok(Some(r)) = i.helm.status(&plan.operator).await {
+        record.chart_version = r.chart;
     }
+    record_uids(i, record).await;
+    create_test_namespace(i).await?;
+    Ok(format!(
+        "helm release {} ({}) in namespace {}{}; test namespace {}",
+        plan.operator.release,
+        if record.chart_version.is_empty() {
+            "?"
+        } else {
+            &record.chart_version
+        },
+        plan.operator.namespace,
+        match record.adopted_from {
+            Some(rev) => format!(
+                " (adopted: it existed at revision {rev}; upgraded with its own values plus the plan's, rolled back at teardown)"
+            ),
+            None => String::new(),
+        },
+        i.test_namespace
+    ))
+}
+
+/// The UIDs of the operator namespace and the ClusterPolicy CRD, for the teardown check.
+async fn record_uids(i: &Install<'_>, record: &mut InstallRecord) {
+    let plan = i.plan;
     let namespaces: Api<Namespace> = Api::all(i.client.clone());
     record.namespace_uid = namespaces
         .get_opt(&plan.operator.namespace)
@@ -111,6 +236,11 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         .ok()
         .flatten()
         .and_then(|c| c.metadata.uid);
+}
+
+/// The harness's namespace for its own pods (it may exist from an interrupted run).
+async fn create_test_namespace(i: &Install<'_>) -> Result<(), InstallError> {
+    let namespaces: Api<Namespace> = Api::all(i.client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -118,31 +248,13 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
     }))
     .map_err(InstallError::Encode)?;
     match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(source) => {
-            return Err(InstallError::Namespace {
-                namespace: i.test_namespace.to_string(),
-                source,
-            });
-        }
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(source) => Err(InstallError::Namespace {
+            namespace: i.test_namespace.to_string(),
+            source,
+        }),
     }
-    Ok(format!(
-        "helm release {} ({}) in namespace {}{}; test namespace {}",
-        plan.operator.release,
-        if record.chart_version.is_empty() {
-            "?"
-        } else {
-            &record.chart_version
-        },
-        plan.operator.namespace,
-        if record.preexisting {
-            " (it existed before this run: upgraded, and left in place by teardown)"
-        } else {
-            ""
-        },
-        i.test_namespace
-    ))
 }
 
 /// The end-of-run removal, if the teardown suite did not already do it: the release only when
@@ -160,7 +272,19 @@ pub async fn remove(
     let mut left = Vec::new();
     match i.helm.status(&plan.operator).await {
         _ if ec2 => {}
-        Ok(Some(_)) if record.preexisting => {}
+        Ok(Some(r)) if record.adopted_from.is_some() => {
+            // Back to what the owner had; only if the run's upgrade is still the latest.
+            if let Some(rev) = record.adopted_from
+                && r.revision != rev
+                && let Err(e) = i.helm.rollback(&plan.operator, rev, limit).await
+            {
+                left.push(format!(
+                    "helm release {} is not rolled back to revision {rev}: {e}",
+                    plan.operator.release
+                ));
+            }
+        }
+        Ok(Some(_)) if record.not_ours().is_some() => {}
         Ok(Some(_)) => {
             if let Err(e) = i.helm.uninstall(&plan.operator, limit).await {
                 left.push(format!("helm release {}: {e}", plan.operator.release));

@@ -88,6 +88,10 @@ struct RawOperator {
     release: Option<Spanned<String>>,
     #[serde(default)]
     values: Option<serde_json::Value>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    adopt: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -145,6 +149,21 @@ pub struct OperatorSpec {
     pub release: String,
     /// Chart values (written to a values file for helm).
     pub values: serde_json::Value,
+    /// Install the operator, or verify the one already there.
+    pub mode: OperatorMode,
+    /// `install` onto a cluster that already has the release: upgrade it with its own values
+    /// plus the plan's, and roll back to the previous revision at teardown.
+    pub adopt: bool,
+}
+
+/// What a run does with the GPU Operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorMode {
+    /// Install (or, with `adopt`, upgrade) the chart; the default for every target.
+    Install,
+    /// Verify-only: nothing is installed, upgraded or uninstalled; the checks read what is
+    /// already there.
+    Existing,
 }
 
 impl OperatorSpec {
@@ -286,7 +305,47 @@ impl Plan {
             namespace: None,
             release: None,
             values: None,
+            mode: None,
+            adopt: None,
         });
+        let mode = match &op.mode {
+            None => OperatorMode::Install,
+            Some(m) if m.value == "install" => OperatorMode::Install,
+            Some(m) if m.value == "existing" => {
+                if !matches!(target, Target::Kubeconfig { .. }) {
+                    return Err(InputError::at(
+                        file,
+                        m,
+                        "operator.mode",
+                        "`existing` verifies an operator already on the cluster; it needs a `kubeconfig` target (a cluster the run creates has none)",
+                    ));
+                }
+                OperatorMode::Existing
+            }
+            Some(m) => {
+                return Err(InputError::at(
+                    file,
+                    m,
+                    "operator.mode",
+                    format!(
+                        "unknown mode `{}`, expected `install` or `existing`",
+                        m.value
+                    ),
+                ));
+            }
+        };
+        let adopt = match &op.adopt {
+            Some(a) if a.value && mode == OperatorMode::Existing => {
+                return Err(InputError::at(
+                    file,
+                    a,
+                    "operator.adopt",
+                    "`adopt` upgrades an existing release; verify-only (`mode: existing`) never changes it",
+                ));
+            }
+            Some(a) => a.value,
+            None => false,
+        };
         // No chart named: the real one from NVIDIA's repository.
         let (chart, repo) = match (&op.chart, &op.repo) {
             (None, None) => (NVIDIA_CHART.to_string(), Some(NVIDIA_REPO.to_string())),
@@ -454,6 +513,8 @@ impl Plan {
                 namespace,
                 release,
                 values,
+                mode,
+                adopt,
             },
             suites,
             timeouts,
@@ -486,6 +547,48 @@ mod tests {
         assert_eq!(p.operator.namespace, "gpu-operator");
         assert_eq!(p.operator.driver_version().as_deref(), Some("580.95.05"));
         assert_eq!(p.timeouts.step, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn operator_modes() {
+        let existing = GOOD.replace(
+            "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
+            "  kubeconfig:\n    path: /nonexistent/kubeconfig\n",
+        );
+        let p = check(&existing).expect("valid");
+        assert_eq!(p.operator.mode, OperatorMode::Install, "the default");
+        assert!(!p.operator.adopt);
+        let verify = existing.replace("operator:\n", "operator:\n  mode: existing\n");
+        assert_eq!(
+            check(&verify).expect("valid").operator.mode,
+            OperatorMode::Existing
+        );
+        let adopt = existing.replace("operator:\n", "operator:\n  adopt: true\n");
+        assert!(check(&adopt).expect("valid").operator.adopt);
+        let rows = [
+            (
+                GOOD.replace("operator:\n", "operator:\n  mode: existing\n"),
+                "needs a `kubeconfig` target",
+            ),
+            (
+                verify.replace("mode: existing\n", "mode: existing\n  adopt: true\n"),
+                "never changes it",
+            ),
+            (
+                existing.replace("operator:\n", "operator:\n  mode: verify\n"),
+                "unknown mode `verify`",
+            ),
+        ];
+        for (text, msg) in rows {
+            let e = check(&text).expect_err(msg);
+            assert!(
+                e.field
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("operator.")),
+                "{e}"
+            );
+            assert!(e.message.contains(msg), "{e}");
+        }
     }
 
     #[test]

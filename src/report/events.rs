@@ -36,6 +36,9 @@ pub struct RunStart {
 pub struct RunEnd {
     /// A signal interrupted the run.
     pub interrupted: bool,
+    /// The plan asked for something the cluster's state forbids (installing over a release that
+    /// is already there, verifying one that is not); nothing was changed.
+    pub refused: bool,
     /// The harness could not do its part (provisioning, install, listing nodes).
     pub infra_failed: bool,
     /// What teardown could not remove.
@@ -152,6 +155,7 @@ impl Reporter for Recorder {
                 .extend(super::bench::rows(std::slice::from_ref(nb), &self.perf)),
             Event::RunFinished(end) => {
                 r.interrupted = end.interrupted;
+                r.refused = end.refused;
                 r.infra_failed = end.infra_failed;
                 r.leftovers = end.leftovers.clone();
                 r.instance_use = end.instance_use.clone();

@@ -126,17 +126,22 @@ pub struct RunRecord {
     /// says so, `results.json` shows it through the failed phase or warning.
     #[serde(skip)]
     pub infra_failed: bool,
+    /// The plan was refused against this cluster (exit 2); the install phase says why.
+    #[serde(skip)]
+    pub refused: bool,
     /// The process exit code.
     pub exit_code: u8,
 }
 
 impl RunRecord {
-    /// The exit code this record calls for, in the documented order: interrupted, then the
-    /// harness's own failure, then what teardown left, then failed checks.
+    /// The exit code this record calls for, in the documented order: interrupted, then a
+    /// refused plan, then the harness's own failure, then what teardown left, then failed checks.
     pub fn decide_exit_code(&self) -> u8 {
         let (_, failed, errors, _) = self.counts();
         if self.interrupted {
             crate::exit_codes::INTERRUPTED
+        } else if self.refused {
+            crate::exit_codes::INPUT_ERROR
         } else if self.infra_failed {
             crate::exit_codes::INFRA_ERROR
         } else if !self.leftovers.is_empty() {
@@ -289,6 +294,7 @@ mod tests {
             leftovers: Vec::new(),
             interrupted: false,
             infra_failed: false,
+            refused: false,
             exit_code: 1,
         }
     }
@@ -389,11 +395,14 @@ mod tests {
         assert_eq!(r.decide_exit_code(), crate::exit_codes::TEARDOWN_INCOMPLETE);
         r.infra_failed = true;
         assert_eq!(r.decide_exit_code(), crate::exit_codes::INFRA_ERROR);
+        r.refused = true;
+        assert_eq!(r.decide_exit_code(), crate::exit_codes::INPUT_ERROR);
         r.interrupted = true;
         assert_eq!(r.decide_exit_code(), crate::exit_codes::INTERRUPTED);
         r.cases.retain(|c| c.status != Status::Failed);
         r.leftovers.clear();
         r.infra_failed = false;
+        r.refused = false;
         r.interrupted = false;
         assert_eq!(r.decide_exit_code(), crate::exit_codes::OK);
     }

@@ -164,6 +164,7 @@ pub async fn run(
                 em,
                 RunEnd {
                     interrupted,
+                    refused: false,
                     infra_failed: !interrupted,
                     leftovers,
                     instance_use: None,
@@ -207,6 +208,7 @@ pub async fn run(
     let mut install = InstallRecord::default();
     let mut interrupted = false;
     let mut infra_failed = false;
+    let mut refused = false;
     let gpu_nodes = match cluster.gpu_nodes(&settings.catalog).await {
         Ok(n) => n,
         Err(e) => {
@@ -235,9 +237,13 @@ pub async fn run(
         Some(Ok(msg)) => em.phase("install", true, msg, t),
         other => {
             interrupted = other.is_none();
-            infra_failed = !interrupted;
             let msg = match other {
-                Some(Err(e)) => crate::errors::chain(&e),
+                Some(Err(e)) => {
+                    // A refusal is the plan's problem (exit 2), anything else the harness's.
+                    refused = e.is_refusal();
+                    infra_failed = !refused;
+                    crate::errors::chain(&e)
+                }
                 _ => "interrupted".into(),
             };
             em.phase("install", false, msg, t);
@@ -248,7 +254,7 @@ pub async fn run(
     });
 
     // Suites.
-    if !infra_failed && !interrupted {
+    if !infra_failed && !interrupted && !refused {
         em.emit(Event::PhaseStarted("suites".into()));
         let t = Instant::now();
         let mut diag = suite::Diagnostics::default();
@@ -324,6 +330,7 @@ pub async fn run(
         em,
         RunEnd {
             interrupted,
+            refused,
             infra_failed,
             leftovers,
             instance_use,
