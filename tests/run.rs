@@ -702,6 +702,26 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
         "verify-only changed the owner's operator"
     );
 
+    // Verify-only, but of a release that is not there: refused, and the namespace that is
+    // there (the owner's) is not the run's to delete.
+    let missing = plan_with("missing", "  mode: existing\n");
+    let text_plan = std::fs::read_to_string(&missing)
+        .expect("plan")
+        .replace("  release: gpu-operator\n", "  release: other\n");
+    std::fs::write(&missing, text_plan).expect("write plan");
+    let out = run(&missing);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no release other"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        owner_state(&kubeconfig),
+        before,
+        "a refused verify-only run changed the owner's operator"
+    );
+
     // Install over it: refused before anything changes.
     let out = run(&plan_with("install", ""));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

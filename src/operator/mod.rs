@@ -42,6 +42,9 @@ pub struct InstallRecord {
     pub adopted_from: Option<u64>,
     /// Verify-only: nothing was installed or upgraded.
     pub verify_only: bool,
+    /// The revision this run's install or upgrade made (an adopted release is rolled back only
+    /// while it is still the latest).
+    pub upgraded_to: Option<u64>,
 }
 
 impl InstallRecord {
@@ -105,13 +108,12 @@ pub enum InstallError {
         namespace: String,
     },
     /// The harness's test namespace could not be created.
-    #[error("create namespace {namespace}")]
+    #[error("create namespace {namespace}: {cause}")]
     Namespace {
         /// The namespace.
         namespace: String,
-        /// Why.
-        #[source]
-        source: kube::Error,
+        /// Why (kube's errors print their own cause, so it is part of this message).
+        cause: kube::Error,
     },
 }
 
@@ -142,6 +144,10 @@ pub struct Install<'a> {
 /// phase message.
 pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<String, InstallError> {
     let plan = i.plan;
+    // Until helm says otherwise the release counts as someone else's: a failed `helm list` or
+    // a signal before the answer must not let teardown remove it.
+    record.verify_only = plan.operator.mode == OperatorMode::Existing;
+    record.preexisting = true;
     let found = i.helm.status(&plan.operator).await?;
     record.preexisting = found.is_some();
     match (&found, plan.operator.mode) {
@@ -197,6 +203,7 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         .await?;
     if let Ok(Some(r)) = i.helm.status(&plan.operator).await {
         record.chart_version = r.chart;
+        record.upgraded_to = Some(r.revision);
     }
     record_uids(i, record).await;
     create_test_namespace(i).await?;
@@ -250,9 +257,9 @@ async fn create_test_namespace(i: &Install<'_>) -> Result<(), InstallError> {
     match namespaces.create(&PostParams::default(), &ns).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(source) => Err(InstallError::Namespace {
+        Err(cause) => Err(InstallError::Namespace {
             namespace: i.test_namespace.to_string(),
-            source,
+            cause,
         }),
     }
 }
@@ -270,39 +277,51 @@ pub async fn remove(
     let plan = i.plan;
     let limit = plan.timeouts.teardown;
     let mut left = Vec::new();
-    match i.helm.status(&plan.operator).await {
-        _ if ec2 => {}
-        Ok(Some(r)) if record.adopted_from.is_some() => {
-            // Back to what the owner had; only if the run's upgrade is still the latest.
-            if let Some(rev) = record.adopted_from
-                && r.revision != rev
-                && let Err(e) = i.helm.rollback(&plan.operator, rev, limit).await
-            {
-                left.push(format!(
-                    "helm release {} is not rolled back to revision {rev}: {e}",
-                    plan.operator.release
-                ));
+    let release = &plan.operator.release;
+    if ec2 {
+        // The instances go, and the release with them.
+    } else if let Some(found) = record.adopted_from {
+        // Back to what the owner had, but only while the run's upgrade is the latest revision:
+        // a change someone made meanwhile is theirs.
+        match i.helm.status(&plan.operator).await {
+            Ok(Some(r)) if Some(r.revision) == record.upgraded_to => {
+                if let Err(e) = i.helm.rollback(&plan.operator, found, limit).await {
+                    left.push(format!(
+                        "helm release {release} is not rolled back to revision {found}: {e}"
+                    ));
+                }
             }
+            Ok(Some(r)) if r.revision == found => {}
+            Ok(Some(r)) => left.push(format!(
+                "helm release {release} is at revision {}, not this run's upgrade: not rolled back to revision {found}",
+                r.revision
+            )),
+            Ok(None) => left.push(format!(
+                "helm release {release} is gone: it cannot be rolled back to revision {found}"
+            )),
+            Err(e) => left.push(format!(
+                "helm release {release} is not rolled back to revision {found}: {e}"
+            )),
         }
-        Ok(Some(_)) if record.not_ours().is_some() => {}
-        Ok(Some(_)) => {
-            if let Err(e) = i.helm.uninstall(&plan.operator, limit).await {
-                left.push(format!("helm release {}: {e}", plan.operator.release));
+    } else if record.not_ours().is_none() {
+        match i.helm.status(&plan.operator).await {
+            Ok(Some(_)) => {
+                if let Err(e) = i.helm.uninstall(&plan.operator, limit).await {
+                    left.push(format!("helm release {release}: {e}"));
+                }
             }
+            Ok(None) => {}
+            Err(e) if !created => left.push(format!("helm release {release}: unknown ({e})")),
+            Err(_) => {}
         }
-        Ok(None) => {}
-        Err(e) if !created => left.push(format!(
-            "helm release {}: unknown ({e})",
-            plan.operator.release
-        )),
-        Err(_) => {}
     }
     if created {
         return left;
     }
     let namespaces: Api<Namespace> = Api::all(i.client.clone());
     let mut ours = vec![i.test_namespace];
-    if !record.preexisting {
+    // The operator's namespace by the same rule as its release.
+    if record.not_ours().is_none() {
         ours.push(plan.operator.namespace.as_str());
     }
     for ns in ours {
@@ -345,6 +364,51 @@ pub fn k3s_toolkit_values(values: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use super::InstallRecord;
+
+    #[test]
+    fn only_a_release_the_run_installed_is_its_own() {
+        let ours = InstallRecord::default();
+        assert_eq!(ours.not_ours(), None);
+        let rows = [
+            (
+                InstallRecord {
+                    verify_only: true,
+                    ..InstallRecord::default()
+                },
+                "verify-only",
+            ),
+            (
+                InstallRecord {
+                    preexisting: true,
+                    ..InstallRecord::default()
+                },
+                "existed before",
+            ),
+            (
+                InstallRecord {
+                    preexisting: true,
+                    adopted_from: Some(3),
+                    ..InstallRecord::default()
+                },
+                "rolled back to revision 3",
+            ),
+            // Verify-only finds no release: still not the run's to remove (nor its namespace).
+            (
+                InstallRecord {
+                    verify_only: true,
+                    preexisting: false,
+                    ..InstallRecord::default()
+                },
+                "verify-only",
+            ),
+        ];
+        for (record, why) in rows {
+            let got = record.not_ours().unwrap_or_default();
+            assert!(got.contains(why), "{record:?}: {got}");
+        }
+    }
+
     #[test]
     fn k3s_toolkit_values_are_added_unless_set() {
         let mut v = serde_json::json!({"driver": {"version": "580.95.05"}});

@@ -10,20 +10,21 @@ use super::{Cluster, Kind};
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The kubeconfig file could not be read.
-    #[error("connect to the cluster: read {}", path.display())]
+    #[error("connect to the cluster: read {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: kube::config::KubeconfigError,
+        cause: kube::config::KubeconfigError,
     },
     /// No usable configuration.
-    #[error("connect to the cluster")]
-    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
+    // kube's errors print their own causes: they are part of the message, not a source, so
+    // the chain does not repeat them.
+    #[error("connect to the cluster: {0}")]
+    Config(Box<dyn std::error::Error + Send + Sync>),
     /// The API server did not answer.
-    #[error("connect to the cluster")]
-    Api(#[source] kube::Error),
+    #[error("connect to the cluster: {0}")]
+    Api(kube::Error),
     /// The API server did not answer in time.
     #[error("connect to the cluster: the API server did not answer in time")]
     Timeout,
@@ -43,9 +44,9 @@ pub async fn connect(
     let config = match &path {
         Some(p) => {
             let kc =
-                kube::config::Kubeconfig::read_from(p).map_err(|source| ConnectError::Read {
+                kube::config::Kubeconfig::read_from(p).map_err(|cause| ConnectError::Read {
                     path: p.clone(),
-                    source,
+                    cause,
                 })?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await

@@ -39,7 +39,7 @@ pub enum TargetError {
     #[error(transparent)]
     Connect(#[from] existing::ConnectError),
     /// The local target was asked for without its fixture or tool cache.
-    #[error("the local target needs its fixture and the tool cache")]
+    #[error("connect to the cluster: the local target needs its fixture and the tool cache")]
     LocalInputs,
 }
 
