@@ -702,6 +702,22 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
         "verify-only changed the owner's operator"
     );
 
+    // A refused run: exit 2, the reason on stderr, nothing of the owner's changed.
+    let refused = |p: &Path, says: &[&str]| {
+        let out = run(p);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(err.contains(s), "{s} not in: {err}");
+        }
+        assert_eq!(
+            owner_state(&kubeconfig),
+            before,
+            "{}: changed the owner's operator",
+            p.display()
+        );
+    };
+
     // Verify-only, but of a release that is not there: refused, and the namespace that is
     // there (the owner's) is not the run's to delete.
     let missing = plan_with("missing", "  mode: existing\n");
@@ -709,31 +725,12 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
         .expect("plan")
         .replace("  release: gpu-operator\n", "  release: other\n");
     std::fs::write(&missing, text_plan).expect("write plan");
-    let out = run(&missing);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no release other"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        owner_state(&kubeconfig),
-        before,
-        "a refused verify-only run changed the owner's operator"
-    );
+    refused(&missing, &["no release other"]);
 
     // Install over it: refused before anything changes.
-    let out = run(&plan_with("install", ""));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("already exists") && err.contains("operator.mode: existing"),
-        "{err}"
-    );
-    assert_eq!(
-        owner_state(&kubeconfig),
-        before,
-        "a refused install changed the owner's operator"
+    refused(
+        &plan_with("install", ""),
+        &["already exists", "operator.mode: existing"],
     );
 
     // Adopt: upgraded with the owner's values plus the plan's, then rolled back.
