@@ -292,8 +292,17 @@ pub async fn run(
                 name: "diagnostics".into(),
                 ok: true,
                 message: format!(
-                    "collected for {} failed testcases right after their step, see diagnostics/",
-                    diag.count
+                    "collected for {} failed testcases right after their step, see diagnostics/{}",
+                    diag.count,
+                    if diag.skipped > 0 {
+                        format!(
+                            "; not for {} more (the first {} of a run only)",
+                            diag.skipped,
+                            suite::DIAGNOSTICS_CAP
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 seconds: diag.seconds,
             }));

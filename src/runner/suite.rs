@@ -19,13 +19,33 @@ use crate::report::{Case, Status};
 use crate::signals::{self, Interrupts};
 use crate::suite::{Step, Suite};
 
+/// Failed testcases of one run that get full diagnostics: a cluster-wide outage on thousands
+/// of nodes must give a report in seconds, not hours. The rest are counted in the phase.
+pub const DIAGNOSTICS_CAP: usize = 20;
+/// Diagnostics collected at once (each is a handful of API reads).
+const DIAGNOSTICS_PARALLEL: usize = 8;
+
 /// Time spent on diagnostics and for how many cases.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
     /// Failed testcases diagnostics were collected for.
     pub count: usize,
+    /// Failed testcases past the cap, without diagnostics.
+    pub skipped: usize,
     /// Seconds spent collecting.
     pub seconds: f64,
+}
+
+/// Which failed testcases (indexes into `failed`) get diagnostics, when `already` were
+/// collected earlier in the run and at most `cap` are collected in all.
+pub fn diagnosed(failed: &[bool], already: usize, cap: usize) -> Vec<usize> {
+    failed
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f)
+        .map(|(i, _)| i)
+        .take(cap.saturating_sub(already))
+        .collect()
 }
 
 /// What a finished step means for the steps that need it.
@@ -219,23 +239,57 @@ impl Scheduler<'_, '_, '_> {
         outcomes: Vec<Outcome>,
         seconds: f64,
     ) {
+        use futures::StreamExt as _;
         let ctx = self.ctx;
         let namespaces = [
             ctx.plan.operator.namespace.as_str(),
             ctx.test_namespace.as_str(),
         ];
-        for o in outcomes {
-            let mut c = case(suite, step, o, seconds);
-            if matches!(c.status, Status::Failed | Status::Error) {
-                let t = Instant::now();
-                if let Some(rel) =
-                    diagnostics::collect(&ctx.client, &ctx.run_dir, &c, &namespaces).await
-                {
-                    c.diagnostics.push(rel);
-                }
-                self.diag.count += 1;
-                self.diag.seconds += t.elapsed().as_secs_f64();
+        let mut cases: Vec<Case> = outcomes
+            .into_iter()
+            .map(|o| case(suite, step, o, seconds))
+            .collect();
+        let failed: Vec<bool> = cases
+            .iter()
+            .map(|c| matches!(c.status, Status::Failed | Status::Error))
+            .collect();
+        let picks = diagnosed(&failed, self.diag.count, DIAGNOSTICS_CAP);
+        let t = Instant::now();
+        let work = futures::stream::iter(picks.iter().map(|&i| {
+            let c = &cases[i];
+            let ns = &namespaces;
+            async move {
+                (
+                    i,
+                    diagnostics::collect(&ctx.client, &ctx.run_dir, c, ns).await,
+                )
             }
+        }))
+        .buffer_unordered(DIAGNOSTICS_PARALLEL)
+        .collect::<Vec<_>>();
+        // A signal stops collecting at once; the scheduler then skips what is left.
+        let seen = self.interrupts.borrow().count;
+        let collected = tokio::select! {
+            r = work => r,
+            _ = signals::beyond(self.interrupts, seen) => Vec::new(),
+        };
+        self.diag.seconds += t.elapsed().as_secs_f64();
+        self.diag.count += picks.len();
+        for (i, rel) in collected {
+            if let Some(rel) = rel {
+                cases[i].diagnostics.push(rel);
+            }
+        }
+        let past_cap = failed.iter().filter(|f| **f).count() - picks.len();
+        self.diag.skipped += past_cap;
+        for (c, f) in cases.iter_mut().zip(&failed) {
+            if *f && c.diagnostics.is_empty() && past_cap > 0 {
+                c.detail.push_str(&format!(
+                    "\n\n(no diagnostics: the run collects them for its first {DIAGNOSTICS_CAP} failed testcases)"
+                ));
+            }
+        }
+        for c in cases {
             self.em.emit(Event::Case(c));
         }
     }
@@ -347,6 +401,16 @@ mod tests {
                 "needs {needs:?}, finally {is_finally}"
             );
         }
+    }
+
+    #[test]
+    fn diagnostics_stop_at_the_cap() {
+        let f = [true, false, true, true, false, true];
+        assert_eq!(diagnosed(&f, 0, 20), vec![0, 2, 3, 5]);
+        assert_eq!(diagnosed(&f, 18, 20), vec![0, 2], "two left under the cap");
+        assert_eq!(diagnosed(&f, 20, 20), Vec::<usize>::new());
+        assert_eq!(diagnosed(&f, 25, 20), Vec::<usize>::new());
+        assert_eq!(diagnosed(&[false, false], 0, 20), Vec::<usize>::new());
     }
 
     #[test]
