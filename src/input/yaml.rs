@@ -97,10 +97,18 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Inp
         // The parser's own rendering carries a snippet and a location prefix; we print our own
         // location, so keep only the first line of the bare message.
         let rendered = e.without_snippet().to_string();
-        let message = strip_location_prefix(rendered.lines().next().unwrap_or("invalid yaml"));
-        let field = path
+        let mut message = strip_location_prefix(rendered.lines().next().unwrap_or("invalid yaml"));
+        let mut field = path
             .map(|p| clean_path(&p))
             .filter(|p| !p.is_empty() && p != ".");
+        // A key given twice: name the key, not the parser's option that would allow it.
+        if let Some(key) = duplicate_key(&message) {
+            field = field.map(|f| match f.strip_suffix(".?") {
+                Some(parent) => format!("{parent}.{key}"),
+                None => f,
+            });
+            message = format!("`{key}` is given twice");
+        }
         InputError {
             file: file.to_path_buf(),
             line: location.map(|l| l.line() as u32).filter(|l| *l > 0),
@@ -109,6 +117,13 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Inp
             message,
         }
     })
+}
+
+/// The key of serde-saphyr's "duplicate mapping key: K, set DuplicateKeyPolicy …" message.
+fn duplicate_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("duplicate mapping key: ")?;
+    let key = rest.split(", set DuplicateKeyPolicy").next()?.trim();
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 /// Drops the inner fields of [`Spanned`] wrappers (`count.value` → `count`) from a serde path.
@@ -177,6 +192,14 @@ mod tests {
         let e = err("name: a\nitems: []\nextra: 1\n");
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.message.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_key_names_the_key() {
+        let e = err("name: a\nitems:\n  - count: 1\n    count: 2\n");
+        assert_eq!(e.message, "`count` is given twice", "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(!e.to_string().contains("DuplicateKeyPolicy"), "{e}");
     }
 
     #[test]
