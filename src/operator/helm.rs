@@ -48,6 +48,9 @@ impl Helm {
         if let Some(ctx) = &self.context {
             c.arg("--kube-context").arg(ctx);
         }
+        // Its own process group: a Ctrl-C in the terminal reaches gpuconform, which decides
+        // (stop the step, then teardown), and does not kill helm in the middle of a hook.
+        c.process_group(0);
         c.kill_on_drop(true);
         c
     }

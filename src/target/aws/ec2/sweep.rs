@@ -111,16 +111,41 @@ pub async fn teardown(
     deadline: Instant,
     progress: &(dyn Fn(String) + Sync),
 ) -> Vec<String> {
-    let found = match find(ec2, Some(run_id), chrono::Utc::now()).await {
-        Ok(f) => f,
-        Err(e) => {
-            return vec![format!(
-                "could not list the run's resources ({e}); run `gpuconform sweep --run-id {run_id}`"
-            )];
+    // EC2's lists are eventually consistent: an instance launched a moment ago may not be
+    // listed by its tag yet. Teardown is done only when two lists in a row find nothing.
+    let mut empty_lists = 0;
+    for _ in 0..TEARDOWN_ROUNDS {
+        let found = match find(ec2, Some(run_id), chrono::Utc::now()).await {
+            Ok(f) => f,
+            Err(e) => {
+                return vec![format!(
+                    "could not list the run's resources ({e}); run `gpuconform sweep --run-id {run_id}`"
+                )];
+            }
+        };
+        if found.instances.is_empty() && found.security_groups.is_empty() {
+            empty_lists += 1;
+            if empty_lists == 2 || Instant::now() + RELIST_PAUSE >= deadline {
+                return Vec::new();
+            }
+            tokio::time::sleep(RELIST_PAUSE).await;
+            continue;
         }
-    };
-    delete(ec2, &found, deadline, progress).await
+        empty_lists = 0;
+        let left = delete(ec2, &found, deadline, progress).await;
+        if !left.is_empty() {
+            return left;
+        }
+    }
+    vec![format!(
+        "resources of run {run_id} kept appearing after {TEARDOWN_ROUNDS} rounds of deletion; run `gpuconform sweep --run-id {run_id}`"
+    )]
 }
+
+/// Rounds of list-and-delete before teardown gives up on a run whose resources keep appearing.
+const TEARDOWN_ROUNDS: usize = 6;
+/// The pause between two lists that found nothing.
+const RELIST_PAUSE: Duration = Duration::from_secs(1);
 
 /// Deletes what [`find`] found; returns what is left, by id.
 pub async fn delete(
