@@ -25,6 +25,26 @@ fn plan(dir: &Path, name: &str, fixture: &str, install: &str, step: &str) -> Pat
     path
 }
 
+/// The default plan pointed at an existing cluster (`kubeconfig` target), renamed `name`, with
+/// `edit` applied, written into `dir`.
+fn existing_plan(
+    dir: &Path,
+    kubeconfig: &Path,
+    name: &str,
+    edit: impl FnOnce(String) -> String,
+) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("plans/local.yaml"))
+        .expect("default plan")
+        .replace(
+            "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
+            &format!("  kubeconfig:\n    path: {}\n", kubeconfig.display()),
+        )
+        .replace("name: local", &format!("name: {name}"));
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, edit(text)).expect("write plan");
+    path
+}
+
 /// The single run folder under `reports`.
 fn run_dir(reports: &Path) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
@@ -518,15 +538,7 @@ fn kubeconfig_target_uses_an_existing_cluster() {
     let up = gpuconform(&["local", "up", "--dir", &cluster.to_string_lossy()]);
     assert!(up.status.success(), "{}", text(&up));
     let kubeconfig = cluster.join("kubeconfig");
-    let text_plan = std::fs::read_to_string(root().join("plans/local.yaml"))
-        .expect("plan")
-        .replace(
-            "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
-            &format!("  kubeconfig:\n    path: {}\n", kubeconfig.display()),
-        )
-        .replace("name: local", "name: existing");
-    let p = tmp.path().join("existing.yaml");
-    std::fs::write(&p, text_plan).expect("write plan");
+    let p = existing_plan(tmp.path(), &kubeconfig, "existing", |t| t);
     let reports = tmp.path().join("reports");
     let out = gpuconform(&[
         "run",
@@ -660,46 +672,35 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
     let before = owner_state(&kubeconfig);
 
     let plan_with = |name: &str, operator_extra: &str| {
-        let text_plan = std::fs::read_to_string(root().join("plans/local.yaml"))
-            .expect("plan")
-            .replace(
-                "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
-                &format!("  kubeconfig:\n    path: {}\n", kubeconfig.display()),
-            )
-            .replace("name: local", &format!("name: {name}"))
-            .replacen(
+        existing_plan(tmp.path(), &kubeconfig, name, |t| {
+            t.replacen(
                 "\noperator:\n",
                 &format!("\noperator:\n{operator_extra}"),
                 1,
             )
-            .replace("  - throughput\n", "");
-        let p = tmp.path().join(format!("{name}.yaml"));
-        std::fs::write(&p, text_plan).expect("write plan");
-        p
+            .replace("  - throughput\n", "")
+        })
     };
-    let reports = tmp.path().join("reports");
+    // One reports folder per plan, so each run's folder is the only one in it.
+    let reports_of = |p: &Path| {
+        tmp.path()
+            .join("reports")
+            .join(p.file_stem().unwrap_or_default())
+    };
     let run = |p: &Path| {
         gpuconform(&[
             "run",
             &p.to_string_lossy(),
             "--reports",
-            &reports.to_string_lossy(),
+            &reports_of(p).to_string_lossy(),
         ])
     };
 
     // Verify-only: green, uninstall and teardown checks skipped with the reason, nothing changed.
-    let out = run(&plan_with("verify", "  mode: existing\n"));
+    let verify = plan_with("verify", "  mode: existing\n");
+    let out = run(&verify);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let r = results(
-        &reports.join(
-            std::fs::read_dir(&reports)
-                .expect("reports")
-                .flatten()
-                .find(|e| e.file_name().to_string_lossy().starts_with("verify-"))
-                .expect("verify run folder")
-                .file_name(),
-        ),
-    );
+    let r = results(&run_dir(&reports_of(&verify)));
     let all = cases(&r);
     let uninstall = all
         .iter()

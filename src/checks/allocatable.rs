@@ -11,8 +11,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
-use crate::gpu_stack::gpu_resources;
-use crate::gpu_stack::{gfd, resources};
+use crate::gpu_stack::{gfd, gpu_resources, ours, resources};
 use crate::suite::Step;
 
 /// Expected GPU resources of a node: name → count.
@@ -182,7 +181,7 @@ async fn schedule_all(
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1}},
+        "metadata": {"name": name, "labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1}},
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": {"kubernetes.io/hostname": g.name},

@@ -180,23 +180,13 @@ fn gpu_labels(node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     //! On real nodes as published (`fixtures/nodes/`), never on what the simulator makes.
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::catalog::Catalog;
-
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct RealNode {
-        instance_type: String,
-        labels: BTreeMap<String, String>,
-    }
+    use crate::fixture::real_nodes::{self, G4DN, P3};
 
     /// A published node and the owner's expectation of it, from the instance catalog.
     fn real(file: &str, name: &str) -> (Node, GpuNode) {
-        let path = format!("{}/fixtures/nodes/{file}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).expect("fixture");
-        let r: RealNode = serde_saphyr::from_str(&text).expect("fixture parses");
+        let r = real_nodes::load(file);
         let c = Catalog::embedded().expect("catalog");
         let inst = c.instance(&r.instance_type).expect("instance type");
         let (model, count) = c.gpu_of(inst).expect("gpu");
@@ -217,7 +207,7 @@ mod tests {
     /// The g4dn.xlarge dump, published by GPU Operator 1.3.1's GFD, which did not yet write
     /// `nvidia.com/mig.capable`.
     fn g4dn() -> (Node, GpuNode) {
-        real("g4dn-xlarge-t4-ocp46.yaml", "gpu-worker-1")
+        real(G4DN, "gpu-worker-1")
     }
 
     const G4DN_DRIVER: Option<&str> = Some("450.80.02");
@@ -248,7 +238,7 @@ mod tests {
     /// agrees with the catalog's V100-SXM2-16GB.
     #[test]
     fn a_real_p3_node_agrees_with_the_catalog_on_what_is_shown() {
-        let (node, g) = real("p3-2xlarge-v100-ocp412.yaml", "ip-10-0-135-81");
+        let (node, g) = real(P3, "ip-10-0-135-81");
         let p = problems(&node, &g, Some("535.129.03"), 0);
         let mentions = |key: &str| p.iter().any(|m| m.contains(key));
         for key in [

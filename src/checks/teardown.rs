@@ -14,9 +14,8 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, Outcome, left};
-use crate::gpu_stack::gfd;
-use crate::gpu_stack::gpu_resources;
 use crate::gpu_stack::operator::POLICY_CRD;
+use crate::gpu_stack::{gfd, gpu_resources, ours};
 use crate::k8s::wait;
 use crate::plan::Leftovers;
 
@@ -133,7 +132,7 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     match pods
-        .list(&ListParams::default().labels(crate::gpu_stack::ours::MANAGED_BY_SELECTOR))
+        .list(&ListParams::default().labels(ours::MANAGED_BY_SELECTOR))
         .await
     {
         Ok(l)

@@ -19,7 +19,8 @@ use kube::{Api, ResourceExt};
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::bench::model::GpuPerf;
 use crate::bench::{BenchReport, Metric, NodeBench};
-use crate::gpu_stack::ours::BENCH_LABEL;
+
+use crate::gpu_stack::ours::{self, BENCH_LABEL};
 use crate::gpu_stack::resources;
 use crate::report::events::Event;
 use crate::suite::Step;
@@ -42,9 +43,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         // A node without allocatable GPUs cannot run the bench; the allocatable check reports
         // that, this one says why it measured nothing.
         if let Ok(n) = node_api.get(&g.name).await {
-            if n.labels()
-                .contains_key(crate::gpu_stack::ours::FIXTURE_LABEL)
-            {
+            if n.labels().contains_key(ours::FIXTURE_LABEL) {
                 simulated_nodes.insert(g.name.clone());
             }
             let alloc = crate::gpu_stack::gpu_resources(&n)
@@ -66,7 +65,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let pod: Pod = match serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1, crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1}},
+            "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1, ours::MANAGED_BY.0: ours::MANAGED_BY.1}},
             "spec": {
                 "restartPolicy": "Never",
                 "nodeSelector": {"kubernetes.io/hostname": g.name},

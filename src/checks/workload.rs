@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
-use crate::gpu_stack::resources;
+use crate::gpu_stack::{ours, resources};
 use crate::suite::Step;
 
 /// Runs the check.
@@ -29,11 +29,11 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let job: Job = match serde_json::from_value(serde_json::json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1, crate::gpu_stack::ours::CHECK_LABEL: "workload"}},
+            "metadata": {"name": name, "labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1, ours::CHECK_LABEL: "workload"}},
             "spec": {
                 "backoffLimit": 0,
                 "template": {
-                    "metadata": {"labels": {crate::gpu_stack::ours::MANAGED_BY.0: crate::gpu_stack::ours::MANAGED_BY.1, crate::gpu_stack::ours::CHECK_LABEL: "workload"}},
+                    "metadata": {"labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1, ours::CHECK_LABEL: "workload"}},
                     "spec": {
                         "restartPolicy": "Never",
                         "nodeSelector": {"kubernetes.io/hostname": g.name},
@@ -63,7 +63,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
 
     // Watch the Jobs until each has finished or the deadline.
     let mut finished: BTreeMap<String, Job> = BTreeMap::new();
-    let cfg = watcher::Config::default().labels("gpuconform.io/check=workload");
+    let cfg = watcher::Config::default().labels(&format!("{}=workload", ours::CHECK_LABEL));
     let stream = watcher(jobs.clone(), cfg)
         .default_backoff()
         .applied_objects();

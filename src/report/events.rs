@@ -114,11 +114,6 @@ impl Recorder {
         }
     }
 
-    /// The record so far.
-    pub fn record(&self) -> &RunRecord {
-        &self.record
-    }
-
     /// The record.
     pub fn into_record(self) -> RunRecord {
         self.record

@@ -280,10 +280,10 @@ impl Scheduler<'_, '_, '_> {
                 cases[i].diagnostics.push(rel);
             }
         }
-        let past_cap = failed.iter().filter(|f| **f).count() - picks.len();
-        self.diag.skipped += past_cap;
-        for (c, f) in cases.iter_mut().zip(&failed) {
-            if *f && c.diagnostics.is_empty() && past_cap > 0 {
+        // Failed cases the cap left out say so (a picked case whose collection failed does not).
+        for (i, c) in cases.iter_mut().enumerate() {
+            if failed[i] && !picks.contains(&i) {
+                self.diag.skipped += 1;
                 c.detail.push_str(&format!(
                     "\n\n(no diagnostics: the run collects them for its first {DIAGNOSTICS_CAP} failed testcases)"
                 ));

@@ -14,6 +14,7 @@ use kube::api::DynamicObject;
 use super::world::{Action, Delays, Snapshot, World};
 use crate::catalog::Catalog;
 use crate::fixture::ClusterFixture;
+use crate::fixture::real_nodes;
 
 const GPU_NODE: &str = "gpu-worker-1";
 const NFD_WORKER: &str = "nfd-worker";
@@ -132,6 +133,12 @@ const DISCOVERED: &[(&str, &str)] = &[
 
 #[test]
 fn stage_table() {
+    // What a real p3.2xlarge advertises, not what the catalog the simulator reads says.
+    let p3_gpus: u64 = real_nodes::load(real_nodes::P3)
+        .labels
+        .get("nvidia.com/gpu.count")
+        .and_then(|c| c.parse().ok())
+        .expect("the real p3 node's gpu.count");
     // (scene, labels that must be set, labels that must not be set, GPUs advertised)
     type Row = (
         &'static str,
@@ -240,7 +247,7 @@ fn stage_table() {
             None,
         ),
         (
-            "device plugin Ready: one V100 advertised",
+            "device plugin Ready: the p3's V100 advertised",
             Scene {
                 fixture: SEED,
                 policy: true,
@@ -250,7 +257,7 @@ fn stage_table() {
             },
             &[],
             &["nvidia.com/gpu.product"],
-            Some(1),
+            Some(p3_gpus),
         ),
         (
             "GFD drops a label (missingLabel fault): never published",
@@ -329,20 +336,12 @@ fn a_crash_looping_operand_restarts_with_backoff() {
     assert!(wake.is_some(), "the next crash is scheduled");
 }
 
-#[derive(serde::Deserialize)]
-struct RealNode {
-    labels: BTreeMap<String, String>,
-}
-
 /// The simulator's GFD labels for a p3.2xlarge agree with a real p3.2xlarge's (published with
 /// GPU Operator 23.9.1, driver 535.129.03) on every label both have, except those that depend
 /// on the run (timestamps, driver upgrade bookkeeping, which operands are deployed).
 #[test]
 fn simulated_p3_labels_agree_with_a_real_p3() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nodes/p3-2xlarge-v100-ocp412.yaml");
-    let real: RealNode =
-        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parse");
+    let real = real_nodes::load(real_nodes::P3);
     let scene = Scene {
         fixture: SEED,
         policy: true,

@@ -21,7 +21,7 @@ use super::config::{self};
 use super::labels::{self, Labels, MigLayout, NodeGpus};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
-use crate::gpu_stack::operator::CRDS as OPERATOR_CRDS;
+use crate::gpu_stack::operator::{CRDS as OPERATOR_CRDS, PART_OF};
 use crate::gpu_stack::{kwok_managed, nfd, pod_ready};
 
 /// How long each stage takes once its precondition holds. Real stacks take minutes (driver
@@ -488,12 +488,7 @@ pub(in crate::sim) fn operand_ready(snap: &Snapshot<'_>, node: &str, operand: &s
 pub(in crate::sim) fn operator_namespace(snap: &Snapshot<'_>) -> Option<String> {
     snap.daemonsets
         .iter()
-        .find(|d| {
-            d.labels()
-                .get("app.kubernetes.io/part-of")
-                .map(String::as_str)
-                == Some("gpu-operator")
-        })
+        .find(|d| d.labels().get(PART_OF.0).map(String::as_str) == Some(PART_OF.1))
         .and_then(|d| d.namespace())
         .or_else(|| {
             snap.policy
