@@ -64,6 +64,13 @@ pub struct RunArgs {
     /// Context in the kubeconfig (overrides the plan).
     #[arg(long)]
     pub context: Option<String>,
+    /// A YAML file merged over the plan (repeatable; later files win), like helm's `-f`.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub overlays: Vec<PathBuf>,
+    /// One plan field, e.g. `operator.values.driver.version=580.95.05` (repeatable; applied
+    /// after the `-f` files, later wins; the value is YAML, so quote `"1.0"` to keep a string).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
     /// Report root folder (overrides the plan's `reports`).
     #[arg(long)]
     pub reports: Option<PathBuf>,
@@ -79,6 +86,16 @@ pub struct RunArgs {
     /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
     #[arg(long)]
     pub tools: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The overrides in the order they apply: the `-f` files, then the `--set`s (helm's order).
+    pub fn layers(&self) -> Vec<crate::input::Layer> {
+        let files = self.overlays.iter().cloned().map(crate::input::Layer::File);
+        files
+            .chain(self.set.iter().cloned().map(crate::input::Layer::Set))
+            .collect()
+    }
 }
 
 /// Flags of `lint`.

@@ -513,6 +513,43 @@ fn malformed_plan_and_suites_are_rejected_before_anything_starts() {
         text(&out)
     );
 
+    // Overrides: an error in a `--set` names the argument, one in an overlay its file and line.
+    let overlay = tmp.path().join("overlay.yaml");
+    std::fs::write(&overlay, "timeouts:\n  step: never\n").expect("write");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--set", "timeouts.step=soon"],
+            "--set timeouts.step=soon: field `timeouts.step`: `soon` is not a duration",
+        ),
+        (
+            &["--set", "suites[7]=labels"],
+            "--set suites[7]=labels: `suites[7]`: the list has 3 items",
+        ),
+        (
+            &["--set", "suites[0]=labelz"],
+            "--set suites[0]=labelz: field `suites[0]`: no suite `labelz`",
+        ),
+        (&["--set", "suitez=[labels]"], "--set suitez=[labels]"),
+        (
+            &["-f", &overlay.to_string_lossy()],
+            "overlay.yaml:2:9: field `timeouts.step`: `never` is not a duration",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["run", "plans/local.yaml", "--reports"];
+        let r = reports.to_string_lossy();
+        all.push(&r);
+        all.extend_from_slice(args);
+        let out = gpuconform(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: missing `{want}` in:\n{err}");
+    }
+    assert!(
+        !reports.exists(),
+        "a report folder was created for a bad override"
+    );
+
     // `lint` checks the shipped files cleanly and reports the bad suite's errors.
     let out = gpuconform(&["lint"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

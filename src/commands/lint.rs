@@ -26,7 +26,7 @@ pub fn lint(args: LintArgs, printer: &Printer) -> Result<u8, ExpectedError> {
         let kind = kind_of(f, &text);
         let found = match kind {
             "suite" => Suite::load(f).err().unwrap_or_default(),
-            "plan" => Plan::load(f, &args.suite_dir, &catalog)
+            "plan" => Plan::load(f, &[], &args.suite_dir, &catalog)
                 .err()
                 .into_iter()
                 .collect(),

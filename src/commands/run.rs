@@ -20,7 +20,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         Some(path) => Catalog::load(path)?,
         None => Catalog::embedded()?,
     };
-    let plan = Plan::load(&args.plan, &args.suite_dir, &catalog)?;
+    let plan = Plan::load(&args.plan, &args.layers(), &args.suite_dir, &catalog)?;
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {

@@ -6,6 +6,9 @@
 //! Value errors (a negative count, an unknown instance type) are found after parsing by code that
 //! holds [`Spanned`] values, so they can name the line as precisely.
 
+pub mod expand;
+pub mod layers;
 mod yaml;
 
+pub use layers::Layer;
 pub use yaml::{InputError, Spanned, load_yaml, parse_yaml};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::input::{InputError, Spanned, load_yaml};
+use crate::input::{InputError, Layer, Spanned, load_yaml, parse_yaml};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -31,7 +31,7 @@ struct RawPlan {
     #[serde(default)]
     timeouts: RawTimeouts,
     #[serde(default)]
-    reports: Option<String>,
+    reports: Option<Spanned<String>>,
     #[serde(default)]
     teardown: RawTeardown,
     #[serde(default)]
@@ -66,7 +66,7 @@ struct RawLocal {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawKubeconfig {
     #[serde(default)]
-    path: Option<String>,
+    path: Option<Spanned<String>>,
     #[serde(default)]
     context: Option<String>,
 }
@@ -162,15 +162,23 @@ pub struct Plan {
 pub const DEFAULT_BENCH_IMAGE: &str = "ghcr.io/gpuconform/gpuconform-bench:0.1.0";
 
 impl Plan {
-    /// Reads and validates a plan. `suite_dir` is where suite names must resolve; instance
-    /// types (the `aws:` pools) are checked against `catalog`, the one the command resolved.
+    /// Reads and validates a plan with `layers` (`-f`, `--set`) merged over it, in order.
+    /// `suite_dir` is where suite names must resolve; instance types (the `aws:` pools) are
+    /// checked against `catalog`, the one the command resolved. An error in an override names
+    /// the overlay's file and line, or the `--set` argument.
     pub fn load(
         file: &Path,
+        layers: &[Layer],
         suite_dir: &Path,
         catalog: &crate::catalog::Catalog,
     ) -> Result<Self, InputError> {
-        let raw: RawPlan = load_yaml(file)?;
-        Self::validate(file, raw, suite_dir, catalog)
+        if layers.is_empty() {
+            let raw: RawPlan = load_yaml(file)?;
+            return Self::validate(file, raw, suite_dir, catalog);
+        }
+        let merged = crate::input::layers::merge(file, layers)?;
+        let raw: RawPlan = parse_yaml(file, &merged.text).map_err(|e| merged.locate(e))?;
+        Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))
     }
 
     fn validate(
@@ -199,7 +207,7 @@ impl Plan {
         let target = match (&raw.target.local, &raw.target.kubeconfig, &raw.target.aws) {
             (None, None, Some(aws)) => Target::Aws(crate::plan::aws::validate(file, aws, catalog)?),
             (Some(local), None, None) => {
-                let fixture = PathBuf::from(&local.fixture.value);
+                let fixture = PathBuf::from(expand(file, &local.fixture, "target.local.fixture")?);
                 if !fixture.is_file() {
                     return Err(InputError::at(
                         file,
@@ -211,7 +219,10 @@ impl Plan {
                 Target::Local { fixture }
             }
             (None, Some(k), None) => Target::Kubeconfig {
-                path: k.path.as_ref().map(PathBuf::from),
+                path: match &k.path {
+                    Some(p) => Some(PathBuf::from(expand(file, p, "target.kubeconfig.path")?)),
+                    None => None,
+                },
                 context: k.context.clone(),
             },
             _ => {
@@ -320,17 +331,24 @@ impl Plan {
             operator,
             suites,
             timeouts,
-            reports: PathBuf::from(raw.reports.unwrap_or_else(|| "reports".into())),
+            reports: match &raw.reports {
+                Some(r) => PathBuf::from(expand(file, r, "reports")?),
+                None => PathBuf::from("reports"),
+            },
             leftover_labels,
             bench_image,
         })
     }
 }
 
+/// A path from the plan with `~` and `$VARS` expanded; an unset variable names the field.
+pub(crate) fn expand(file: &Path, s: &Spanned<String>, field: &str) -> Result<String, InputError> {
+    crate::input::expand::expand(&s.value).map_err(|m| InputError::at(file, s, field, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::parse_yaml;
 
     fn check(text: &str) -> Result<Plan, InputError> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -144,18 +144,22 @@ pub(super) fn validate(
     let (chart, repo) = match (&op.chart, &op.repo) {
         (None, None) => (NVIDIA_CHART.to_string(), Some(NVIDIA_REPO.to_string())),
         (None, Some(r)) => (NVIDIA_CHART.to_string(), Some(r.value.clone())),
-        (Some(c), r) => (c.value.clone(), r.as_ref().map(|r| r.value.clone())),
+        (Some(c), r) => (
+            super::expand(file, c, "operator.chart")?,
+            r.as_ref().map(|r| r.value.clone()),
+        ),
     };
     if let Some(c) = &op.chart {
-        let chart_is_path = c.value.starts_with('.')
-            || c.value.starts_with('/')
-            || c.value.starts_with("fixtures/");
-        if chart_is_path && op.repo.is_none() && !Path::new(&c.value).join("Chart.yaml").is_file() {
+        let chart_is_path = chart.starts_with('.')
+            || chart.starts_with('/')
+            || c.value.starts_with('~')
+            || chart.starts_with("fixtures/");
+        if chart_is_path && op.repo.is_none() && !Path::new(&chart).join("Chart.yaml").is_file() {
             return Err(InputError::at(
                 file,
                 c,
                 "operator.chart",
-                format!("no chart at `{}` (no Chart.yaml there)", c.value),
+                format!("no chart at `{chart}` (no Chart.yaml there)"),
             ));
         }
     }

@@ -30,6 +30,23 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// The kubeconfig file to read, in kubectl's order: the `--kubeconfig` flag, then
+/// `$KUBECONFIG` (`None` here: kube reads and merges its list itself), then the plan's
+/// `target.kubeconfig.path`, then (`None`) `~/.kube/config`, then the in-cluster config.
+pub fn kubeconfig_path(
+    flag: Option<&PathBuf>,
+    env: Option<&std::ffi::OsStr>,
+    plan: Option<&PathBuf>,
+) -> Option<PathBuf> {
+    if let Some(f) = flag {
+        return Some(f.clone());
+    }
+    if env.is_some_and(|e| !e.is_empty()) {
+        return None;
+    }
+    plan.cloned()
+}
+
 /// Connects with the given kubeconfig and context (None: kubectl's default resolution).
 pub async fn connect(
     path: Option<PathBuf>,
@@ -73,4 +90,31 @@ pub async fn connect(
         version: version.git_version,
         kind: Kind::Existing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn kubeconfig_precedence_is_kubectls() {
+        let flag = PathBuf::from("flag");
+        let plan = PathBuf::from("plan");
+        let env = OsStr::new("a:b");
+        let rows = [
+            (Some(&flag), Some(env), Some(&plan), Some("flag")),
+            (None, Some(env), Some(&plan), None),
+            (None, Some(OsStr::new("")), Some(&plan), Some("plan")),
+            (None, None, Some(&plan), Some("plan")),
+            (None, None, None, None),
+        ];
+        for (f, e, p, want) in rows {
+            assert_eq!(
+                kubeconfig_path(f, e, p),
+                want.map(PathBuf::from),
+                "{f:?} {e:?} {p:?}"
+            );
+        }
+    }
 }

@@ -162,7 +162,12 @@ pub async fn provision(
         }
         (Target::Local { .. }, _, _) => Err(TargetError::LocalInputs),
         (Target::Kubeconfig { path, context }, _, _) => {
-            let path = i.flags.kubeconfig.clone().or_else(|| path.clone());
+            let env = std::env::var_os("KUBECONFIG");
+            let path = existing::kubeconfig_path(
+                i.flags.kubeconfig.as_ref(),
+                env.as_deref(),
+                path.as_ref(),
+            );
             let context = i.flags.context.clone().or_else(|| context.clone());
             Ok(existing::connect(path, context, i.timeout).await?)
         }

@@ -37,6 +37,8 @@ pub fn gpuconform(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("GPUCONFORM_TOOLS", tools_dir())
+        // `$KUBECONFIG` outranks a plan's kubeconfig (kubectl's order); tests name theirs.
+        .env_remove("KUBECONFIG")
         .output()
         .expect("run gpuconform")
 }
@@ -49,7 +51,8 @@ pub fn run_command(plan: &Path, reports: &Path) -> Command {
         .arg("--reports")
         .arg(reports)
         .current_dir(root())
-        .env("GPUCONFORM_TOOLS", tools_dir());
+        .env("GPUCONFORM_TOOLS", tools_dir())
+        .env_remove("KUBECONFIG");
     cmd
 }
 
