@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// after the `-f` files, later wins; the value is YAML, so quote `"1.0"` to keep a string).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+    /// Namespace for the harness's pods (overrides the plan's `testNamespace.name`). One that
+    /// exists is used as it is and never deleted.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// Report root folder (overrides the plan's `reports`).
     #[arg(long)]
     pub reports: Option<PathBuf>,
@@ -92,9 +96,13 @@ impl RunArgs {
     /// The overrides in the order they apply: the `-f` files, then the `--set`s (helm's order).
     pub fn layers(&self) -> Vec<crate::input::Layer> {
         let files = self.overlays.iter().cloned().map(crate::input::Layer::File);
-        files
-            .chain(self.set.iter().cloned().map(crate::input::Layer::Set))
-            .collect()
+        let sets = self.set.iter().cloned().map(crate::input::Layer::Set);
+        // `--namespace` is the last word on `testNamespace.name`.
+        let namespace = self
+            .namespace
+            .iter()
+            .map(|n| crate::input::Layer::Set(format!("testNamespace.name={n}")));
+        files.chain(sets).chain(namespace).collect()
     }
 }
 

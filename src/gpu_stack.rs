@@ -115,6 +115,9 @@ pub mod resources {
 }
 
 /// gpuconform's own labels and marks, on what the harness and the local cluster create.
+/// The Pod Security admission label that sets a namespace's enforced level.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
 pub mod ours {
     /// Every object the harness creates carries this label.
     pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gpuconform");
@@ -122,6 +125,8 @@ pub mod ours {
     pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=gpuconform";
     /// Which check made a pod or Job.
     pub const CHECK_LABEL: &str = "gpuconform.io/check";
+    /// Which run made a pod or Job (a shared test namespace may hold several runs' pods).
+    pub const RUN_LABEL: &str = "gpuconform.io/run";
     /// Bench pods of the throughput check.
     pub const BENCH_LABEL: (&str, &str) = ("app.kubernetes.io/name", "gpuconform-bench");
     /// The annotation kwok selects the nodes it manages by (the local cluster's nodes).

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
-use crate::gpu_stack::{gfd, gpu_resources, ours, resources};
+use crate::gpu_stack::{gfd, gpu_resources, resources};
 use crate::suite::Step;
 
 /// Expected GPU resources of a node: name → count.
@@ -178,16 +178,18 @@ async fn schedule_all(
         .iter()
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
+    let mut spec = serde_json::json!({
+        "restartPolicy": "Never",
+        "nodeSelector": {"kubernetes.io/hostname": g.name},
+        "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{"name": "hold", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": limits}}],
+    });
+    super::pods::restricted(&mut spec, None);
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1}},
-        "spec": {
-            "restartPolicy": "Never",
-            "nodeSelector": {"kubernetes.io/hostname": g.name},
-            "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "hold", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": limits}}],
-        },
+        "metadata": {"name": name, "labels": super::pods::labels(&ctx.run_id, "allocatable")},
+        "spec": spec,
     }))
     .map_err(|e| e.to_string())?;
     pods.create(&PostParams::default(), &pod)

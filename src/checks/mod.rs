@@ -7,6 +7,7 @@
 pub mod allocatable;
 pub mod labels;
 pub mod operator;
+pub mod pods;
 pub mod teardown;
 pub mod throughput;
 pub mod workload;
@@ -38,6 +39,8 @@ pub struct Ctx<'a> {
     pub gpu_nodes: Vec<GpuNode>,
     /// Namespace for the harness's own pods.
     pub test_namespace: String,
+    /// The run id (its pods carry it as a label).
+    pub run_id: String,
     /// helm, pointed at the cluster.
     pub helm: &'a Helm,
     /// The run's state shared between steps (UIDs recorded at install).

@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 
 use super::{Ctx, Outcome, left};
 use crate::gpu_stack::operator::POLICY_CRD;
-use crate::gpu_stack::{gfd, gpu_resources, ours};
+use crate::gpu_stack::{gfd, gpu_resources};
 use crate::k8s::wait;
 use crate::plan::Leftovers;
 
@@ -132,7 +132,7 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     match pods
-        .list(&ListParams::default().labels(ours::MANAGED_BY_SELECTOR))
+        .list(&ListParams::default().labels(&super::pods::run_selector(&ctx.run_id)))
         .await
     {
         Ok(l)

@@ -62,22 +62,27 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             }
         }
         let name = format!("bench-{}", g.name);
+        let mut labels = super::pods::labels(&ctx.run_id, "throughput");
+        labels[BENCH_LABEL.0] = BENCH_LABEL.1.into();
+        let mut spec = serde_json::json!({
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": g.name},
+            "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "bench",
+                "image": ctx.plan.bench_image,
+                "args": ["--repetitions", repetitions.to_string()],
+                "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                "resources": {"limits": {resources::GPU: g.count.to_string()}},
+            }],
+        });
+        // The bench image runs as its own non-root user (images/bench/Dockerfile).
+        super::pods::restricted(&mut spec, None);
         let pod: Pod = match serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1, ours::MANAGED_BY.0: ours::MANAGED_BY.1}},
-            "spec": {
-                "restartPolicy": "Never",
-                "nodeSelector": {"kubernetes.io/hostname": g.name},
-                "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
-                "containers": [{
-                    "name": "bench",
-                    "image": ctx.plan.bench_image,
-                    "args": ["--repetitions", repetitions.to_string()],
-                    "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                    "resources": {"limits": {resources::GPU: g.count.to_string()}},
-                }],
-            },
+            "metadata": {"name": name, "labels": labels},
+            "spec": spec,
         })) {
             Ok(p) => p,
             Err(e) => {

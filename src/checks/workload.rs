@@ -26,21 +26,22 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let mut out = Vec::new();
     for g in nodes {
         let name = format!("smoke-{}", g.name);
+        let labels = super::pods::labels(&ctx.run_id, "workload");
+        let mut spec = serde_json::json!({
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": g.name},
+            "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "cuda", "image": image, "resources": {"limits": {resources::GPU: "1"}}}],
+        });
+        // The CUDA sample images name no user: run them as a non-root one.
+        super::pods::restricted(&mut spec, Some(super::pods::NON_ROOT_USER));
         let job: Job = match serde_json::from_value(serde_json::json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1, ours::CHECK_LABEL: "workload"}},
+            "metadata": {"name": name, "labels": labels},
             "spec": {
                 "backoffLimit": 0,
-                "template": {
-                    "metadata": {"labels": {ours::MANAGED_BY.0: ours::MANAGED_BY.1, ours::CHECK_LABEL: "workload"}},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "nodeSelector": {"kubernetes.io/hostname": g.name},
-                        "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
-                        "containers": [{"name": "cuda", "image": image, "resources": {"limits": {resources::GPU: "1"}}}],
-                    },
-                },
+                "template": {"metadata": {"labels": labels}, "spec": spec},
             },
         })) {
             Ok(j) => j,

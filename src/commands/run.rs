@@ -20,6 +20,14 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         Some(path) => Catalog::load(path)?,
         None => Catalog::embedded()?,
     };
+    if let Some(ns) = &args.namespace
+        && !crate::plan::is_dns_label(ns)
+    {
+        return Err(ExpectedError::Inputs(vec![crate::input::InputError::file(
+            std::path::Path::new(&format!("--namespace {ns}")),
+            "not a namespace name (a DNS label: lowercase letters, digits, `-`)",
+        )]));
+    }
     let plan = Plan::load(&args.plan, &args.layers(), &args.suite_dir, &catalog)?;
     let mut errors = Vec::new();
     let mut suites = Vec::new();

@@ -45,6 +45,9 @@ pub struct InstallRecord {
     /// The revision this run's install or upgrade made (an adopted release is rolled back only
     /// while it is still the latest).
     pub upgraded_to: Option<u64>,
+    /// The run created the test namespace (one that was there is never deleted, only the
+    /// run's own pods and Jobs in it).
+    pub test_namespace_created: bool,
 }
 
 impl InstallRecord {
@@ -136,6 +139,8 @@ pub struct Install<'a> {
     pub helm: &'a Helm,
     /// The harness's namespace for its own pods.
     pub test_namespace: &'a str,
+    /// The run id (the run's pods and Jobs carry it).
+    pub run_id: &'a str,
     /// The cluster runs k3s (the aws target): the toolkit needs k3s's containerd.
     pub k3s: bool,
 }
@@ -169,7 +174,7 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
             record.verify_only = true;
             record.chart_version = r.chart.clone();
             record_uids(i, record).await;
-            create_test_namespace(i).await?;
+            create_test_namespace(i, record).await?;
             return Ok(format!(
                 "verify-only: helm release {} ({}, revision {}) in namespace {}, left as it is; test namespace {}",
                 plan.operator.release,
@@ -206,7 +211,7 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         record.upgraded_to = Some(r.revision);
     }
     record_uids(i, record).await;
-    create_test_namespace(i).await?;
+    create_test_namespace(i, record).await?;
     Ok(format!(
         "helm release {} ({}) in namespace {}{}; test namespace {}",
         plan.operator.release,
@@ -245,22 +250,84 @@ async fn record_uids(i: &Install<'_>, record: &mut InstallRecord) {
         .and_then(|c| c.metadata.uid);
 }
 
-/// The harness's namespace for its own pods (it may exist from an interrupted run).
-async fn create_test_namespace(i: &Install<'_>) -> Result<(), InstallError> {
+/// The harness's namespace for its own pods: used as it is when it exists (a namespace the
+/// cluster's owner prepared, with its policies), else created with the `restricted` Pod Security
+/// level and the plan's labels and annotations.
+async fn create_test_namespace(
+    i: &Install<'_>,
+    record: &mut InstallRecord,
+) -> Result<(), InstallError> {
     let namespaces: Api<Namespace> = Api::all(i.client.clone());
+    let failed = |cause| InstallError::Namespace {
+        namespace: i.test_namespace.to_string(),
+        cause,
+    };
+    if namespaces
+        .get_opt(i.test_namespace)
+        .await
+        .map_err(failed)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let spec = &i.plan.test_namespace;
+    let mut labels = serde_json::json!({
+        MANAGED_BY.0: MANAGED_BY.1,
+        crate::gpu_stack::POD_SECURITY_ENFORCE: "restricted",
+    });
+    for (k, v) in &spec.labels {
+        labels[k] = v.clone().into();
+    }
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": i.test_namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+        "metadata": {"name": i.test_namespace, "labels": labels, "annotations": spec.annotations},
     }))
     .map_err(InstallError::Encode)?;
     match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            record.test_namespace_created = true;
+            Ok(())
+        }
+        // Made meanwhile by someone else: theirs.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(cause) => Err(InstallError::Namespace {
-            namespace: i.test_namespace.to_string(),
-            cause,
-        }),
+        Err(cause) => Err(failed(cause)),
+    }
+}
+
+/// Deletes the run's own pods and Jobs in a test namespace the run did not create.
+async fn remove_own_objects(i: &Install<'_>, left: &mut Vec<String>) {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    let selector = crate::checks::pods::run_selector(i.run_id);
+    let lp = kube::api::ListParams::default().labels(&selector);
+    let ns = i.test_namespace;
+    let jobs: Api<Job> = Api::namespaced(i.client.clone(), ns);
+    let background = DeleteParams::background();
+    match jobs.list(&lp).await {
+        Ok(l) => {
+            for j in l.items {
+                let name = kube::ResourceExt::name_any(&j);
+                if let Err(e) = jobs.delete(&name, &background).await {
+                    left.push(format!("job {ns}/{name}: {e}"));
+                }
+            }
+        }
+        Err(e) => left.push(format!("jobs of this run in {ns}: {e}")),
+    }
+    let pods: Api<Pod> = Api::namespaced(i.client.clone(), ns);
+    match pods.list(&lp).await {
+        Ok(l) => {
+            for p in l.items {
+                let name = kube::ResourceExt::name_any(&p);
+                match pods.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => left.push(format!("pod {ns}/{name}: {e}")),
+                }
+            }
+        }
+        Err(e) => left.push(format!("pods of this run in {ns}: {e}")),
     }
 }
 
@@ -319,7 +386,12 @@ pub async fn remove(
         return left;
     }
     let namespaces: Api<Namespace> = Api::all(i.client.clone());
-    let mut ours = vec![i.test_namespace];
+    let mut ours = Vec::new();
+    if record.test_namespace_created {
+        ours.push(i.test_namespace);
+    } else {
+        remove_own_objects(i, &mut left).await;
+    }
     // The operator's namespace by the same rule as its release.
     if record.not_ours().is_none() {
         ours.push(plan.operator.namespace.as_str());

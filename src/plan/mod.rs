@@ -36,6 +36,19 @@ struct RawPlan {
     teardown: RawTeardown,
     #[serde(default)]
     bench: RawBench,
+    #[serde(default)]
+    test_namespace: Option<RawTestNamespace>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTestNamespace {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -156,6 +169,34 @@ pub struct Plan {
     pub leftover_labels: Leftovers,
     /// The `gpuconform-bench` image the throughput suite runs.
     pub bench_image: String,
+    /// Where the harness's own pods go.
+    pub test_namespace: TestNamespace,
+}
+
+/// The namespace for the harness's pods and Jobs (`testNamespace:`, `--namespace`).
+///
+/// A namespace that already exists is used as it is and never deleted (only the run's own
+/// pods and Jobs in it are); one the run creates gets the labels and annotations — by default
+/// the `restricted` Pod Security level, which every harness pod meets — and goes at teardown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestNamespace {
+    /// The name; `None`: `gpuconform-<run id digits>`, made for the run.
+    pub name: Option<String>,
+    /// Labels for a namespace the run creates (over the defaults), e.g. for policy engines.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Annotations for a namespace the run creates.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether `name` is a DNS label (namespace names, plan names).
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -323,7 +364,24 @@ impl Plan {
             Some(i) => i.value.clone(),
             None => DEFAULT_BENCH_IMAGE.to_string(),
         };
+        let raw_ns = raw.test_namespace.clone().unwrap_or_default();
+        if let Some(n) = &raw_ns.name
+            && !is_dns_label(&n.value)
+        {
+            return Err(InputError::at(
+                file,
+                n,
+                "testNamespace.name",
+                format!("`{}` is not a namespace name (a DNS label)", n.value),
+            ));
+        }
+        let test_namespace = TestNamespace {
+            name: raw_ns.name.map(|n| n.value),
+            labels: raw_ns.labels,
+            annotations: raw_ns.annotations,
+        };
         Ok(Self {
+            test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,
             description: raw.description,

@@ -192,7 +192,11 @@ pub async fn run(
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),
     };
-    let test_namespace = format!("gpuconform-{}", short_id(&settings.run_id));
+    let test_namespace = plan
+        .test_namespace
+        .name
+        .clone()
+        .unwrap_or_else(|| default_test_namespace(&settings.run_id));
     // The cluster goes into teardown by value; the operator steps keep their own client.
     let client = cluster.client.clone();
     let install_to = Install {
@@ -201,6 +205,7 @@ pub async fn run(
         client: &client,
         helm: &helm,
         test_namespace: &test_namespace,
+        run_id: &settings.run_id,
         k3s: cluster.is_ec2(),
     };
 
@@ -267,6 +272,7 @@ pub async fn run(
             plan,
             gpu_nodes: gpu_nodes.clone(),
             test_namespace: test_namespace.clone(),
+            run_id: settings.run_id.clone(),
             helm: &helm,
             install: &install,
             run_dir: settings.dir.clone(),
@@ -387,9 +393,43 @@ async fn teardown(
     }
 }
 
-/// `abcd1234` from `local-20261128-133701`: the timestamp digits, for namespace names.
-fn short_id(run_id: &str) -> String {
+/// `gpuconform-28133701` from `local-20261128-133701`: the run id's last 8 digits (a run id
+/// without digits: its own characters, cut to a DNS label).
+fn default_test_namespace(run_id: &str) -> String {
     let digits: String = run_id.chars().filter(char::is_ascii_digit).collect();
     let tail = digits.len().saturating_sub(8);
-    digits[tail..].to_string()
+    let mut id = digits[tail..].to_string();
+    if id.is_empty() {
+        id = crate::checks::pods::run_label(run_id)
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect::<String>()
+            .trim_matches('-')
+            .to_string();
+    }
+    if id.is_empty() {
+        "gpuconform-tests".into()
+    } else {
+        format!("gpuconform-{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_test_namespaces_are_dns_labels() {
+        let rows = [
+            ("local-20261128-133701", "gpuconform-28133701"),
+            ("ci-7", "gpuconform-7"),
+            ("Nightly_Run", "gpuconform-nightly-run"),
+            ("---", "gpuconform-tests"),
+        ];
+        for (id, want) in rows {
+            let got = super::default_test_namespace(id);
+            assert_eq!(got, want, "{id}");
+            assert!(crate::plan::is_dns_label(&got), "{got}");
+        }
+    }
 }
