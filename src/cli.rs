@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// exists is used as it is and never deleted.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// Change nothing: say what the run would do on the cluster and whether it can (API,
+    /// permissions, GPU nodes, release, test namespace); exit 0 when it could proceed.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Report root folder (overrides the plan's `reports`).
     #[arg(long)]
     pub reports: Option<PathBuf>,

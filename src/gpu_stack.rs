@@ -135,6 +135,52 @@ pub mod ours {
     pub const FIXTURE_LABEL: &str = "gpuconform.io/fixture";
     /// The fixture pool a local-cluster node came from.
     pub const POOL_LABEL: &str = "gpuconform.io/pool";
+
+    /// The run id as a label value (at most 63 characters, alphanumeric at both ends).
+    pub fn run_label(run_id: &str) -> String {
+        let clean: String = run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let start = clean.len().saturating_sub(63);
+        clean[start..]
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_string()
+    }
+
+    /// The label selector for the pods and Jobs of run `run_id`.
+    pub fn run_selector(run_id: &str) -> String {
+        format!(
+            "{},{}={}",
+            MANAGED_BY_SELECTOR,
+            RUN_LABEL,
+            run_label(run_id)
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn run_labels_are_valid_label_values() {
+            let rows = [
+                ("local-20261128-133701", "local-20261128-133701"),
+                ("a b/c", "a-b-c"),
+                ("-x-", "x"),
+                (&"y".repeat(70), &"y".repeat(63)),
+            ];
+            for (id, want) in rows {
+                assert_eq!(run_label(id), want, "{id}");
+            }
+        }
+    }
 }
 
 /// `nvidia.com/*` extended resources in a node's status: name → (capacity, allocatable). A

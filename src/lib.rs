@@ -33,6 +33,7 @@ pub mod operator;
 pub mod output;
 pub mod pki;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod runner;
 pub mod signals;

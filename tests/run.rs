@@ -664,11 +664,11 @@ fn owner_state(kubeconfig: &Path) -> (u64, serde_json::Value, String, String, St
 /// An operator installed by its owner with plain helm before any run: verify-only passes and
 /// changes nothing; `install` refuses (exit 2) and changes nothing; `adopt: true` upgrades for
 /// the run and rolls back to the owner's revision at teardown. Nothing of the owner's is removed.
-#[test]
-fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cluster = tmp.path().join("cluster");
-    let _down = DownOnDrop(cluster.clone());
+/// A local cluster whose owner installed the operator chart with plain helm before any run,
+/// settled (the ClusterPolicy ready, the GPU node labelled); its kubeconfig.
+fn owned_cluster(dir: &Path) -> (DownOnDrop, PathBuf) {
+    let cluster = dir.join("cluster");
+    let down = DownOnDrop(cluster.clone());
     let up = gpuconform(&["local", "up", "--dir", &cluster.to_string_lossy()]);
     assert!(up.status.success(), "{}", text(&up));
     let kubeconfig = cluster.join("kubeconfig");
@@ -706,6 +706,13 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
         let out = kubectl(&kubeconfig, args);
         assert!(out.status.success(), "{}", text(&out));
     }
+    (down, kubeconfig)
+}
+
+#[test]
+fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_down, kubeconfig) = owned_cluster(tmp.path());
     let before = owner_state(&kubeconfig);
 
     let plan_with = |name: &str, operator_extra: &str| {
@@ -814,5 +821,224 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
     assert!(
         history.contains(&format!("Rollback to {}", before.0)),
         "{history}"
+    );
+}
+
+/// A kubeconfig for the ServiceAccount `gpuconform-tests/gpuconform`: the cluster's address and
+/// CA from the admin kubeconfig, a token from the TokenRequest API.
+fn service_account_kubeconfig(admin: &Path, out: &Path) {
+    let token = kubectl(
+        admin,
+        &[
+            "create",
+            "token",
+            "gpuconform",
+            "-n",
+            "gpuconform-tests",
+            "--duration=1h",
+        ],
+    );
+    assert!(token.status.success(), "{}", text(&token));
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let view = kubectl(
+        admin,
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+    );
+    assert!(view.status.success(), "{}", text(&view));
+    let view: serde_json::Value = serde_json::from_slice(&view.stdout).expect("config json");
+    let cluster = &view["clusters"][0]["cluster"];
+    let kc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster["server"],
+            "certificate-authority-data": cluster["certificate-authority-data"],
+        }}],
+        "users": [{"name": "gpuconform", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "gpuconform"}}],
+        "current-context": "sa",
+    });
+    std::fs::write(out, kc.to_string()).expect("write kubeconfig");
+}
+
+/// The dry run's output with what differs between machines replaced (port, paths, versions).
+fn normalized(out: &str, tmp: &Path) -> String {
+    let mut s = out.replace(&tmp.to_string_lossy().to_string(), "TMP");
+    for (prefix, label) in [
+        ("https://127.0.0.1:", "https://127.0.0.1:PORT"),
+        ("Kubernetes v", "Kubernetes VERSION"),
+    ] {
+        let mut out = String::new();
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find(prefix) {
+            out.push_str(&rest[..i]);
+            out.push_str(label);
+            let after = &rest[i + prefix.len()..];
+            let end = after
+                .find(|c: char| c == '/' || c.is_whitespace())
+                .unwrap_or(after.len());
+            rest = &after[end..];
+        }
+        out.push_str(rest);
+        s = out;
+    }
+    s
+}
+
+/// Least privilege: a ServiceAccount bound only to deploy/rbac/verify-only.yaml runs a
+/// verify-only plan to green (RBAC on, the test namespace enforcing `restricted`), and the dry
+/// run says so (golden). With one rule removed, the dry run names the missing permission and the
+/// run stops with it before changing anything (exit 3) instead of timing out in a check.
+#[test]
+fn the_shipped_verify_only_rbac_is_enough_and_a_missing_rule_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_down, admin) = owned_cluster(tmp.path());
+    let apply = kubectl(&admin, &["apply", "-f", "deploy/rbac/verify-only.yaml"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    // The namespace enforces `restricted`: a pod without its settings is refused, so the run's
+    // passing pods below do meet the profile.
+    let probe = kubectl(
+        &admin,
+        &[
+            "run",
+            "probe",
+            "--image=registry.k8s.io/pause:3.10",
+            "-n",
+            "gpuconform-tests",
+        ],
+    );
+    assert!(!probe.status.success(), "{}", text(&probe));
+    assert!(
+        text(&probe).contains("violates PodSecurity"),
+        "{}",
+        text(&probe)
+    );
+
+    let sa = tmp.path().join("sa-kubeconfig");
+    service_account_kubeconfig(&admin, &sa);
+    let before = owner_state(&admin);
+    let plan = existing_plan(tmp.path(), &sa, "rbac", |t| {
+        t.replacen("\noperator:\n", "\noperator:\n  mode: existing\n", 1)
+            .replace("  - throughput\n", "")
+    });
+    let reports = tmp.path().join("reports");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            plan.to_str().expect("utf-8 path"),
+            "--namespace",
+            "gpuconform-tests",
+        ];
+        let r = reports.to_string_lossy().to_string();
+        args.extend(["--reports", &r]);
+        args.extend(extra);
+        let out = gpuconform(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            text(&out),
+        )
+    };
+
+    let (code, stdout, all) = run(&["--dry-run"]);
+    assert_eq!(code, Some(0), "{all}");
+    let got = normalized(&stdout, tmp.path());
+    let golden = root().join("tests/golden/dry-run-rbac.txt");
+    if std::env::var_os("GPUCONFORM_BLESS").is_some() {
+        std::fs::write(&golden, &got).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&golden).expect("golden");
+    assert_eq!(
+        got,
+        want,
+        "GPUCONFORM_BLESS=1 rewrites {}",
+        golden.display()
+    );
+    assert!(!reports.exists(), "a dry run writes no reports");
+
+    let (code, _, all) = run(&[]);
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(
+        owner_state(&admin),
+        before,
+        "verify-only changed the owner's operator"
+    );
+    let ns = kubectl(
+        &admin,
+        &["get", "namespace", "gpuconform-tests", "-o", "name"],
+    );
+    assert!(
+        ns.status.success(),
+        "the prepared test namespace was deleted: {}",
+        text(&ns)
+    );
+    let left = kubectl(
+        &admin,
+        &[
+            "get",
+            "pods,jobs",
+            "-n",
+            "gpuconform-tests",
+            "-l",
+            "app.kubernetes.io/managed-by=gpuconform",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(left.status.success(), "{}", text(&left));
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{}",
+        text(&left)
+    );
+
+    // Drop the Jobs rule of the test namespace's Role.
+    let role = kubectl(
+        &admin,
+        &[
+            "get",
+            "role",
+            "gpuconform-verify-tests",
+            "-n",
+            "gpuconform-tests",
+            "-o",
+            "json",
+        ],
+    );
+    let role: serde_json::Value = serde_json::from_slice(&role.stdout).expect("role json");
+    let idx = role["rules"]
+        .as_array()
+        .and_then(|r| r.iter().position(|x| x["resources"][0] == "jobs"))
+        .expect("a jobs rule");
+    let patch = format!(r#"[{{"op":"remove","path":"/rules/{idx}"}}]"#);
+    let out = kubectl(
+        &admin,
+        &[
+            "patch",
+            "role",
+            "gpuconform-verify-tests",
+            "-n",
+            "gpuconform-tests",
+            "--type=json",
+            "-p",
+            &patch,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let missing = "create batch/jobs (gpuconform-tests), for the workload check";
+    let (code, stdout, all) = run(&["--dry-run"]);
+    assert_eq!(code, Some(3), "{all}");
+    assert!(stdout.contains("✗ create batch/jobs"), "{all}");
+    assert!(stdout.contains(missing), "{all}");
+    let (code, _, all) = run(&[]);
+    assert_eq!(code, Some(3), "{all}");
+    assert!(
+        all.contains("missing permissions") && all.contains(missing),
+        "{all}"
+    );
+    assert_eq!(
+        owner_state(&admin),
+        before,
+        "a refused run changed the owner's operator"
     );
 }

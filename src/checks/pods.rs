@@ -12,37 +12,9 @@ pub const NON_ROOT_USER: u64 = 65532;
 pub fn labels(run_id: &str, check: &str) -> serde_json::Value {
     serde_json::json!({
         ours::MANAGED_BY.0: ours::MANAGED_BY.1,
-        ours::RUN_LABEL: run_label(run_id),
+        ours::RUN_LABEL: ours::run_label(run_id),
         ours::CHECK_LABEL: check,
     })
-}
-
-/// The run id as a label value (at most 63 characters, alphanumeric at both ends).
-pub fn run_label(run_id: &str) -> String {
-    let clean: String = run_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let start = clean.len().saturating_sub(63);
-    clean[start..]
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
-}
-
-/// The label selector for the pods and Jobs of run `run_id`.
-pub fn run_selector(run_id: &str) -> String {
-    format!(
-        "{},{}={}",
-        ours::MANAGED_BY_SELECTOR,
-        ours::RUN_LABEL,
-        run_label(run_id)
-    )
 }
 
 /// Adds the `restricted` profile's settings to a pod spec (JSON): non-root, RuntimeDefault
@@ -75,19 +47,6 @@ pub fn restricted(spec: &mut serde_json::Value, user: Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_labels_are_valid_label_values() {
-        let rows = [
-            ("local-20261128-133701", "local-20261128-133701"),
-            ("a b/c", "a-b-c"),
-            ("-x-", "x"),
-            (&"y".repeat(70), &"y".repeat(63)),
-        ];
-        for (id, want) in rows {
-            assert_eq!(run_label(id), want, "{id}");
-        }
-    }
 
     #[test]
     fn restricted_sets_every_field_the_profile_checks() {

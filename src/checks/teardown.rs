@@ -132,7 +132,7 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     match pods
-        .list(&ListParams::default().labels(&super::pods::run_selector(&ctx.run_id)))
+        .list(&ListParams::default().labels(&crate::gpu_stack::ours::run_selector(&ctx.run_id)))
         .await
     {
         Ok(l)

@@ -1,5 +1,6 @@
 //! What each subcommand does: resolve flags into settings, call the library, report.
 
+mod dry_run;
 mod lint;
 mod list;
 mod local;

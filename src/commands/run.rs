@@ -59,6 +59,21 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
         )
     });
+    let flags = TargetFlags {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    if args.dry_run {
+        let d = super::dry_run::DryRun {
+            plan: &plan,
+            suites: &suites,
+            catalog: &catalog,
+            tools: tools.as_ref(),
+            flags: &flags,
+            run_id: &run_id,
+        };
+        return Ok(super::dry_run::dry_run(d, printer).await);
+    }
     let dir = args
         .reports
         .clone()
@@ -70,10 +85,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         catalog,
         fixture,
         tools,
-        flags: TargetFlags {
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.context.clone(),
-        },
+        flags,
         run_id,
         dir: dir.clone(),
         perf: crate::bench::model::PerfTable::embedded()?,

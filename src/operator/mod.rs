@@ -48,6 +48,9 @@ pub struct InstallRecord {
     /// The run created the test namespace (one that was there is never deleted, only the
     /// run's own pods and Jobs in it).
     pub test_namespace_created: bool,
+    /// The release was absent and the run started installing it (a half-done install is the
+    /// run's to remove; a run stopped before this point removes nothing).
+    pub installing: bool,
 }
 
 impl InstallRecord {
@@ -62,6 +65,8 @@ impl InstallRecord {
             ))
         } else if self.preexisting {
             Some("the release existed before this run: gpuconform never uninstalls what it did not install".into())
+        } else if !self.installing {
+            Some("this run did not install the release (it stopped before the install)".into())
         } else {
             None
         }
@@ -198,6 +203,7 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         path: values.clone(),
         source,
     })?;
+    record.installing = record.adopted_from.is_none();
     i.helm
         .install(
             &plan.operator,
@@ -299,7 +305,7 @@ async fn create_test_namespace(
 async fn remove_own_objects(i: &Install<'_>, left: &mut Vec<String>) {
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::Pod;
-    let selector = crate::checks::pods::run_selector(i.run_id);
+    let selector = crate::gpu_stack::ours::run_selector(i.run_id);
     let lp = kube::api::ListParams::default().labels(&selector);
     let ns = i.test_namespace;
     let jobs: Api<Job> = Api::namespaced(i.client.clone(), ns);
@@ -440,9 +446,14 @@ mod tests {
 
     #[test]
     fn only_a_release_the_run_installed_is_its_own() {
-        let ours = InstallRecord::default();
+        let ours = InstallRecord {
+            installing: true,
+            ..InstallRecord::default()
+        };
         assert_eq!(ours.not_ours(), None);
         let rows = [
+            // A run that stopped before installing (a failed node list, missing permissions).
+            (InstallRecord::default(), "did not install"),
             (
                 InstallRecord {
                     verify_only: true,

@@ -399,6 +399,39 @@ impl Plan {
     }
 }
 
+/// `gpuconform-28133701` from `local-20261128-133701`: the run id's last 8 digits (a run id
+/// without digits: its own characters, cut to a DNS label).
+pub fn default_test_namespace(run_id: &str) -> String {
+    let digits: String = run_id.chars().filter(char::is_ascii_digit).collect();
+    let tail = digits.len().saturating_sub(8);
+    let mut id = digits[tail..].to_string();
+    if id.is_empty() {
+        id = crate::gpu_stack::ours::run_label(run_id)
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect::<String>()
+            .trim_matches('-')
+            .to_string();
+    }
+    if id.is_empty() {
+        "gpuconform-tests".into()
+    } else {
+        format!("gpuconform-{id}")
+    }
+}
+
+impl Plan {
+    /// The test namespace: the plan's (or `--namespace`), else one named after the run.
+    pub fn test_namespace_name(&self, run_id: &str) -> String {
+        self.test_namespace
+            .name
+            .clone()
+            .unwrap_or_else(|| default_test_namespace(run_id))
+    }
+}
+
 /// A path from the plan with `~` and `$VARS` expanded; an unset variable names the field.
 pub(crate) fn expand(file: &Path, s: &Spanned<String>, field: &str) -> Result<String, InputError> {
     crate::input::expand::expand(&s.value).map_err(|m| InputError::at(file, s, field, m))
@@ -418,6 +451,21 @@ mod tests {
     }
 
     const GOOD: &str = "name: t\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\n  values:\n    driver:\n      version: \"580.95.05\"\nsuites: [gpu-stack]\n";
+
+    #[test]
+    fn default_test_namespaces_are_dns_labels() {
+        let rows = [
+            ("local-20261128-133701", "gpuconform-28133701"),
+            ("ci-7", "gpuconform-7"),
+            ("Nightly_Run", "gpuconform-nightly-run"),
+            ("---", "gpuconform-tests"),
+        ];
+        for (id, want) in rows {
+            let got = default_test_namespace(id);
+            assert_eq!(got, want, "{id}");
+            assert!(is_dns_label(&got), "{got}");
+        }
+    }
 
     #[test]
     fn good_plan() {

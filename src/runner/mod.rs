@@ -192,11 +192,7 @@ pub async fn run(
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),
     };
-    let test_namespace = plan
-        .test_namespace
-        .name
-        .clone()
-        .unwrap_or_else(|| default_test_namespace(&settings.run_id));
+    let test_namespace = plan.test_namespace_name(&settings.run_id);
     // The cluster goes into teardown by value; the operator steps keep their own client.
     let client = cluster.client.clone();
     let install_to = Install {
@@ -231,19 +227,61 @@ pub async fn run(
         gpu_nodes.iter().map(|g| g.describe()).collect();
     em.emit(Event::GpuNodesFound(models.into_iter().collect()));
 
+    // On a cluster the run did not create, every permission the plan needs is asked first: a
+    // missing one is named now, before anything changes, instead of timing out in a check.
+    if !cluster.created_by_run() && !infra_failed {
+        em.emit(Event::PhaseStarted("permissions".into()));
+        let t = Instant::now();
+        let exists = crate::preflight::test_namespace_state(&client, &test_namespace)
+            .await
+            .is_ok_and(|s| s.is_some());
+        let asked = tokio::select! {
+            p = crate::preflight::permissions(&client, plan, &settings.suites, &test_namespace, exists) => Some(p),
+            _ = signals::beyond(&mut interrupts, 0) => None,
+        };
+        match asked {
+            None => {
+                interrupted = true;
+                em.phase("permissions", false, "interrupted".into(), t);
+            }
+            Some(perms) => {
+                let missing = crate::preflight::missing(&perms);
+                if missing.is_empty() {
+                    let msg = format!(
+                        "{} permissions allowed (SelfSubjectAccessReview)",
+                        perms.len()
+                    );
+                    em.phase("permissions", true, msg, t);
+                } else {
+                    infra_failed = true;
+                    let msg = format!(
+                        "missing permissions, nothing was changed (see deploy/rbac/): {}",
+                        missing.join("; ")
+                    );
+                    em.phase("permissions", false, msg, t);
+                }
+            }
+        }
+    }
+
     // Install.
     em.emit(Event::PhaseStarted("install".into()));
     let t = Instant::now();
-    let installed = tokio::select! {
-        r = operator::install(&install_to, &mut install) => Some(r),
-        _ = signals::beyond(&mut interrupts, 0) => None,
+    let installed = if infra_failed || interrupted {
+        Some(Err(None))
+    } else {
+        tokio::select! {
+            r = operator::install(&install_to, &mut install) => Some(r.map_err(Some)),
+            _ = signals::beyond(&mut interrupts, 0) => None,
+        }
     };
     match installed {
+        Some(Err(None)) => em.phase("install", false, "not started".into(), t),
         Some(Ok(msg)) => em.phase("install", true, msg, t),
         other => {
             interrupted = other.is_none();
             let msg = match other {
-                Some(Err(e)) => {
+                Some(Err(Some(e))) => {
                     // A refusal is the plan's problem (exit 2), anything else the harness's.
                     refused = e.is_refusal();
                     infra_failed = !refused;
@@ -390,46 +428,5 @@ async fn teardown(
         // A cluster the run created goes entirely; what was left inside it does not matter.
         (Some(cluster_left), used) => (cluster_left, used),
         (None, used) => (left, used),
-    }
-}
-
-/// `gpuconform-28133701` from `local-20261128-133701`: the run id's last 8 digits (a run id
-/// without digits: its own characters, cut to a DNS label).
-fn default_test_namespace(run_id: &str) -> String {
-    let digits: String = run_id.chars().filter(char::is_ascii_digit).collect();
-    let tail = digits.len().saturating_sub(8);
-    let mut id = digits[tail..].to_string();
-    if id.is_empty() {
-        id = crate::checks::pods::run_label(run_id)
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect::<String>()
-            .trim_matches('-')
-            .to_string();
-    }
-    if id.is_empty() {
-        "gpuconform-tests".into()
-    } else {
-        format!("gpuconform-{id}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn default_test_namespaces_are_dns_labels() {
-        let rows = [
-            ("local-20261128-133701", "gpuconform-28133701"),
-            ("ci-7", "gpuconform-7"),
-            ("Nightly_Run", "gpuconform-nightly-run"),
-            ("---", "gpuconform-tests"),
-        ];
-        for (id, want) in rows {
-            let got = super::default_test_namespace(id);
-            assert_eq!(got, want, "{id}");
-            assert!(crate::plan::is_dns_label(&got), "{got}");
-        }
     }
 }

@@ -23,11 +23,21 @@ pub enum ConnectError {
     #[error("connect to the cluster: {0}")]
     Config(Box<dyn std::error::Error + Send + Sync>),
     /// The API server did not answer.
-    #[error("connect to the cluster: {0}")]
-    Api(kube::Error),
+    #[error("connect to the cluster at {server}: {cause}")]
+    Api {
+        /// The API server's address.
+        server: String,
+        /// Why (kube's errors print their own causes).
+        cause: kube::Error,
+    },
     /// The API server did not answer in time.
-    #[error("connect to the cluster: the API server did not answer in time")]
-    Timeout,
+    #[error("connect to the cluster at {server}: the API server did not answer in {seconds} s")]
+    Timeout {
+        /// The API server's address.
+        server: String,
+        /// The time limit.
+        seconds: u64,
+    },
 }
 
 /// The kubeconfig file to read, in kubectl's order: the `--kubeconfig` flag, then
@@ -53,12 +63,43 @@ pub async fn connect(
     context: Option<String>,
     timeout: Duration,
 ) -> Result<Cluster, ConnectError> {
+    let config = load_config(path.as_ref(), context.as_ref()).await?;
+    let name = config.cluster_url.host().unwrap_or("cluster").to_string();
+    let server = config.cluster_url.to_string();
+    let api = |cause| ConnectError::Api {
+        server: server.clone(),
+        cause,
+    };
+    let client = kube::Client::try_from(config).map_err(api)?;
+    let version = tokio::time::timeout(timeout, client.apiserver_version())
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            server: server.clone(),
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(api)?;
+    Ok(Cluster {
+        client,
+        kubeconfig: path,
+        context,
+        name,
+        version: version.git_version,
+        kind: Kind::Existing,
+    })
+}
+
+/// The client configuration from a kubeconfig and context, as kubectl resolves them.
+pub async fn load_config(
+    path: Option<&PathBuf>,
+    context: Option<&String>,
+) -> Result<kube::Config, ConnectError> {
+    let context = context.cloned();
     let options = kube::config::KubeConfigOptions {
         context: context.clone(),
         ..Default::default()
     };
     let boxed = |e: kube::config::KubeconfigError| ConnectError::Config(Box::new(e));
-    let config = match &path {
+    let config = match path {
         Some(p) => {
             let kc =
                 kube::config::Kubeconfig::read_from(p).map_err(|cause| ConnectError::Read {
@@ -76,20 +117,7 @@ pub async fn connect(
             .await
             .map_err(|e| ConnectError::Config(Box::new(e)))?,
     };
-    let name = config.cluster_url.host().unwrap_or("cluster").to_string();
-    let client = kube::Client::try_from(config).map_err(ConnectError::Api)?;
-    let version = tokio::time::timeout(timeout, client.apiserver_version())
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-        .map_err(ConnectError::Api)?;
-    Ok(Cluster {
-        client,
-        kubeconfig: path,
-        context,
-        name,
-        version: version.git_version,
-        kind: Kind::Existing,
-    })
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -86,6 +86,20 @@ pub struct TargetFlags {
     pub context: Option<String>,
 }
 
+impl TargetFlags {
+    /// The kubeconfig and context of a `kubeconfig` target: the flags over `$KUBECONFIG` over
+    /// the plan's (kubectl's order, see [`existing::kubeconfig_path`]).
+    pub fn resolve(
+        &self,
+        path: Option<&PathBuf>,
+        context: Option<&String>,
+    ) -> (Option<PathBuf>, Option<String>) {
+        let env = std::env::var_os("KUBECONFIG");
+        let path = existing::kubeconfig_path(self.kubeconfig.as_ref(), env.as_deref(), path);
+        (path, self.context.clone().or_else(|| context.cloned()))
+    }
+}
+
 /// What provisioning needs besides the plan's target.
 pub struct Inputs<'a> {
     /// `--kubeconfig`/`--context`.
@@ -162,13 +176,7 @@ pub async fn provision(
         }
         (Target::Local { .. }, _, _) => Err(TargetError::LocalInputs),
         (Target::Kubeconfig { path, context }, _, _) => {
-            let env = std::env::var_os("KUBECONFIG");
-            let path = existing::kubeconfig_path(
-                i.flags.kubeconfig.as_ref(),
-                env.as_deref(),
-                path.as_ref(),
-            );
-            let context = i.flags.context.clone().or_else(|| context.clone());
+            let (path, context) = i.flags.resolve(path.as_ref(), context.as_ref());
             Ok(existing::connect(path, context, i.timeout).await?)
         }
     }
