@@ -391,52 +391,116 @@ fn fault_fixtures_fail_exactly_their_testcase() {
     }
 }
 
-/// SIGINT while a step waits: the step stops, teardown runs, JUnit is still written, exit 130.
-#[test]
-fn sigint_during_suites_tears_down_and_reports() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    // The ClusterPolicy never gets ready here, so the operator step waits for its whole timeout.
-    let p = plan(
-        tmp.path(),
-        "interrupted",
-        "fixtures/clusters/faults/policy-not-ready.yaml",
-        "300s",
-        "120s",
+/// A fixture of `n` GPU nodes whose GFD never publishes `nvidia.com/gpu.product`: the labels
+/// check fails on every one of them (a cluster-wide outage), written into `dir`.
+fn every_node_fails(dir: &Path, n: usize) -> PathBuf {
+    let base = std::fs::read_to_string(root().join("fixtures/clusters/faults/missing-label.yaml"))
+        .expect("fixture");
+    let head = &base[..base.find("faults:").expect("faults")];
+    let mut text = head.replace("name: missing-label", "name: outage").replace(
+        "    instanceType: p3.2xlarge\n    count: 1",
+        &format!("    instanceType: p3.2xlarge\n    count: {n}"),
     );
-    let reports = tmp.path().join("reports");
-    let mut child = run_command(&p, &reports)
-        .stdout(Stdio::piped())
+    text.push_str("faults:\n");
+    for i in 1..=n {
+        text.push_str(&format!(
+            "  - kind: missingLabel\n    node: gpu-worker-{i}\n    label: nvidia.com/gpu.product\n"
+        ));
+    }
+    let path = dir.join("outage-fixture.yaml");
+    std::fs::write(&path, text).expect("write fixture");
+    path
+}
+
+/// Cancels a run the way GitHub Actions does once `trigger` shows on stderr: SIGINT, then
+/// SIGTERM `term_after` later (GitHub: 7.5 s; or `None`: as soon as teardown starts, to send it
+/// into teardown for sure). Returns the exit status, the seconds from SIGINT to the start of
+/// teardown and to the exit, and what stderr said.
+fn cancel_like_ci(
+    mut cmd: Command,
+    trigger: &str,
+    term_after: Option<Duration>,
+) -> (std::process::ExitStatus, f64, f64, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn run");
     let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = String::new();
-    let mut lines = BufReader::new(stderr).lines();
     let started = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
+    loop {
+        let (_, line) = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("`{trigger}` never showed:\n{seen}"));
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("gpu-stack/operator (operator)") {
+        if line.contains(trigger) {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "operator step never started:\n{seen}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(240), "{seen}");
     }
-    std::thread::sleep(Duration::from_secs(2));
-    let pid = i32::try_from(child.id()).expect("pid");
+    let pid = i32::try_from(child.id()).expect("pid").to_string();
+    let sigint = Instant::now();
     Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args(["-INT", &pid])
         .status()
         .expect("kill");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
-    let dir = run_dir(&reports);
+    let mut teardown = None;
+    let mut term_sent = false;
+    let status = loop {
+        while let Ok((at, line)) = rx.try_recv() {
+            if teardown.is_none() && line.contains("teardown") {
+                teardown = Some(at.duration_since(sigint).as_secs_f64());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        let due = match term_after {
+            Some(d) => sigint.elapsed() >= d,
+            None => teardown.is_some(),
+        };
+        if !term_sent && due {
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill");
+            term_sent = true;
+        }
+        // The runner kills the tree 2.5 s after SIGTERM; give the test a wide margin.
+        assert!(
+            sigint.elapsed() < Duration::from_secs(60),
+            "still running:\n{seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let exited = sigint.elapsed().as_secs_f64();
+    while let Ok((_, line)) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    (status, teardown.unwrap_or(f64::NAN), exited, seen)
+}
+
+/// After a CI-style cancel: exit 130, teardown complete (the SIGTERM did not abort it), the
+/// reports written and valid JUnit, no process of the run left.
+fn assert_cancelled_cleanly(reports: &Path, status: std::process::ExitStatus, seen: &str) {
+    assert_eq!(status.code(), Some(130), "{seen}");
+    let dir = run_dir(reports);
     let r = results(&dir);
-    assert_eq!(r["interrupted"], true);
+    assert_eq!(r["interrupted"], true, "{seen}");
+    assert_eq!(r["finished"], true, "{seen}");
     assert_eq!(r["exitCode"], 130);
     let teardown = r["phases"]
         .as_array()
@@ -444,7 +508,7 @@ fn sigint_during_suites_tears_down_and_reports() {
         .iter()
         .find(|p| p["name"] == "teardown")
         .expect("teardown phase");
-    assert_eq!(teardown["ok"], true, "{teardown}");
+    assert_eq!(teardown["ok"], true, "{teardown}\n{seen}");
     let all = cases(&r);
     assert!(
         all.iter()
@@ -456,6 +520,56 @@ fn sigint_during_suites_tears_down_and_reports() {
         live_processes_mentioning(&dir).is_empty(),
         "processes left: {:?}",
         live_processes_mentioning(&dir)
+    );
+}
+
+/// GitHub Actions' cancel (SIGINT, SIGTERM 7.5 s later) during a check step that would wait
+/// minutes, and a SIGINT during the diagnostics of a cluster-wide outage with the SIGTERM sent
+/// into the teardown it started: the work stops at once, teardown runs to the end through the
+/// SIGTERM, reports are written, nothing is left.
+#[test]
+fn ci_cancel_during_a_step_or_diagnostics_tears_down_and_reports() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // (a) The ClusterPolicy never gets ready here, so the operator step waits for its timeout.
+    let p = plan(
+        tmp.path(),
+        "interrupted",
+        "fixtures/clusters/faults/policy-not-ready.yaml",
+        "300s",
+        "120s",
+    );
+    let reports = tmp.path().join("reports-step");
+    let (status, to_teardown, to_exit, seen) = cancel_like_ci(
+        run_command(&p, &reports),
+        "gpu-stack/operator (operator)",
+        Some(Duration::from_millis(7500)),
+    );
+    eprintln!("during a step: teardown {to_teardown:.2} s and exit {to_exit:.2} s after SIGINT");
+    assert_cancelled_cleanly(&reports, status, &seen);
+    assert!(
+        to_teardown < 5.0,
+        "the step did not stop at once ({to_teardown:.2} s):\n{seen}"
+    );
+
+    // (b) Every node fails the labels check: SIGINT as its diagnostics start.
+    let fixture = every_node_fails(tmp.path(), 24);
+    let p = plan(
+        tmp.path(),
+        "outage",
+        &fixture.to_string_lossy(),
+        "300s",
+        "15s",
+    );
+    let reports = tmp.path().join("reports-diagnostics");
+    let (status, to_teardown, to_exit, seen) =
+        cancel_like_ci(run_command(&p, &reports), "collecting diagnostics", None);
+    eprintln!(
+        "during diagnostics: teardown {to_teardown:.2} s and exit {to_exit:.2} s after SIGINT"
+    );
+    assert_cancelled_cleanly(&reports, status, &seen);
+    assert!(
+        to_teardown < 5.0,
+        "diagnostics did not stop at once ({to_teardown:.2} s):\n{seen}"
     );
 }
 
@@ -944,14 +1058,14 @@ fn the_shipped_verify_only_rbac_is_enough_and_a_missing_rule_is_named() {
     assert_eq!(code, Some(0), "{all}");
     let got = normalized(&stdout, tmp.path());
     let golden = root().join("tests/golden/dry-run-rbac.txt");
-    if std::env::var_os("GPUCONFORM_BLESS").is_some() {
+    if std::env::var_os("GPUCONFORM_UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &got).expect("write golden");
     }
     let want = std::fs::read_to_string(&golden).expect("golden");
     assert_eq!(
         got,
         want,
-        "GPUCONFORM_BLESS=1 rewrites {}",
+        "GPUCONFORM_UPDATE_GOLDEN=1 rewrites {}",
         golden.display()
     );
     assert!(!reports.exists(), "a dry run writes no reports");

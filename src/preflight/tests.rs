@@ -61,11 +61,14 @@ fn report() -> Report {
 fn render_is_golden() {
     let got = report().render();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/dry-run.txt");
-    if std::env::var_os("GPUCONFORM_BLESS").is_some() {
+    if std::env::var_os("GPUCONFORM_UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &got).expect("write golden");
     }
     let want = std::fs::read_to_string(path).expect("tests/golden/dry-run.txt");
-    assert_eq!(got, want, "GPUCONFORM_BLESS=1 rewrites the golden file");
+    assert_eq!(
+        got, want,
+        "GPUCONFORM_UPDATE_GOLDEN=1 rewrites the golden file"
+    );
 }
 
 #[test]

@@ -114,6 +114,11 @@ impl Recorder {
         }
     }
 
+    /// The record so far (the reports written before teardown starts).
+    pub fn snapshot(&self) -> RunRecord {
+        self.record.clone()
+    }
+
     /// The record.
     pub fn into_record(self) -> RunRecord {
         self.record
@@ -156,6 +161,7 @@ impl Reporter for Recorder {
                 r.instance_use = end.instance_use.clone();
                 r.seconds = end.seconds;
                 r.exit_code = r.decide_exit_code();
+                r.finished = true;
             }
             Event::PhaseStarted(_)
             | Event::StepStarted { .. }

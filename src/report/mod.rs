@@ -131,6 +131,9 @@ pub struct RunRecord {
     pub refused: bool,
     /// The process exit code.
     pub exit_code: u8,
+    /// The run ended and teardown is done: `false` in the reports written when teardown
+    /// starts (a run killed during teardown still leaves them).
+    pub finished: bool,
 }
 
 impl RunRecord {
@@ -192,6 +195,9 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
     }
     let md = summary::render(record);
     std::fs::write(dir.join("summary.md"), &md)?;
+    if !record.finished {
+        return Ok(());
+    }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -296,6 +302,7 @@ mod tests {
             infra_failed: false,
             refused: false,
             exit_code: 1,
+            finished: true,
         }
     }
 

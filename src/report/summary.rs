@@ -5,7 +5,9 @@ use super::{RunRecord, Status};
 /// The Markdown summary of a run.
 pub fn render(r: &RunRecord) -> String {
     let (passed, failed, errors, skipped) = r.counts();
-    let verdict = if r.interrupted {
+    let verdict = if !r.finished {
+        "teardown in progress (this report is rewritten when the run ends)"
+    } else if r.interrupted {
         "interrupted"
     } else if failed + errors > 0 || r.phases.iter().any(|p| !p.ok) {
         "failed"

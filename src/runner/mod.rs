@@ -353,13 +353,21 @@ pub async fn run(
         }
     }
 
-    // Teardown, always.
+    // Teardown, always. The reports are written first, so a run killed during teardown (CI
+    // kills the tree a few seconds after its second signal) still leaves them.
+    if let Err(e) = crate::report::write_all(&settings.dir, &em.recorder.snapshot()) {
+        em.emit(Event::Warning(format!(
+            "write reports to {}: {e}",
+            settings.dir.display()
+        )));
+    }
     em.emit(Event::PhaseStarted("teardown".into()));
     let t = Instant::now();
-    // Only a second signal aborts teardown: the first one (now or earlier) lets it finish.
-    let abort_after = interrupts.borrow_and_update().count.max(1);
+    // CI cancels with SIGINT and then SIGTERM a few seconds later (GitHub Actions: 7.5 s):
+    // neither may abort the teardown the first one started. A third signal does.
+    let abort_after = interrupts.borrow_and_update().count.max(2);
     let mut aborted = vec![format!(
-        "teardown aborted by a second signal: release {} in namespace {} and namespace {} may remain",
+        "teardown aborted by a third signal: release {} in namespace {} and namespace {} may remain",
         plan.operator.release, plan.operator.namespace, test_namespace
     )];
     aborted.extend(cluster.abort_notes(&settings.dir, &settings.run_id));

@@ -253,7 +253,21 @@ impl Scheduler<'_, '_, '_> {
             .iter()
             .map(|c| matches!(c.status, Status::Failed | Status::Error))
             .collect();
-        let picks = diagnosed(&failed, self.diag.count, DIAGNOSTICS_CAP);
+        // After a signal the run only tears down: no diagnostics.
+        let seen = self.interrupts.borrow().count;
+        let picks = if seen > 0 {
+            Vec::new()
+        } else {
+            diagnosed(&failed, self.diag.count, DIAGNOSTICS_CAP)
+        };
+        if !picks.is_empty() {
+            self.em.emit(Event::Note(format!(
+                "collecting diagnostics for {} failed testcases of {}/{}",
+                picks.len(),
+                suite.name,
+                step.name
+            )));
+        }
         let t = Instant::now();
         let work = futures::stream::iter(picks.iter().map(|&i| {
             let c = &cases[i];
@@ -268,7 +282,6 @@ impl Scheduler<'_, '_, '_> {
         .buffer_unordered(DIAGNOSTICS_PARALLEL)
         .collect::<Vec<_>>();
         // A signal stops collecting at once; the scheduler then skips what is left.
-        let seen = self.interrupts.borrow().count;
         let collected = tokio::select! {
             r = work => r,
             _ = signals::beyond(self.interrupts, seen) => Vec::new(),
@@ -282,7 +295,7 @@ impl Scheduler<'_, '_, '_> {
         }
         // Failed cases the cap left out say so (a picked case whose collection failed does not).
         for (i, c) in cases.iter_mut().enumerate() {
-            if failed[i] && !picks.contains(&i) {
+            if failed[i] && !picks.contains(&i) && seen == 0 {
                 self.diag.skipped += 1;
                 c.detail.push_str(&format!(
                     "\n\n(no diagnostics: the run collects them for its first {DIAGNOSTICS_CAP} failed testcases)"
