@@ -528,6 +528,8 @@ fn assert_cancelled_cleanly(reports: &Path, status: std::process::ExitStatus, se
 /// into the teardown it started: the work stops at once, teardown runs to the end through the
 /// SIGTERM, reports are written, nothing is left.
 #[test]
+// The measured times go to the test's output (`--nocapture`), for the notes.
+#[allow(clippy::print_stderr)]
 fn ci_cancel_during_a_step_or_diagnostics_tears_down_and_reports() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // (a) The ClusterPolicy never gets ready here, so the operator step waits for its timeout.
