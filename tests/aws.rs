@@ -163,6 +163,10 @@ fn run_id_of(reports: &Path) -> String {
 fn no_secret(out: &Output, reports: &Path) {
     assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
+    // Nor any key, certificate or kubeconfig credential (the admin kubeconfig lives outside).
+    if !walk(reports).is_empty() {
+        assert_no_credentials(reports, &[SECRET]);
+    }
     for entry in walk(reports) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         assert!(

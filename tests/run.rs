@@ -160,11 +160,16 @@ fn default_plan_passes_with_reports() {
         "junit.xml",
         "results.json",
         "summary.md",
-        "kubeconfig",
         "operator-values.yaml",
+        "cluster-logs/kube-apiserver.log",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
+    // The cluster's keys and kubeconfigs lived outside the reports and are gone with it.
+    assert_no_credentials(&dir, &[]);
+    let id = dir.file_name().and_then(|n| n.to_str()).expect("run id");
+    let state = gpuconform::target::state_dir(id);
+    assert!(!state.exists(), "state left: {}", state.display());
     let r = results(&dir);
     assert_eq!(r["schemaVersion"], 1);
     assert_eq!(r["exitCode"], 0);
@@ -207,9 +212,9 @@ fn default_plan_passes_with_reports() {
     // One chart per metric the V100 has: copy, triad, FMA, SGEMM, FP16 GEMM, H2D, D2H.
     assert_eq!(html.matches("<svg").count(), 7, "one chart per metric");
     assert!(
-        live_processes_mentioning(&dir).is_empty(),
+        live_processes_of_run(&dir).is_empty(),
         "processes left: {:?}",
-        live_processes_mentioning(&dir)
+        live_processes_of_run(&dir)
     );
 }
 
@@ -384,7 +389,7 @@ fn fault_fixtures_fail_exactly_their_testcase() {
             let (_, failures, _, _) = junitparser(&dir.join("junit.xml"));
             assert_eq!(failures as usize, want.len(), "{name}");
             assert!(
-                live_processes_mentioning(&dir).is_empty(),
+                live_processes_of_run(&dir).is_empty(),
                 "{name}: processes left"
             );
         }
@@ -517,9 +522,9 @@ fn assert_cancelled_cleanly(reports: &Path, status: std::process::ExitStatus, se
     );
     junitparser(&dir.join("junit.xml"));
     assert!(
-        live_processes_mentioning(&dir).is_empty(),
+        live_processes_of_run(&dir).is_empty(),
         "processes left: {:?}",
-        live_processes_mentioning(&dir)
+        live_processes_of_run(&dir)
     );
 }
 
@@ -1074,6 +1079,7 @@ fn the_shipped_verify_only_rbac_is_enough_and_a_missing_rule_is_named() {
 
     let (code, _, all) = run(&[]);
     assert_eq!(code, Some(0), "{all}");
+    assert_no_credentials(&reports, &[]);
     assert_eq!(
         owner_state(&admin),
         before,

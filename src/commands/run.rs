@@ -86,6 +86,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         fixture,
         tools,
         flags,
+        state_dir: crate::target::state_dir(&run_id),
         run_id,
         dir: dir.clone(),
         perf: crate::bench::model::PerfTable::embedded()?,

@@ -11,7 +11,7 @@
 pub mod diagnostics;
 pub mod suite;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::catalog::Catalog;
@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub run_id: String,
     /// `reports/<run-id>`.
     pub dir: PathBuf,
+    /// The cluster's state and credentials, outside the reports ([`target::state_dir`]).
+    pub state_dir: PathBuf,
     /// The GPU performance table.
     pub perf: crate::bench::model::PerfTable,
     /// What runs beside a local cluster (the GPU simulator).
@@ -107,6 +109,20 @@ pub async fn run(
     if let Some(note) = target::cost_note(plan) {
         em.emit(Event::Note(note));
     }
+    // The state folder holds credentials: only its owner may read it.
+    if !matches!(plan.target, Target::Kubeconfig { .. }) {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.state_dir)
+        {
+            em.emit(Event::Warning(format!(
+                "create {}: {e}",
+                settings.state_dir.display()
+            )));
+        }
+    }
     em.emit(Event::PhaseStarted("provision".into()));
     let t = Instant::now();
     let lines = std::sync::Mutex::new(Vec::<String>::new());
@@ -121,6 +137,7 @@ pub async fn run(
         fixture: settings.fixture.as_ref(),
         tools: settings.tools.as_ref(),
         run_dir: &settings.dir,
+        state_dir: &settings.state_dir,
         run_id: &settings.run_id,
         plan: &plan.name,
         timeout: plan.timeouts.provision,
@@ -158,6 +175,9 @@ pub async fn run(
             } else {
                 Vec::new()
             };
+            // A cluster that did not come up: its logs go with the reports, its keys and
+            // kubeconfigs are deleted; its state file stays for `gpuconform local down`.
+            target::discard_credentials(&settings.state_dir, &settings.dir);
             em.phase("provision", false, msg, t);
             return finish(
                 &settings,
@@ -177,9 +197,16 @@ pub async fn run(
         name: cluster.name.clone(),
         kubernetes_version: cluster.version.clone(),
     });
-    let kubeconfig = settings.dir.join("kubeconfig");
-    if kubeconfig.exists() {
-        em.emit(Event::Note(format!("kubeconfig: {}", kubeconfig.display())));
+    // A cluster the run made: its admin kubeconfig, outside the reports, while it runs.
+    if let Some(kubeconfig) = cluster
+        .kubeconfig
+        .as_ref()
+        .filter(|_| cluster.created_by_run())
+    {
+        em.emit(Event::Note(format!(
+            "kubeconfig (until teardown): {}",
+            kubeconfig.display()
+        )));
     }
 
     let helm = Helm {
@@ -370,9 +397,9 @@ pub async fn run(
         "teardown aborted by a third signal: release {} in namespace {} and namespace {} may remain",
         plan.operator.release, plan.operator.namespace, test_namespace
     )];
-    aborted.extend(cluster.abort_notes(&settings.dir, &settings.run_id));
+    aborted.extend(cluster.abort_notes(&settings.state_dir, &settings.run_id));
     let (leftovers, instance_use) = {
-        let work = teardown(&install_to, &install, cluster);
+        let work = teardown(&install_to, &install, cluster, &settings.state_dir);
         tokio::pin!(work);
         tokio::select! {
             l = &mut work => l,
@@ -424,6 +451,7 @@ async fn teardown(
     install_to: &Install<'_>,
     install: &InstallRecord,
     cluster: Cluster,
+    state_dir: &Path,
 ) -> (Vec<String>, Option<crate::report::InstanceUse>) {
     let left = operator::remove(
         install_to,
@@ -432,7 +460,7 @@ async fn teardown(
         cluster.is_ec2(),
     )
     .await;
-    match cluster.teardown().await {
+    match cluster.teardown(state_dir, install_to.run_dir).await {
         // A cluster the run created goes entirely; what was left inside it does not matter.
         (Some(cluster_left), used) => (cluster_left, used),
         (None, used) => (left, used),

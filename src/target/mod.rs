@@ -112,6 +112,9 @@ pub struct Inputs<'a> {
     pub tools: Option<&'a Tools>,
     /// `reports/<run-id>`.
     pub run_dir: &'a Path,
+    /// Where the cluster's state and credentials live, outside the reports
+    /// ([`state_dir`]).
+    pub state_dir: &'a Path,
     /// Run id (EC2 tags).
     pub run_id: &'a str,
     /// Plan name (EC2 tags).
@@ -131,14 +134,12 @@ pub async fn provision(
     match (target, i.fixture, i.tools) {
         (Target::Local { .. }, Some(fixture), Some(tools)) => {
             let opts = UpOptions {
-                dir: i.run_dir.join("cluster"),
+                dir: i.state_dir.join("cluster"),
                 timeout: i.timeout,
                 companion: i.companion.clone(),
             };
             let local = LocalCluster::up(fixture, i.catalog, tools, &opts, progress).await?;
             let kubeconfig = local.dir.kubeconfig();
-            // The kubeconfig goes next to the reports, where the design promises it.
-            let _ = std::fs::copy(&kubeconfig, i.run_dir.join("kubeconfig"));
             Ok(Cluster {
                 client: local.client.clone(),
                 kubeconfig: Some(kubeconfig),
@@ -149,7 +150,7 @@ pub async fn provision(
             })
         }
         (Target::Aws(spec), _, _) => {
-            let cluster = aws::up(spec, i.plan, i.run_id, i.run_dir, i.timeout, progress).await?;
+            let cluster = aws::up(spec, i.plan, i.run_id, i.state_dir, i.timeout, progress).await?;
             let client = match crate::k8s::client_from_kubeconfig(&cluster.kubeconfig).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -221,10 +222,10 @@ impl Cluster {
     }
 
     /// What may remain when teardown is aborted, and how to remove it.
-    pub fn abort_notes(&self, run_dir: &Path, run_id: &str) -> Vec<String> {
+    pub fn abort_notes(&self, state_dir: &Path, run_id: &str) -> Vec<String> {
         match &self.kind {
             Kind::Local(_) => {
-                let dir = run_dir.join("cluster");
+                let dir = state_dir.join("cluster");
                 vec![format!(
                     "the local cluster in {} may still run: stop it with `gpuconform local down --dir {}`",
                     dir.display(),
@@ -239,12 +240,21 @@ impl Cluster {
     }
 
     /// Removes the cluster if the run created it; returns what is left (`None`: an existing
-    /// cluster, whose leftovers are the operator's) and the instances used.
-    pub async fn teardown(self) -> (Option<Vec<String>>, Option<InstanceUse>) {
+    /// cluster, whose leftovers are the operator's) and the instances used. Once the cluster
+    /// is gone its state folder (credentials included) goes too; a local cluster's logs move
+    /// to the reports first.
+    pub async fn teardown(
+        self,
+        state_dir: &Path,
+        run_dir: &Path,
+    ) -> (Option<Vec<String>>, Option<InstanceUse>) {
         match self.kind {
             Kind::Existing => (None, None),
             Kind::Aws(cluster) => {
                 let left = cluster.down(&|_| {}).await;
+                if left.is_empty() {
+                    let _ = std::fs::remove_dir_all(state_dir);
+                }
                 let hours = cluster.instance_hours();
                 let prices = aws::cost::PriceTable::embedded().ok();
                 let usd: f64 = hours
@@ -266,15 +276,67 @@ impl Cluster {
             }
             // A local cluster goes entirely, whatever was left inside it.
             Kind::Local(local) => {
-                let etcd = local.dir.etcd();
+                let logs = local.dir.logs();
                 let report = local.stop().await;
                 if report.is_clean() {
-                    // The logs stay with the reports; the database is of no use once the
-                    // cluster is gone.
-                    let _ = std::fs::remove_dir_all(etcd);
+                    discard_state(state_dir, &logs, run_dir);
                 }
                 (Some(report.leftovers()), None)
             }
         }
     }
+}
+
+/// After the cluster is gone: its logs go to the reports (`cluster-logs/`); the database, the
+/// keys and the kubeconfigs, of no use any more, are deleted.
+pub fn discard_state(state_dir: &Path, logs: &Path, run_dir: &Path) {
+    if logs.is_dir() {
+        let to = run_dir.join("cluster-logs");
+        if std::fs::rename(logs, &to).is_err() {
+            copy_dir(logs, &to);
+        }
+    }
+    let _ = std::fs::remove_dir_all(state_dir);
+}
+
+/// After a failed provisioning: the local cluster's logs are copied to the reports; its
+/// certificates and keys and every kubeconfig in the state folder are deleted (the state file
+/// stays, for `gpuconform local down`).
+pub fn discard_credentials(state_dir: &Path, run_dir: &Path) {
+    let cluster = local::state::ClusterDir::new(state_dir.join("cluster"));
+    if cluster.logs().is_dir() {
+        copy_dir(&cluster.logs(), &run_dir.join("cluster-logs"));
+    }
+    let _ = std::fs::remove_dir_all(cluster.pki());
+    for dir in [state_dir.to_path_buf(), state_dir.join("cluster")] {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().contains("kubeconfig") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Copies the files of `from` into `to` (one level: log folders are flat), best effort.
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::create_dir_all(to);
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+    }
+}
+
+/// Where a run's cluster state lives — a local cluster's certificates, keys and kubeconfigs, an
+/// EC2 cluster's admin kubeconfig — kept out of the reports, which CI uploads as artifacts:
+/// `$GPUCONFORM_STATE` or `~/.cache/gpuconform/runs`, then the run id. Removed once the
+/// cluster is gone.
+pub fn state_dir(run_id: &str) -> PathBuf {
+    let root = match std::env::var_os("GPUCONFORM_STATE") {
+        Some(dir) => PathBuf::from(dir),
+        None => local::tools::Tools::default_dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".cache/gpuconform"))
+            .join("runs"),
+    };
+    root.join(run_id)
 }

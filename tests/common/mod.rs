@@ -119,3 +119,39 @@ impl Drop for DownOnDrop {
         }
     }
 }
+
+/// Live processes of the run whose reports are in `run_dir`: its cluster's state folder (and
+/// so every command line of its processes) is named after the run id, the folder's name.
+pub fn live_processes_of_run(run_dir: &Path) -> Vec<String> {
+    let id = run_dir.file_name().expect("run folder name");
+    live_processes_mentioning(Path::new(id))
+}
+
+/// Every file under `dir` (reports) is free of credentials: private keys, certificates,
+/// kubeconfig credentials, bearer tokens (JWTs), and any of `secrets`.
+pub fn assert_no_credentials(dir: &Path, secrets: &[&str]) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read report folder").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            files += 1;
+            let text = String::from_utf8_lossy(&std::fs::read(&p).expect("read")).to_string();
+            let markers = [
+                "PRIVATE KEY-----",
+                "BEGIN CERTIFICATE",
+                "client-key-data",
+                "client-certificate-data",
+                "eyJhbGciOi",
+            ];
+            for m in markers.iter().chain(secrets) {
+                assert!(!text.contains(m), "{} contains `{m}`", p.display());
+            }
+        }
+    }
+    assert!(files > 0, "no report files in {}", dir.display());
+}
