@@ -1,6 +1,7 @@
 //! `operator`: the helm release is deployed, the ClusterPolicy reaches `ready`, every operand
-//! DaemonSet has all its pods available, and no operand container on a GPU node restarted more
-//! than `maxRestarts` times (the GPU Operator e2e's own criteria).
+//! DaemonSet's rollout is complete, and no operand container on a GPU node restarted more than
+//! `maxRestarts` times since the run began (the GPU Operator e2e's own criteria; restarts from
+//! before the run, on a cluster that was already there, are not this run's finding).
 
 use std::time::Instant;
 
@@ -113,36 +114,20 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
         Ok(list) => {
             for ds in list.items {
                 let name = ds.name_any();
-                let s = ds.status.clone().unwrap_or_default();
-                let available = s.number_available.unwrap_or(0);
-                let desired = s.desired_number_scheduled;
                 let subject = format!("daemonset/{name}");
-                let detail = format!(
-                    "desired {desired}, ready {}, available {available}",
-                    s.number_ready
-                );
-                if desired > 0 && available >= desired {
-                    out.push(Outcome::pass(subject, None, detail));
-                } else if desired == 0 && !gpu_only(&ds) {
-                    out.push(Outcome::fail(
-                        subject,
-                        None,
-                        format!("daemonset {name} schedules no pods, expected one per node"),
-                        detail,
-                    ));
-                } else if desired == 0 {
-                    out.push(Outcome::pass(
+                match rollout(&ds) {
+                    Rollout::Complete(detail) => out.push(Outcome::pass(subject, None, detail)),
+                    Rollout::NoneSelected(detail) => out.push(Outcome::pass(
                         subject,
                         None,
                         format!("{detail} (no node selected, e.g. no MIG-capable node)"),
-                    ));
-                } else {
-                    out.push(Outcome::fail(
+                    )),
+                    Rollout::Incomplete(why, detail) => out.push(Outcome::fail(
                         subject,
                         None,
-                        format!("daemonset {name} has {available} of {desired} pods available, expected {desired}"),
+                        format!("daemonset {name} {why}"),
                         detail,
-                    ));
+                    )),
                 }
             }
         }
@@ -180,19 +165,26 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
                 .and_then(|s| s.container_statuses.clone())
                 .unwrap_or_default()
             {
+                let key = format!("{}/{}", p.metadata.uid.as_deref().unwrap_or(""), c.name);
+                let before = ctx
+                    .install
+                    .restarts_at_start
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0);
+                let since = c.restart_count.saturating_sub(before).max(0);
                 seen.push(format!(
-                    "{}/{}: {} restarts",
+                    "{}/{}: {since} restarts since the run began ({} in all)",
                     p.name_any(),
                     c.name,
                     c.restart_count
                 ));
-                if i64::from(c.restart_count) > max {
+                if i64::from(since) > max {
                     worst.push(format!(
-                        "{}: container {} of {} restarted {} times, expected at most {max}",
+                        "{}: container {} of {} restarted {since} times since the run began, expected at most {max}",
                         node.name,
                         c.name,
                         p.name_any(),
-                        c.restart_count
                     ));
                 }
             }
@@ -211,6 +203,64 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
     out
 }
 
+/// Where a DaemonSet's rollout stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Rollout {
+    /// Every pod of the current generation is scheduled and available.
+    Complete(String),
+    /// A GPU-only operand that selects no node.
+    NoneSelected(String),
+    /// Not (yet) complete: why, and the counts.
+    Incomplete(String, String),
+}
+
+/// A DaemonSet counts as ready only when its rollout is complete, as `kubectl rollout status`
+/// judges it: the controller has seen the current spec (`observedGeneration`), every scheduled
+/// pod runs it (`updatedNumberScheduled`), and all are available (`numberAvailable`, no
+/// `numberUnavailable`). Available pods of an old generation — an upgrade half done — are not
+/// ready.
+fn rollout(ds: &DaemonSet) -> Rollout {
+    let s = ds.status.clone().unwrap_or_default();
+    let desired = s.desired_number_scheduled;
+    let available = s.number_available.unwrap_or(0);
+    let updated = s.updated_number_scheduled.unwrap_or(0);
+    let unavailable = s.number_unavailable.unwrap_or(0);
+    let generation = ds.metadata.generation.unwrap_or(0);
+    let observed = s.observed_generation.unwrap_or(0);
+    let detail = format!(
+        "desired {desired}, updated {updated}, ready {}, available {available}, unavailable {unavailable}; generation {generation}, observed {observed}",
+        s.number_ready
+    );
+    if observed < generation {
+        return Rollout::Incomplete(
+            format!("has generation {generation}, the controller has seen {observed}"),
+            detail,
+        );
+    }
+    if desired == 0 {
+        return if gpu_only(ds) {
+            Rollout::NoneSelected(detail)
+        } else {
+            Rollout::Incomplete("schedules no pods, expected one per node".into(), detail)
+        };
+    }
+    if updated < desired {
+        return Rollout::Incomplete(
+            format!(
+                "has {updated} of {desired} pods updated to its current spec, expected {desired}"
+            ),
+            detail,
+        );
+    }
+    if available < desired || unavailable > 0 {
+        return Rollout::Incomplete(
+            format!("has {available} of {desired} pods available, expected {desired}"),
+            detail,
+        );
+    }
+    Rollout::Complete(detail)
+}
+
 /// Operands placed only on GPU nodes (by a `nvidia.com/gpu.deploy.*` selector) may select none.
 fn gpu_only(ds: &DaemonSet) -> bool {
     ds.spec
@@ -218,4 +268,64 @@ fn gpu_only(ds: &DaemonSet) -> bool {
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|s| s.node_selector.as_ref())
         .is_some_and(|sel| sel.keys().any(|k| k.starts_with("nvidia.com/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(generation: i64, status: serde_json::Value, gpu_only: bool) -> DaemonSet {
+        let selector = if gpu_only {
+            serde_json::json!({"nvidia.com/gpu.deploy.mig-manager": "true"})
+        } else {
+            serde_json::json!({})
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "d", "generation": generation},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [], "nodeSelector": selector}},
+            },
+            "status": status,
+        }))
+        .expect("daemonset")
+    }
+
+    fn st(
+        desired: i32,
+        updated: i32,
+        available: i32,
+        unavailable: i32,
+        observed: i64,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "currentNumberScheduled": desired, "desiredNumberScheduled": desired,
+            "numberMisscheduled": 0, "numberReady": available,
+            "updatedNumberScheduled": updated, "numberAvailable": available,
+            "numberUnavailable": unavailable, "observedGeneration": observed,
+        })
+    }
+
+    #[test]
+    fn a_daemonset_is_ready_only_when_its_rollout_is_complete() {
+        let rows = [
+            (ds(2, st(3, 3, 3, 0, 2), false), "complete"),
+            (ds(3, st(3, 3, 3, 0, 2), false), "has generation 3"),
+            (ds(2, st(3, 1, 3, 0, 2), false), "1 of 3 pods updated"),
+            (ds(2, st(3, 3, 2, 1, 2), false), "2 of 3 pods available"),
+            (ds(2, st(3, 3, 3, 1, 2), false), "3 of 3 pods available"),
+            (ds(1, st(0, 0, 0, 0, 1), false), "schedules no pods"),
+            (ds(1, st(0, 0, 0, 0, 1), true), "none selected"),
+        ];
+        for (d, want) in rows {
+            let got = rollout(&d);
+            let ok = match (&got, want) {
+                (Rollout::Complete(_), "complete") => true,
+                (Rollout::NoneSelected(_), "none selected") => true,
+                (Rollout::Incomplete(why, _), w) => why.contains(w),
+                _ => false,
+            };
+            assert!(ok, "want {want}, got {got:?}");
+        }
+    }
 }

@@ -48,6 +48,10 @@ pub struct InstallRecord {
     /// The run created the test namespace (one that was there is never deleted, only the
     /// run's own pods and Jobs in it).
     pub test_namespace_created: bool,
+    /// Restart counts of the operator namespace's containers when the run began, by
+    /// `<pod uid>/<container>`: the operator check counts restarts since then, so a pod that
+    /// crash-looped last month does not fail tonight's gate.
+    pub restarts_at_start: std::collections::BTreeMap<String, i32>,
     /// The release was absent and the run started installing it (a half-done install is the
     /// run's to remove; a run stopped before this point removes nothing).
     pub installing: bool,
@@ -158,6 +162,7 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
     // a signal before the answer must not let teardown remove it.
     record.verify_only = plan.operator.mode == OperatorMode::Existing;
     record.preexisting = true;
+    record.restarts_at_start = restart_counts(i.client, &plan.operator.namespace).await;
     let found = i.helm.status(&plan.operator).await?;
     record.preexisting = found.is_some();
     match (&found, plan.operator.mode) {
@@ -235,6 +240,30 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         },
         i.test_namespace
     ))
+}
+
+/// Restart counts of every container in `namespace`, by `<pod uid>/<container>` (empty when
+/// the namespace has no pods or cannot be read: then every restart counts).
+pub async fn restart_counts(
+    client: &Client,
+    namespace: &str,
+) -> std::collections::BTreeMap<String, i32> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let Ok(list) = pods.list(&Default::default()).await else {
+        return Default::default();
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for p in list.items {
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        for c in p
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+        {
+            out.insert(format!("{uid}/{}", c.name), c.restart_count);
+        }
+    }
+    out
 }
 
 /// The UIDs of the operator namespace and the ClusterPolicy CRD, for the teardown check.
