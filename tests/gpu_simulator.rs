@@ -22,11 +22,13 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// A local cluster for one test, stopped when dropped.
 struct Cluster {
-    _tmp: tempfile::TempDir,
+    // Fields drop in order: the cluster is stopped before its folder is deleted (the other way
+    // round, `local down` finds no state and the processes outlive the test).
+    _down: DownOnDrop,
     dir: PathBuf,
     kubeconfig: PathBuf,
     client: Client,
-    _down: DownOnDrop,
+    _tmp: tempfile::TempDir,
 }
 
 impl Cluster {

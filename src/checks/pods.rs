@@ -17,6 +17,38 @@ pub fn labels(run_id: &str, check: &str) -> serde_json::Value {
     })
 }
 
+/// The kubelet's reasons for a container whose image will not come: the pod would wait
+/// forever, so the check fails at once instead of at its deadline.
+pub const IMAGE_PULL_REASONS: [&str; 3] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"];
+
+/// `pod P: image I: ImagePullBackOff: <kubelet's message>` when a container of `pod` waits on
+/// an image that cannot be pulled.
+pub fn image_pull_failure(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let all = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for c in all {
+        let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = w.reason.as_deref().unwrap_or("");
+        if IMAGE_PULL_REASONS.contains(&reason) {
+            let name = pod.metadata.name.as_deref().unwrap_or("?");
+            let message = w.message.as_deref().unwrap_or("").trim();
+            let mut s = format!("pod {name}: image {}: {reason}", c.image);
+            if !message.is_empty() {
+                s.push_str(": ");
+                s.push_str(message);
+            }
+            return Some(s);
+        }
+    }
+    None
+}
+
 /// Adds the `restricted` profile's settings to a pod spec (JSON): non-root, RuntimeDefault
 /// seccomp, no privilege escalation, all capabilities dropped, no service account token (no
 /// harness pod talks to the API). `user`: run as this UID, for images that would run as root.
@@ -61,6 +93,49 @@ mod tests {
         for c in spec["containers"].as_array().expect("containers") {
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
             assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+        }
+    }
+
+    #[test]
+    fn image_pull_failures_are_named() {
+        // The kubelet's status for a tag that does not exist (shape as `kubectl get pod -o json`
+        // shows it), and for a reference it cannot parse.
+        let pod = |reason: &str, message: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "smoke-gpu-worker-1"},
+                "status": {"phase": "Pending", "containerStatuses": [{
+                    "name": "cuda", "image": "nvcr.io/nvidia/k8s/cuda-sample:nope", "imageID": "",
+                    "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": message}},
+                }]},
+            }))
+            .expect("pod")
+        };
+        let rows = [
+            (
+                "ErrImagePull",
+                "rpc error: code = NotFound",
+                Some(
+                    "pod smoke-gpu-worker-1: image nvcr.io/nvidia/k8s/cuda-sample:nope: ErrImagePull: rpc error: code = NotFound",
+                ),
+            ),
+            (
+                "ImagePullBackOff",
+                "Back-off pulling image",
+                Some("ImagePullBackOff: Back-off pulling image"),
+            ),
+            ("InvalidImageName", "", Some("InvalidImageName")),
+            ("ContainerCreating", "", None),
+        ];
+        for (reason, message, want) in rows {
+            let got = image_pull_failure(&pod(reason, message));
+            match want {
+                None => assert_eq!(got, None, "{reason}"),
+                Some(w) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(w)),
+                    "{reason}: {got:?}"
+                ),
+            }
         }
     }
 }

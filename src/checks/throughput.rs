@@ -112,6 +112,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         .default_backoff()
         .applied_objects();
     let mut stream = std::pin::pin!(stream);
+    // A pod whose image will not come waits forever: it fails now, naming image and reason.
+    let mut pull_failed: BTreeMap<String, String> = BTreeMap::new();
     let _ = tokio::time::timeout(left(deadline), async {
         while let Some(ev) = stream.next().await {
             if let Ok(p) = ev {
@@ -122,8 +124,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                     .unwrap_or_default();
                 if phase == "Succeeded" || phase == "Failed" {
                     finished.insert(p.name_any(), p);
+                } else if let Some(why) = super::pods::image_pull_failure(&p) {
+                    pull_failed.insert(p.name_any(), why);
                 }
-                if names.keys().all(|n| finished.contains_key(n)) {
+                if names
+                    .keys()
+                    .all(|n| finished.contains_key(n) || pull_failed.contains_key(n))
+                {
                     break;
                 }
             }
@@ -136,6 +143,18 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let Some(g) = nodes.iter().find(|g| &g.name == node) else {
             continue;
         };
+        if let Some(why) = pull_failed.get(pod_name)
+            && !finished.contains_key(pod_name)
+        {
+            out.push(Outcome::fail(
+                node.clone(),
+                Some(node),
+                format!("{node}: bench {why}"),
+                why.clone(),
+            ));
+            let _ = pods.delete(pod_name, &DeleteParams::default()).await;
+            continue;
+        }
         let log = read_log(&pods, pod_name).await;
         let tail: String = log
             .lines()

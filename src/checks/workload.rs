@@ -69,22 +69,49 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         .default_backoff()
         .applied_objects();
     let mut stream = std::pin::pin!(stream);
+    // The Jobs' pods too: one whose image will not come waits forever, so its Job fails now.
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
+    let pod_cfg = watcher::Config::default().labels(&format!("{}=workload", ours::CHECK_LABEL));
+    let pod_stream = watcher(pods.clone(), pod_cfg)
+        .default_backoff()
+        .applied_objects();
+    let mut pod_stream = std::pin::pin!(pod_stream);
+    let mut pull_failed: BTreeMap<String, String> = BTreeMap::new();
     let _ = tokio::time::timeout(left(deadline), async {
-        while let Some(ev) = stream.next().await {
-            if let Ok(j) = ev {
-                let s = j.status.clone().unwrap_or_default();
-                if s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0 {
-                    finished.insert(j.name_any(), j);
-                }
-                if names.keys().all(|n| finished.contains_key(n)) {
-                    break;
-                }
+        loop {
+            tokio::select! {
+                ev = stream.next() => match ev {
+                    Some(Ok(j)) => {
+                        let s = j.status.clone().unwrap_or_default();
+                        if s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0 {
+                            finished.insert(j.name_any(), j);
+                        }
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                ev = pod_stream.next() => match ev {
+                    Some(Ok(p)) => {
+                        if let (Some(why), Some(job)) =
+                            (super::pods::image_pull_failure(&p), p.labels().get("job-name"))
+                        {
+                            pull_failed.insert(job.clone(), why);
+                        }
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+            }
+            if names
+                .keys()
+                .all(|n| finished.contains_key(n) || pull_failed.contains_key(n))
+            {
+                break;
             }
         }
     })
     .await;
 
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     for (job, node) in &names {
         let pod = pods
             .list(&ListParams::default().labels(&format!("job-name={job}")))
@@ -96,6 +123,15 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .map(describe_pod)
             .unwrap_or_else(|| "no pod".into());
         let outcome = match finished.get(job) {
+            None if pull_failed.contains_key(job) => {
+                let why = pull_failed.get(job).cloned().unwrap_or_default();
+                Outcome::fail(
+                    node.clone(),
+                    Some(node),
+                    format!("{node}: smoke {why}"),
+                    pod_state.clone(),
+                )
+            }
             Some(j) if j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0 => {
                 Outcome::pass(
                     node.clone(),
