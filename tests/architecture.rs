@@ -74,6 +74,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "targets provide clusters; they do not judge them, and host the simulator only as a Companion",
     ),
     (
+        "preflight",
+        &["sim", "checks", "runner", "commands"],
+        "preflight asks the cluster; it judges nothing and runs nothing",
+    ),
+    (
         "operator",
         &["sim", "checks", "runner", "target", "commands"],
         "the operator room installs and removes; it knows no target",

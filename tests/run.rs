@@ -1114,6 +1114,53 @@ fn the_shipped_verify_only_rbac_is_enough_and_a_missing_rule_is_named() {
         text(&left)
     );
 
+    // Someone else's pod holds the node's GPU: checks that need a free one skip the node with
+    // the reason instead of waiting (the operator's own validator hangs there).
+    let holder = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gpu-holder", "namespace": "default"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": "gpu-worker-1"},
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+        },
+    });
+    let holder_file = tmp.path().join("holder.json");
+    std::fs::write(&holder_file, holder.to_string()).expect("write pod");
+    let out = kubectl(&admin, &["apply", "-f", &holder_file.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kubectl(
+        &admin,
+        &[
+            "wait",
+            "pod/gpu-holder",
+            "-n",
+            "default",
+            "--for=condition=Ready",
+            "--timeout=60s",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir_all(&reports).expect("clear reports");
+    let (code, _, all) = run(&[]);
+    assert_eq!(code, Some(0), "{all}");
+    let r = results(&run_dir(&reports));
+    let smoke = cases(&r)
+        .into_iter()
+        .find(|(n, _, _)| n.contains("workload") && n.ends_with("gpu-worker-1"))
+        .expect("workload case of gpu-worker-1");
+    assert_eq!(smoke.1, "skipped", "{smoke:?}");
+    assert!(
+        smoke.2.contains("1 of 1 GPUs are allocated to other pods"),
+        "{smoke:?}"
+    );
+    let out = kubectl(
+        &admin,
+        &["delete", "pod", "gpu-holder", "-n", "default", "--wait"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
     // Drop the Jobs rule of the test namespace's Role.
     let role = kubectl(
         &admin,

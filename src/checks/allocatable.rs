@@ -133,6 +133,18 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             continue;
         }
         let want = expected(node, g);
+        let need = want
+            .get(crate::gpu_stack::resources::GPU)
+            .copied()
+            .unwrap_or(0);
+        if let Some(why) = super::pods::busy(ctx, &g.name, need).await {
+            out.push(Outcome::skip(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{why}: {detail}"),
+            ));
+            continue;
+        }
         match schedule_all(ctx, g, &want, deadline).await {
             Ok(()) => out.push(Outcome::pass(
                 g.name.clone(),

@@ -49,6 +49,21 @@ pub fn image_pull_failure(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Strin
     None
 }
 
+/// Why a check that needs `needed` free GPUs on `node` must skip it: other pods hold too many
+/// (the GPU Operator's own validator waits forever there, gpu-operator#480). `None` when they
+/// are free, or when the pods cannot be listed (then the check tries, as before).
+pub async fn busy(ctx: &super::Ctx<'_>, node: &str, needed: u64) -> Option<String> {
+    let (alloc, used) = crate::preflight::node_gpus(&ctx.client, node, Some(&ctx.run_id))
+        .await
+        .ok()?;
+    let free = alloc.saturating_sub(used);
+    (alloc > 0 && free < needed).then(|| {
+        format!(
+            "{node}: {used} of {alloc} GPUs are allocated to other pods, {free} free; the check needs {needed}"
+        )
+    })
+}
+
 /// Adds the `restricted` profile's settings to a pod spec (JSON): non-root, RuntimeDefault
 /// seccomp, no privilege escalation, all capabilities dropped, no service account token (no
 /// harness pod talks to the API). `user`: run as this UID, for images that would run as root.

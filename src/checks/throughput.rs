@@ -61,6 +61,10 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                 continue;
             }
         }
+        if let Some(why) = super::pods::busy(ctx, &g.name, u64::from(g.count)).await {
+            out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
+            continue;
+        }
         let name = format!("bench-{}", g.name);
         let mut labels = super::pods::labels(&ctx.run_id, "throughput");
         labels[BENCH_LABEL.0] = BENCH_LABEL.1.into();

@@ -25,6 +25,10 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for g in nodes {
+        if let Some(why) = super::pods::busy(ctx, &g.name, 1).await {
+            out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
+            continue;
+        }
         let name = format!("smoke-{}", g.name);
         let labels = super::pods::labels(&ctx.run_id, "workload");
         let mut spec = serde_json::json!({

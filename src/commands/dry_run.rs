@@ -123,7 +123,7 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
         Ok(nodes) => {
             let mut rows = Vec::new();
             for g in nodes {
-                let gpus = preflight::node_gpus(client, &g.name)
+                let gpus = preflight::node_gpus(client, &g.name, None)
                     .await
                     .map_err(|e| e.to_string());
                 rows.push(NodeRow {

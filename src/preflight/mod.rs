@@ -339,8 +339,14 @@ pub async fn test_namespace_state(
     }))
 }
 
-/// GPUs the pods on `node` hold (requests of pods not finished), and the node's allocatable.
-pub async fn node_gpus(client: &Client, node: &str) -> Result<(u64, u64), kube::Error> {
+/// The node's allocatable GPUs and those the pods on it hold (requests of pods not finished
+/// and not being deleted; the pods of run `own_run` do not count: they are the checks' own and
+/// go before the next step needs the GPUs).
+pub async fn node_gpus(
+    client: &Client,
+    node: &str,
+    own_run: Option<&str>,
+) -> Result<(u64, u64), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let n = nodes.get(node).await?;
     let alloc = gpu_stack::gpu_resources(&n)
@@ -349,8 +355,24 @@ pub async fn node_gpus(client: &Client, node: &str) -> Result<(u64, u64), kube::
         .unwrap_or(0);
     let pods: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-    let list = pods.list(&lp).await?;
-    Ok((alloc, gpus_in_use(&list.items)))
+    let own = own_run.map(gpu_stack::ours::run_label);
+    let list: Vec<Pod> = pods
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            own.as_ref().is_none_or(|own| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(gpu_stack::ours::RUN_LABEL))
+                    != Some(own)
+            })
+        })
+        .collect();
+    Ok((alloc, gpus_in_use(&list)))
 }
 
 /// `nvidia.com/gpu` held by pods that are not finished (the scheduler's view: a container's
