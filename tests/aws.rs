@@ -451,3 +451,87 @@ fn aws_kubeconfig_works_against_a_cluster_with_a_harness_ca() {
         text(&who)
     );
 }
+
+/// GitHub Actions' cancel (SIGINT, then SIGTERM 7.5 s later) while EC2 instances are up and the
+/// run waits for the cluster: exit 130, every instance of the run terminated and its security
+/// group deleted on moto, the reports written.
+#[test]
+fn ci_cancel_during_provisioning_leaves_no_instance() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = plan(
+        tmp.path(),
+        "aws-cancel",
+        "g4dn.xlarge",
+        "ami-785db401",
+        "2h",
+        "600s",
+    );
+    let reports = tmp.path().join("reports");
+    let run_id = "aws-cancel-ci";
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "run",
+        &p.to_string_lossy(),
+        "--reports",
+        &reports.to_string_lossy(),
+    ])
+    .args(["--run-id", run_id])
+    .current_dir(root())
+    .env("GPUCONFORM_TOOLS", tools_dir())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    moto.env(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn run");
+    // The instances are up once moto lists all four of the run's.
+    let started = std::time::Instant::now();
+    while moto.live(run_id).len() < 4 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "instances never launched"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    let sigint = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    let mut term_sent = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if !term_sent && sigint.elapsed() >= std::time::Duration::from_millis(7500) {
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill");
+            term_sent = true;
+        }
+        assert!(
+            sigint.elapsed() < std::time::Duration::from_secs(120),
+            "still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        moto.live(run_id).is_empty(),
+        "instances left: {:?}",
+        moto.live(run_id)
+    );
+    assert!(moto.groups(run_id).is_empty(), "security group left");
+    let dir = reports.join(run_id);
+    assert!(
+        dir.join("junit.xml").is_file(),
+        "no JUnit in {}",
+        dir.display()
+    );
+    assert_no_credentials(&dir, &[SECRET]);
+}
