@@ -166,13 +166,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
                 .unwrap_or_default()
             {
                 let key = format!("{}/{}", p.metadata.uid.as_deref().unwrap_or(""), c.name);
-                let before = ctx
-                    .install
-                    .restarts_at_start
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(0);
-                let since = c.restart_count.saturating_sub(before).max(0);
+                let since =
+                    restarts_since(c.restart_count, ctx.install.restarts_at_start.get(&key));
                 seen.push(format!(
                     "{}/{}: {since} restarts since the run began ({} in all)",
                     p.name_any(),
@@ -201,6 +196,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
         }
     }
     out
+}
+
+/// Restarts of a container since the run began: all of them for a pod the run did not see at
+/// its start (a new pod UID), none when the count went down (it cannot, for one container of
+/// one pod; a stale baseline must not make a negative count).
+fn restarts_since(now: i32, at_start: Option<&i32>) -> i32 {
+    (now - at_start.copied().unwrap_or(0)).max(0)
 }
 
 /// Where a DaemonSet's rollout stands.
@@ -304,6 +306,20 @@ mod tests {
             "updatedNumberScheduled": updated, "numberAvailable": available,
             "numberUnavailable": unavailable, "observedGeneration": observed,
         })
+    }
+
+    #[test]
+    fn restarts_count_from_the_start_of_the_run() {
+        let rows = [
+            (7, Some(7), 0),
+            (9, Some(7), 2),
+            (3, None, 3),
+            (1, Some(4), 0),
+            (0, None, 0),
+        ];
+        for (now, start, want) in rows {
+            assert_eq!(restarts_since(now, start.as_ref()), want, "{now} {start:?}");
+        }
     }
 
     #[test]
