@@ -232,9 +232,97 @@ pub fn pod_ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Whether a node shows an NVIDIA GPU, whatever its instance type: an NVIDIA PCI label from
+/// NFD (any variant), the operator's `gpu.present`, GFD's product label, or `nvidia.com/gpu*` /
+/// `nvidia.com/mig-*` capacity from a device plugin.
+pub fn shows_nvidia_gpu(node: &Node) -> bool {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    if nfd::has_nvidia_pci(&labels)
+        || labels
+            .get(operator::GPU_PRESENT)
+            .is_some_and(|v| v == "true")
+        || labels.contains_key(gfd::PRODUCT)
+    {
+        return true;
+    }
+    let gpu_resource =
+        |k: &String| k.starts_with(resources::GPU) || k.starts_with(resources::MIG_PREFIX);
+    node.status.as_ref().is_some_and(|s| {
+        s.capacity.iter().flatten().any(|(k, _)| gpu_resource(k))
+            || s.allocatable.iter().flatten().any(|(k, _)| gpu_resource(k))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_nodes_are_seen_by_what_the_stack_publishes() {
+        let node = |labels: serde_json::Value, capacity: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n", "labels": labels},
+                "status": {"capacity": capacity},
+            }))
+            .expect("node")
+        };
+        let real = |file: &str| {
+            let n = crate::fixture::real_nodes::load(file);
+            node(
+                serde_json::to_value(&n.labels).expect("labels"),
+                serde_json::json!({}),
+            )
+        };
+        let rows = [
+            (real(crate::fixture::real_nodes::P3), true),
+            (real(crate::fixture::real_nodes::G4DN), true),
+            (
+                node(
+                    serde_json::json!({"feature.node.kubernetes.io/pci-0302_10de.present": "true"}),
+                    serde_json::json!({}),
+                ),
+                true,
+            ),
+            (
+                node(
+                    serde_json::json!({"nvidia.com/gpu.present": "true"}),
+                    serde_json::json!({}),
+                ),
+                true,
+            ),
+            (
+                node(
+                    serde_json::json!({}),
+                    serde_json::json!({"nvidia.com/gpu": "8"}),
+                ),
+                true,
+            ),
+            (
+                node(
+                    serde_json::json!({}),
+                    serde_json::json!({"nvidia.com/mig-1g.10gb": "7"}),
+                ),
+                true,
+            ),
+            (
+                node(
+                    serde_json::json!({"kubernetes.io/hostname": "cpu-1"}),
+                    serde_json::json!({"cpu": "8"}),
+                ),
+                false,
+            ),
+            (
+                node(
+                    serde_json::json!({"feature.node.kubernetes.io/pci-10de.present": "false"}),
+                    serde_json::json!({}),
+                ),
+                false,
+            ),
+        ];
+        for (i, (n, want)) in rows.into_iter().enumerate() {
+            assert_eq!(shows_nvidia_gpu(&n), want, "row {i}");
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

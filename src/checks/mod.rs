@@ -35,7 +35,8 @@ pub struct Ctx<'a> {
     pub catalog: &'a Catalog,
     /// The plan.
     pub plan: &'a Plan,
-    /// GPU nodes (from the catalog by instance type).
+    /// GPU nodes with an expectation (from the catalog by instance type); those without one
+    /// failed their discovery testcase and are not here.
     pub gpu_nodes: Vec<GpuNode>,
     /// Namespace for the harness's own pods.
     pub test_namespace: String,

@@ -120,18 +120,26 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
     report.permissions =
         preflight::permissions(client, plan, d.suites, &tests_ns, tests_exist).await;
     report.nodes = match cluster.gpu_nodes(d.catalog).await {
-        Ok(nodes) => {
+        Ok(found) => {
             let mut rows = Vec::new();
-            for g in nodes {
+            for u in found.unexpected {
+                rows.push(NodeRow {
+                    name: u.name.clone(),
+                    expectation: Err(u.message()),
+                    gpus: Err("not asked".into()),
+                });
+            }
+            for g in found.nodes {
                 let gpus = preflight::node_gpus(client, &g.name, None)
                     .await
                     .map_err(|e| e.to_string());
                 rows.push(NodeRow {
-                    expectation: g.describe(),
+                    expectation: Ok(g.describe()),
                     name: g.name,
                     gpus,
                 });
             }
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(rows)
         }
         Err(e) => Err(e.to_string()),

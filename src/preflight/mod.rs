@@ -39,8 +39,9 @@ pub struct Permission {
 pub struct NodeRow {
     /// Node name.
     pub name: String,
-    /// The expectation it got (`p3.2xlarge: 1× Tesla-V100-SXM2-16GB`).
-    pub expectation: String,
+    /// The expectation it got (`p3.2xlarge: 1× Tesla-V100-SXM2-16GB`), or why it has none (the
+    /// run fails a testcase naming it).
+    pub expectation: Result<String, String>,
     /// GPUs allocatable and in use by pods, when known.
     pub gpus: Result<(u64, u64), String>,
 }
@@ -190,13 +191,20 @@ impl Report {
             Ok(nodes) => {
                 let _ = writeln!(s, "{} GPU nodes: {}", mark(!nodes.is_empty()), nodes.len());
                 for n in nodes {
+                    let expectation = match &n.expectation {
+                        Ok(e) => e.clone(),
+                        Err(e) => {
+                            let _ = writeln!(s, "  ✗ {}  {e}", n.name);
+                            continue;
+                        }
+                    };
                     let gpus = match &n.gpus {
                         Ok((alloc, used)) => {
                             format!("{} of {alloc} GPUs free", alloc.saturating_sub(*used))
                         }
                         Err(e) => format!("free GPUs unknown ({e})"),
                     };
-                    let _ = writeln!(s, "    {}  {}  {gpus}", n.name, n.expectation);
+                    let _ = writeln!(s, "    {}  {expectation}  {gpus}", n.name);
                 }
             }
             Err(e) => {

@@ -44,12 +44,17 @@ fn report() -> Report {
         nodes: Ok(vec![
             NodeRow {
                 name: "gpu-worker-1".into(),
-                expectation: "p3.2xlarge: 1× Tesla-V100-SXM2-16GB".into(),
+                expectation: Ok("p3.2xlarge: 1× Tesla-V100-SXM2-16GB".into()),
                 gpus: Ok((1, 0)),
             },
             NodeRow {
+                name: "dgx-1".into(),
+                expectation: Err("no expectation for node dgx-1: instance type none, product NVIDIA-A100-SXM4-80GB; the instance catalog has no entry for its type; give one with --catalog".into()),
+                gpus: Err("not asked".into()),
+            },
+            NodeRow {
                 name: "gpu-worker-2".into(),
-                expectation: "p4d.24xlarge: 8× NVIDIA-A100-SXM4-40GB".into(),
+                expectation: Ok("p4d.24xlarge: 8× NVIDIA-A100-SXM4-40GB".into()),
                 gpus: Err("forbidden".into()),
             },
         ]),

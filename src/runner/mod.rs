@@ -237,18 +237,24 @@ pub async fn run(
     let mut interrupted = false;
     let mut infra_failed = false;
     let mut refused = false;
-    let gpu_nodes = match cluster.gpu_nodes(&settings.catalog).await {
-        Ok(n) => n,
+    let discovery = match cluster.gpu_nodes(&settings.catalog).await {
+        Ok(d) => d,
         Err(e) => {
             infra_failed = true;
             em.emit(Event::Warning(format!("list nodes: {e}")));
-            Vec::new()
+            target::Discovery::default()
         }
     };
-    if gpu_nodes.is_empty() && !infra_failed {
+    let gpu_nodes = discovery.nodes;
+    if gpu_nodes.is_empty() && discovery.unexpected.is_empty() && !infra_failed {
         em.emit(Event::Warning(
-            "no GPU nodes: no node's instance type is a GPU type in the instance catalog".into(),
+            "no GPU nodes: no node shows an NVIDIA GPU, and no node's instance type is a GPU type in the instance catalog".into(),
         ));
+    }
+    // A GPU node nothing says anything about fails by name: skipping it would let a pool the
+    // catalog does not know pass unchecked.
+    for u in &discovery.unexpected {
+        em.emit(Event::Case(unexpected_case(u)));
     }
     let models: std::collections::BTreeSet<String> =
         gpu_nodes.iter().map(|g| g.describe()).collect();
@@ -442,6 +448,27 @@ fn finish(settings: &RunSettings, mut em: Emitter<'_>, end: RunEnd) -> RunRecord
         r.on(&e);
     }
     record
+}
+
+/// The failing testcase of a GPU node without an expectation (suite `gpu-nodes`).
+fn unexpected_case(u: &target::Unexpected) -> crate::report::Case {
+    crate::report::Case {
+        suite: "gpu-nodes".into(),
+        step: "discovery".into(),
+        check: "discovery".into(),
+        name: format!("discovery/{}", u.name),
+        node: Some(u.name.clone()),
+        status: crate::report::Status::Failed,
+        message: Some(u.message()),
+        detail: format!(
+            "instance type: {}\nproduct label: {}",
+            u.instance_type.as_deref().unwrap_or("none"),
+            u.product.as_deref().unwrap_or("none")
+        ),
+        warnings: Vec::new(),
+        seconds: 0.0,
+        diagnostics: Vec::new(),
+    }
 }
 
 /// Removes what the run created: the operator (when the run installed it) and the run's

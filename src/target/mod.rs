@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::fixture::ClusterFixture;
 use crate::plan::{Plan, Target};
 use crate::report::InstanceUse;
-pub use gpu_nodes::GpuNode;
+pub use gpu_nodes::{Discovery, GpuNode, Unexpected};
 use local::tools::Tools;
 use local::{LocalCluster, LocalError, UpOptions};
 
@@ -217,7 +217,7 @@ impl Cluster {
     }
 
     /// The cluster's GPU nodes, by the catalog.
-    pub async fn gpu_nodes(&self, catalog: &Catalog) -> Result<Vec<GpuNode>, kube::Error> {
+    pub async fn gpu_nodes(&self, catalog: &Catalog) -> Result<gpu_nodes::Discovery, kube::Error> {
         gpu_nodes::discover(&self.client, catalog).await
     }
 
