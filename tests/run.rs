@@ -1211,3 +1211,45 @@ fn the_shipped_verify_only_rbac_is_enough_and_a_missing_rule_is_named() {
         "a refused run changed the owner's operator"
     );
 }
+
+/// Plan `expect` entries through an overlay: one selects the GPU node by name and gives it its
+/// model and count (it wins over the catalog, the checks pass on it), one selects no node and
+/// fails by itself, naming the entry; nothing else fails.
+#[test]
+fn expect_entries_give_expectations_and_one_matching_nothing_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let overlay = tmp.path().join("expect.yaml");
+    std::fs::write(
+        &overlay,
+        "expect:\n  - select: {name: \"gpu-worker-*\"}\n    gpu: V100-SXM2-16GB\n    count: 1\n  - select: {matchLabels: {nvidia.com/gpu.machine: DGX-A100}}\n    gpu: V100-SXM2-16GB\n    count: 8\n",
+    )
+    .expect("write overlay");
+    let reports = tmp.path().join("reports");
+    let out = gpuconform(&[
+        "run",
+        "plans/local.yaml",
+        "-f",
+        &overlay.to_string_lossy(),
+        "--set",
+        "suites=[gpu-stack]",
+        "--reports",
+        &reports.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = results(&run_dir(&reports));
+    let failed: Vec<(String, String, String)> = cases(&r)
+        .into_iter()
+        .filter(|(_, s, _)| s == "failed" || s == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "gpu-nodes/discovery/expect[1]", "{failed:#?}");
+    // Named where it is written: the overlay's line 5.
+    assert!(failed[0].2.contains("expect[1] ("), "{failed:#?}");
+    assert!(failed[0].2.contains("expect.yaml:5)"), "{failed:#?}");
+    assert!(failed[0].2.contains("selects no node"), "{failed:#?}");
+    let passed = cases(&r)
+        .into_iter()
+        .filter(|(n, s, _)| n.starts_with("gpu-stack/") && s == "passed")
+        .count();
+    assert!(passed > 0, "{r}");
+}

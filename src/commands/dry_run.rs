@@ -119,7 +119,7 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
     report.test_namespace.1 = tests_state.ok().flatten();
     report.permissions =
         preflight::permissions(client, plan, d.suites, &tests_ns, tests_exist).await;
-    report.nodes = match cluster.gpu_nodes(d.catalog).await {
+    report.nodes = match cluster.gpu_nodes(d.catalog, &plan.expect).await {
         Ok(found) => {
             let mut rows = Vec::new();
             for u in found.unexpected {

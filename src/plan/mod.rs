@@ -7,7 +7,11 @@
 //! current directory, like kubectl's `-f`.
 
 pub mod aws;
+pub mod expect;
+mod namespace;
 mod operator;
+
+pub use namespace::{TestNamespace, default_test_namespace, is_dns_label};
 
 pub use operator::{NVIDIA_CHART, NVIDIA_REPO, OperatorMode, OperatorSpec};
 
@@ -38,6 +42,8 @@ struct RawPlan {
     bench: RawBench,
     #[serde(default)]
     test_namespace: Option<RawTestNamespace>,
+    #[serde(default)]
+    expect: Vec<expect::RawExpect>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -171,32 +177,8 @@ pub struct Plan {
     pub bench_image: String,
     /// Where the harness's own pods go.
     pub test_namespace: TestNamespace,
-}
-
-/// The namespace for the harness's pods and Jobs (`testNamespace:`, `--namespace`).
-///
-/// A namespace that already exists is used as it is and never deleted (only the run's own
-/// pods and Jobs in it are); one the run creates gets the labels and annotations — by default
-/// the `restricted` Pod Security level, which every harness pod meets — and goes at teardown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TestNamespace {
-    /// The name; `None`: `gpuconform-<run id digits>`, made for the run.
-    pub name: Option<String>,
-    /// Labels for a namespace the run creates (over the defaults), e.g. for policy engines.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Annotations for a namespace the run creates.
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-/// Whether `name` is a DNS label (namespace names, plan names).
-pub fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    /// The owner's expectations for GPU nodes, before the catalog's instance types.
+    pub expect: Vec<expect::Expect>,
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -219,7 +201,24 @@ impl Plan {
         }
         let merged = crate::input::layers::merge(file, layers)?;
         let raw: RawPlan = parse_yaml(file, &merged.text).map_err(|e| merged.locate(e))?;
-        Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))
+        let mut plan =
+            Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))?;
+        // Where each `expect` entry came from, in the plan or an overlay.
+        for e in &mut plan.expect {
+            let line = e
+                .origin
+                .as_deref()
+                .and_then(|o| o.rsplit(':').next()?.parse().ok());
+            let at = merged.locate(InputError {
+                line,
+                ..InputError::file(file, "")
+            });
+            e.origin = Some(match at.line {
+                Some(l) => format!("{}:{l}", at.file.display()),
+                None => at.file.display().to_string(),
+            });
+        }
+        Ok(plan)
     }
 
     fn validate(
@@ -380,7 +379,9 @@ impl Plan {
             labels: raw_ns.labels,
             annotations: raw_ns.annotations,
         };
+        let expect = expect::validate(file, &raw.expect, catalog)?;
         Ok(Self {
+            expect,
             test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,
@@ -396,29 +397,6 @@ impl Plan {
             leftover_labels,
             bench_image,
         })
-    }
-}
-
-/// `gpuconform-28133701` from `local-20261128-133701`: the run id's last 8 digits (a run id
-/// without digits: its own characters, cut to a DNS label).
-pub fn default_test_namespace(run_id: &str) -> String {
-    let digits: String = run_id.chars().filter(char::is_ascii_digit).collect();
-    let tail = digits.len().saturating_sub(8);
-    let mut id = digits[tail..].to_string();
-    if id.is_empty() {
-        id = crate::gpu_stack::ours::run_label(run_id)
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect::<String>()
-            .trim_matches('-')
-            .to_string();
-    }
-    if id.is_empty() {
-        "gpuconform-tests".into()
-    } else {
-        format!("gpuconform-{id}")
     }
 }
 
@@ -451,21 +429,6 @@ mod tests {
     }
 
     const GOOD: &str = "name: t\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\n  values:\n    driver:\n      version: \"580.95.05\"\nsuites: [gpu-stack]\n";
-
-    #[test]
-    fn default_test_namespaces_are_dns_labels() {
-        let rows = [
-            ("local-20261128-133701", "gpuconform-28133701"),
-            ("ci-7", "gpuconform-7"),
-            ("Nightly_Run", "gpuconform-nightly-run"),
-            ("---", "gpuconform-tests"),
-        ];
-        for (id, want) in rows {
-            let got = default_test_namespace(id);
-            assert_eq!(got, want, "{id}");
-            assert!(is_dns_label(&got), "{got}");
-        }
-    }
 
     #[test]
     fn good_plan() {

@@ -49,7 +49,7 @@ fn report() -> Report {
             },
             NodeRow {
                 name: "dgx-1".into(),
-                expectation: Err("no expectation for node dgx-1: instance type none, product NVIDIA-A100-SXM4-80GB; the instance catalog has no entry for its type; give one with --catalog".into()),
+                expectation: Err("no expectation for node dgx-1: instance type none, product NVIDIA-A100-SXM4-80GB; neither a plan `expect` entry nor the instance catalog describes it; add an `expect` entry".into()),
                 gpus: Err("not asked".into()),
             },
             NodeRow {

@@ -237,7 +237,7 @@ pub async fn run(
     let mut interrupted = false;
     let mut infra_failed = false;
     let mut refused = false;
-    let discovery = match cluster.gpu_nodes(&settings.catalog).await {
+    let discovery = match cluster.gpu_nodes(&settings.catalog, &plan.expect).await {
         Ok(d) => d,
         Err(e) => {
             infra_failed = true;
@@ -254,7 +254,25 @@ pub async fn run(
     // A GPU node nothing says anything about fails by name: skipping it would let a pool the
     // catalog does not know pass unchecked.
     for u in &discovery.unexpected {
-        em.emit(Event::Case(unexpected_case(u)));
+        em.emit(Event::Case(discovery_case(
+            &u.name,
+            Some(&u.name),
+            u.message(),
+            format!(
+                "instance type: {}\nproduct label: {}",
+                u.instance_type.as_deref().unwrap_or("none"),
+                u.product.as_deref().unwrap_or("none")
+            ),
+        )));
+    }
+    for e in &discovery.unmatched {
+        let msg = format!("plan {} selects no node: check its selector", e.describe());
+        em.emit(Event::Case(discovery_case(
+            &format!("expect[{}]", e.index),
+            None,
+            msg,
+            String::new(),
+        )));
     }
     let models: std::collections::BTreeSet<String> =
         gpu_nodes.iter().map(|g| g.describe()).collect();
@@ -450,21 +468,23 @@ fn finish(settings: &RunSettings, mut em: Emitter<'_>, end: RunEnd) -> RunRecord
     record
 }
 
-/// The failing testcase of a GPU node without an expectation (suite `gpu-nodes`).
-fn unexpected_case(u: &target::Unexpected) -> crate::report::Case {
+/// A failing testcase of GPU-node discovery (suite `gpu-nodes`): a GPU node without an
+/// expectation, or a plan `expect` entry that selects no node.
+fn discovery_case(
+    subject: &str,
+    node: Option<&str>,
+    message: String,
+    detail: String,
+) -> crate::report::Case {
     crate::report::Case {
         suite: "gpu-nodes".into(),
         step: "discovery".into(),
         check: "discovery".into(),
-        name: format!("discovery/{}", u.name),
-        node: Some(u.name.clone()),
+        name: format!("discovery/{subject}"),
+        node: node.map(str::to_string),
         status: crate::report::Status::Failed,
-        message: Some(u.message()),
-        detail: format!(
-            "instance type: {}\nproduct label: {}",
-            u.instance_type.as_deref().unwrap_or("none"),
-            u.product.as_deref().unwrap_or("none")
-        ),
+        message: Some(message),
+        detail,
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),

@@ -47,6 +47,8 @@ pub struct Unexpected {
     pub product: Option<String>,
     /// The catalog knows the type, without GPUs.
     pub cpu_type: bool,
+    /// More than one plan `expect` entry selects it (their descriptions).
+    pub overlap: Vec<String>,
 }
 
 impl Unexpected {
@@ -54,12 +56,19 @@ impl Unexpected {
     pub fn message(&self) -> String {
         let ty = self.instance_type.as_deref().unwrap_or("none");
         let product = self.product.as_deref().unwrap_or("not labelled");
+        if !self.overlap.is_empty() {
+            return format!(
+                "node {} is selected by {}: give each node one expectation",
+                self.name,
+                self.overlap.join(" and ")
+            );
+        }
         let why = if self.cpu_type {
             format!(
                 "the instance catalog lists {ty} without GPUs, but the node shows an NVIDIA GPU"
             )
         } else {
-            "the instance catalog has no entry for its type; give one with --catalog".into()
+            "neither a plan `expect` entry nor the instance catalog describes it; add an `expect` entry".into()
         };
         format!(
             "no expectation for node {}: instance type {ty}, product {product}; {why}",
@@ -75,13 +84,53 @@ pub struct Discovery {
     pub nodes: Vec<GpuNode>,
     /// GPU nodes nothing says anything about, by name.
     pub unexpected: Vec<Unexpected>,
+    /// Plan `expect` entries that select no node (a typo in a selector must not pass silently).
+    pub unmatched: Vec<crate::plan::expect::Expect>,
 }
 
 /// Sorts the node list into GPU nodes with and without an expectation (CPU nodes are dropped).
-pub fn classify(nodes: &[Node], catalog: &Catalog) -> Discovery {
+/// A node's expectation is the plan `expect` entry that selects it, else its instance type's
+/// in the catalog.
+pub fn classify(
+    nodes: &[Node],
+    catalog: &Catalog,
+    expects: &[crate::plan::expect::Expect],
+) -> Discovery {
     let mut out = Discovery::default();
+    let mut used = vec![false; expects.len()];
     for n in nodes {
         let ty = n.labels().get("node.kubernetes.io/instance-type").cloned();
+        let chosen: Vec<usize> = expects
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.selects(&n.name_any(), n.labels()))
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &chosen {
+            used[i] = true;
+        }
+        if chosen.len() > 1 {
+            out.unexpected.push(Unexpected {
+                name: n.name_any(),
+                instance_type: ty.clone(),
+                product: n.labels().get(crate::gpu_stack::gfd::PRODUCT).cloned(),
+                cpu_type: false,
+                overlap: chosen.iter().map(|&i| expects[i].describe()).collect(),
+            });
+            continue;
+        }
+        if let Some(e) = chosen.first().map(|&i| &expects[i])
+            && let Some(model) = catalog.gpu_models.get(&e.gpu)
+        {
+            out.nodes.push(GpuNode {
+                name: n.name_any(),
+                instance_type: ty.clone().unwrap_or_else(|| e.describe()),
+                model_key: e.gpu.clone(),
+                model: model.clone(),
+                count: e.count,
+            });
+            continue;
+        }
         let instance = ty.as_deref().and_then(|t| catalog.instance(t));
         let model = instance
             .and_then(|i| i.gpu.as_ref())
@@ -99,20 +148,31 @@ pub fn classify(nodes: &[Node], catalog: &Catalog) -> Discovery {
                 instance_type: ty.clone(),
                 product: n.labels().get(crate::gpu_stack::gfd::PRODUCT).cloned(),
                 cpu_type: instance.is_some_and(|i| i.gpu.is_none()),
+                overlap: Vec::new(),
             }),
             _ => {}
         }
     }
+    out.unmatched = expects
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(e, _)| e.clone())
+        .collect();
     out.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     out.unexpected.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
 /// The cluster's GPU nodes, from one node list.
-pub async fn discover(client: &Client, catalog: &Catalog) -> Result<Discovery, kube::Error> {
+pub async fn discover(
+    client: &Client,
+    catalog: &Catalog,
+    expects: &[crate::plan::expect::Expect],
+) -> Result<Discovery, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes.list(&Default::default()).await?;
-    Ok(classify(&list.items, catalog))
+    Ok(classify(&list.items, catalog, expects))
 }
 
 #[cfg(test)]
@@ -153,7 +213,7 @@ mod tests {
                 serde_json::json!({"node.kubernetes.io/instance-type": "m5.xlarge"}),
             ),
         ];
-        let d = classify(&nodes, &catalog);
+        let d = classify(&nodes, &catalog, &[]);
         assert_eq!(
             d.nodes.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
             ["p3"]
@@ -167,7 +227,8 @@ mod tests {
             msgs[0]
         );
         assert!(
-            msgs[1].contains("instance type a3-highgpu-8g") && msgs[1].contains("no entry"),
+            msgs[1].contains("instance type a3-highgpu-8g")
+                && msgs[1].contains("add an `expect` entry"),
             "{}",
             msgs[1]
         );
@@ -180,11 +241,66 @@ mod tests {
         real.as_object_mut()
             .expect("map")
             .remove("node.kubernetes.io/instance-type");
-        let d = classify(&[node("p3", real)], &catalog);
+        let d = classify(&[node("p3", real)], &catalog, &[]);
         assert!(d.nodes.is_empty());
         assert_eq!(
             d.unexpected[0].product.as_deref(),
             Some("Tesla-V100-SXM2-16GB")
         );
+    }
+
+    #[test]
+    fn expect_entries_come_before_the_catalog() {
+        use crate::plan::expect::Expect;
+        let catalog = Catalog::embedded().expect("catalog");
+        let model = catalog.gpu_models.keys().next().expect("a model").clone();
+        let e = |index: usize, labels: &[(&str, &str)], name: Option<&str>| Expect {
+            index,
+            origin: Some(format!("p.yaml:{}", 10 + index)),
+            match_labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            name: name.map(str::to_string),
+            gpu: model.clone(),
+            count: 8,
+        };
+        let expects = [
+            e(0, &[("nvidia.com/gpu.machine", "DGX-A100")], None),
+            e(1, &[], Some("dgx-2*")),
+            e(2, &[], Some("nowhere-*")),
+        ];
+        let nodes = vec![
+            node(
+                "dgx-1",
+                serde_json::json!({"nvidia.com/gpu.machine": "DGX-A100", "nvidia.com/gpu.present": "true"}),
+            ),
+            node(
+                "dgx-2",
+                serde_json::json!({"nvidia.com/gpu.machine": "DGX-A100"}),
+            ),
+            node(
+                "dgx-3",
+                serde_json::json!({"nvidia.com/gpu.present": "true"}),
+            ),
+        ];
+        let d = classify(&nodes, &catalog, &expects);
+        assert_eq!(d.nodes.len(), 1, "{d:?}");
+        assert_eq!((d.nodes[0].name.as_str(), d.nodes[0].count), ("dgx-1", 8));
+        assert_eq!(d.nodes[0].instance_type, "expect[0] (p.yaml:10)");
+        let msgs: Vec<String> = d.unexpected.iter().map(Unexpected::message).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0]
+                .contains("dgx-2 is selected by expect[0] (p.yaml:10) and expect[1] (p.yaml:11)"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[1].contains("no expectation for node dgx-3"),
+            "{}",
+            msgs[1]
+        );
+        assert_eq!(d.unmatched.iter().map(|e| e.index).collect::<Vec<_>>(), [2]);
     }
 }

@@ -217,8 +217,12 @@ impl Cluster {
     }
 
     /// The cluster's GPU nodes, by the catalog.
-    pub async fn gpu_nodes(&self, catalog: &Catalog) -> Result<gpu_nodes::Discovery, kube::Error> {
-        gpu_nodes::discover(&self.client, catalog).await
+    pub async fn gpu_nodes(
+        &self,
+        catalog: &Catalog,
+        expects: &[crate::plan::expect::Expect],
+    ) -> Result<gpu_nodes::Discovery, kube::Error> {
+        gpu_nodes::discover(&self.client, catalog, expects).await
     }
 
     /// What may remain when teardown is aborted, and how to remove it.

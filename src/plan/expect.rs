@@ -1,0 +1,204 @@
+//! The plan's `expect:` entries: what the cluster's owner knows about GPU nodes the instance
+//! catalog cannot describe — an on-prem DGX, a cloud type no map knows. An entry selects nodes
+//! (labels and/or a name pattern) and names a catalog GPU model and the count per node. Entries
+//! come before the catalog's instance types when a node's expectation is resolved.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::input::{InputError, Spanned};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawExpect {
+    select: Spanned<RawSelect>,
+    gpu: Spanned<String>,
+    count: Spanned<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSelect {
+    #[serde(default)]
+    match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// One validated entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// Its place in the plan (`expect[2]`).
+    pub index: usize,
+    /// Where it is written (`plans/p.yaml:31`, or the overlay's file and line), for messages.
+    pub origin: Option<String>,
+    /// Labels a node must carry, all of them.
+    pub match_labels: BTreeMap<String, String>,
+    /// A node-name pattern (`*` matches any run of characters).
+    pub name: Option<String>,
+    /// Catalog GPU model key.
+    pub gpu: String,
+    /// GPUs per node.
+    pub count: u32,
+}
+
+impl Expect {
+    /// Whether the entry selects a node with this name and these labels.
+    pub fn selects(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.name.as_deref().is_none_or(|p| glob(p, name))
+    }
+
+    /// `expect[2] (plans/p.yaml:31)`.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("expect[{}] ({o})", self.index),
+            None => format!("expect[{}]", self.index),
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Validates the entries against the catalog's GPU models.
+pub(super) fn validate(
+    file: &Path,
+    raw: &[RawExpect],
+    catalog: &crate::catalog::Catalog,
+) -> Result<Vec<Expect>, InputError> {
+    let mut out = Vec::new();
+    for (i, e) in raw.iter().enumerate() {
+        let sel = &e.select.value;
+        if sel.match_labels.is_empty() && sel.name.as_deref().is_none_or(str::is_empty) {
+            return Err(InputError::at(
+                file,
+                &e.select,
+                format!("expect[{i}].select"),
+                "select nodes by `matchLabels`, `name` (a pattern such as `dgx-*`), or both",
+            ));
+        }
+        if !catalog.gpu_models.contains_key(&e.gpu.value) {
+            let known: Vec<&str> = catalog.gpu_models.keys().map(String::as_str).collect();
+            return Err(InputError::at(
+                file,
+                &e.gpu,
+                format!("expect[{i}].gpu"),
+                format!(
+                    "unknown GPU model `{}` (known: {})",
+                    e.gpu.value,
+                    known.join(", ")
+                ),
+            ));
+        }
+        let count = match u32::try_from(e.count.value) {
+            Ok(c) if (1..=64).contains(&c) => c,
+            _ => {
+                return Err(InputError::at(
+                    file,
+                    &e.count,
+                    format!("expect[{i}].count"),
+                    format!("count is {}, must be between 1 and 64", e.count.value),
+                ));
+            }
+        };
+        let line = e.select.referenced.line();
+        out.push(Expect {
+            index: i,
+            origin: (line > 0).then(|| format!("{}:{line}", file.display())),
+            match_labels: sel.match_labels.clone(),
+            name: sel.name.clone().filter(|n| !n.is_empty()),
+            gpu: e.gpu.value.clone(),
+            count,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_checked_with_line_and_field() {
+        let catalog = crate::catalog::Catalog::embedded().expect("catalog");
+        let file = Path::new("p.yaml");
+        let parse = |text: &str| {
+            let raw: Vec<RawExpect> = crate::input::parse_yaml(file, text).expect("yaml");
+            validate(file, &raw, &catalog)
+        };
+        let ok = parse("- select: {name: \"dgx-*\"}\n  gpu: V100-SXM2-16GB\n  count: 8\n")
+            .expect("valid");
+        assert_eq!(ok[0].count, 8);
+        assert_eq!(ok[0].origin.as_deref(), Some("p.yaml:1"));
+        let rows = [
+            (
+                "- select: {name: a}\n  gpu: A100-80\n  count: 8\n",
+                2,
+                "expect[0].gpu",
+                "unknown GPU model `A100-80` (known: ",
+            ),
+            (
+                "- select: {}\n  gpu: V100-SXM2-16GB\n  count: 8\n",
+                1,
+                "expect[0].select",
+                "select nodes by",
+            ),
+            (
+                "- select: {name: a}\n  gpu: V100-SXM2-16GB\n  count: 0\n",
+                3,
+                "expect[0].count",
+                "between 1 and 64",
+            ),
+        ];
+        for (text, line, field, msg) in rows {
+            let e = parse(text).expect_err(field);
+            assert_eq!(e.line, Some(line), "{e}");
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        let rows = [
+            ("dgx-*", "dgx-01", true),
+            ("dgx-*", "xdgx-01", false),
+            ("*-gpu-*", "pool-gpu-3", true),
+            ("node", "node", true),
+            ("node", "node-1", false),
+            ("*", "anything", true),
+            ("a*c", "abbc", true),
+            ("a*c", "abbd", false),
+        ];
+        for (p, t, want) in rows {
+            assert_eq!(glob(p, t), want, "{p} {t}");
+        }
+    }
+}
