@@ -534,4 +534,6 @@ fn ci_cancel_during_provisioning_leaves_no_instance() {
         dir.display()
     );
     assert_no_credentials(&dir, &[SECRET]);
+    let state = gpuconform::target::state_dir(run_id);
+    assert!(!state.exists(), "state left: {}", state.display());
 }

@@ -319,6 +319,8 @@ pub fn discard_credentials(state_dir: &Path, run_dir: &Path) {
             }
         }
     }
+    // Nothing left in it (an EC2 run refused or torn down before its cluster): it goes too.
+    let _ = std::fs::remove_dir(state_dir);
 }
 
 /// Copies the files of `from` into `to` (one level: log folders are flat), best effort.
