@@ -496,30 +496,12 @@ fn ci_cancel_during_provisioning_leaves_no_instance() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let pid = child.id().to_string();
-    let sigint = std::time::Instant::now();
-    Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    let mut term_sent = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if !term_sent && sigint.elapsed() >= std::time::Duration::from_millis(7500) {
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill");
-            term_sent = true;
-        }
-        assert!(
-            sigint.elapsed() < std::time::Duration::from_secs(120),
-            "still running"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (status, _, _) = cancel_like_ci(
+        &mut child,
+        |since| since >= std::time::Duration::from_millis(7500),
+        std::time::Duration::from_secs(120),
+    )
+    .expect("still running two minutes after SIGINT");
     assert_eq!(status.code(), Some(130));
     assert!(
         moto.live(run_id).is_empty(),

@@ -453,44 +453,36 @@ fn cancel_like_ci(
         }
         assert!(started.elapsed() < Duration::from_secs(240), "{seen}");
     }
-    let pid = i32::try_from(child.id()).expect("pid").to_string();
-    let sigint = Instant::now();
-    Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    let mut teardown = None;
-    let mut term_sent = false;
-    let status = loop {
-        while let Ok((at, line)) = rx.try_recv() {
-            if teardown.is_none() && line.contains("teardown") {
-                teardown = Some(at.duration_since(sigint).as_secs_f64());
+    // SIGTERM goes after `term_after`, or as soon as a line says teardown started.
+    let mut lines = Vec::new();
+    let cancelled = common::cancel_like_ci(
+        &mut child,
+        |since| {
+            lines.extend(rx.try_iter());
+            match term_after {
+                Some(d) => since >= d,
+                None => lines
+                    .iter()
+                    .any(|(_, l): &(Instant, String)| l.contains("teardown")),
             }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        let due = match term_after {
-            Some(d) => sigint.elapsed() >= d,
-            None => teardown.is_some(),
-        };
-        if !term_sent && due {
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill");
-            term_sent = true;
-        }
+        },
         // The runner kills the tree 2.5 s after SIGTERM; give the test a wide margin.
-        assert!(
-            sigint.elapsed() < Duration::from_secs(60),
-            "still running:\n{seen}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        Duration::from_secs(60),
+    );
+    lines.extend(rx.try_iter());
+    let mut teardown = None;
+    for (at, line) in &lines {
+        seen.push_str(line);
+        seen.push('\n');
+        if let (None, Some((_, sigint, _))) = (teardown, &cancelled)
+            && line.contains("teardown")
+        {
+            teardown = Some(at.saturating_duration_since(*sigint).as_secs_f64());
+        }
+    }
+    let Some((status, _, exited)) = cancelled else {
+        panic!("still running a minute after SIGINT:\n{seen}");
     };
-    let exited = sigint.elapsed().as_secs_f64();
     while let Ok((_, line)) = rx.recv_timeout(Duration::from_millis(200)) {
         seen.push_str(&line);
         seen.push('\n');

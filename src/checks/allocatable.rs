@@ -103,6 +103,12 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| problems(n, g).is_empty()).await;
 
     let mut out = Vec::new();
+    // Free GPUs per node, listed once, for the scheduling part.
+    let gpu_use = if step.bool("schedule") {
+        super::pods::gpu_use(ctx).await
+    } else {
+        None
+    };
     for g in nodes {
         let Some(node) = last.get(&g.name).and_then(Option::as_ref) else {
             out.push(Outcome::fail(
@@ -137,7 +143,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .get(crate::gpu_stack::resources::GPU)
             .copied()
             .unwrap_or(0);
-        if let Some(why) = super::pods::busy(ctx, &g.name, need).await {
+        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, need) {
             out.push(Outcome::skip(
                 g.name.clone(),
                 Some(&g.name),

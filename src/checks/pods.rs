@@ -49,13 +49,19 @@ pub fn image_pull_failure(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Strin
     None
 }
 
+/// Every node's GPUs and those other pods hold, listed once per check (`None` when the pods
+/// cannot be listed: then the checks try every node, as before).
+pub async fn gpu_use(ctx: &super::Ctx<'_>) -> Option<crate::preflight::GpuUse> {
+    crate::preflight::gpu_use(&ctx.client, Some(&ctx.run_id))
+        .await
+        .ok()
+}
+
 /// Why a check that needs `needed` free GPUs on `node` must skip it: other pods hold too many
 /// (the GPU Operator's own validator waits forever there, gpu-operator#480). `None` when they
-/// are free, or when the pods cannot be listed (then the check tries, as before).
-pub async fn busy(ctx: &super::Ctx<'_>, node: &str, needed: u64) -> Option<String> {
-    let (alloc, used) = crate::preflight::node_gpus(&ctx.client, node, Some(&ctx.run_id))
-        .await
-        .ok()?;
+/// are free or unknown.
+pub fn busy(gpu_use: Option<&crate::preflight::GpuUse>, node: &str, needed: u64) -> Option<String> {
+    let (alloc, used) = *gpu_use?.get(node)?;
     let free = alloc.saturating_sub(used);
     (alloc > 0 && free < needed).then(|| {
         format!(
@@ -109,6 +115,41 @@ mod tests {
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
             assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
         }
+    }
+
+    #[test]
+    fn a_node_is_busy_when_other_pods_leave_too_few_gpus() {
+        let gpu_use: crate::preflight::GpuUse = [
+            ("a".to_string(), (8, 8)),
+            ("b".to_string(), (8, 3)),
+            ("c".to_string(), (0, 0)),
+        ]
+        .into_iter()
+        .collect();
+        let rows = [
+            (
+                "a",
+                1,
+                Some("a: 8 of 8 GPUs are allocated to other pods, 0 free; the check needs 1"),
+            ),
+            ("b", 5, None),
+            (
+                "b",
+                8,
+                Some("b: 3 of 8 GPUs are allocated to other pods, 5 free; the check needs 8"),
+            ),
+            // No allocatable GPUs: the allocatable check says so, nothing to skip for.
+            ("c", 1, None),
+            ("gone", 1, None),
+        ];
+        for (node, needed, want) in rows {
+            assert_eq!(
+                busy(Some(&gpu_use), node, needed).as_deref(),
+                want,
+                "{node} {needed}"
+            );
+        }
+        assert_eq!(busy(None, "a", 1), None, "unknown use: the check tries");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     // Nodes of a gpuconform local cluster (kwok, played by the GPU simulator): the only place a
     // simulated bench document is acceptable.
     let mut simulated_nodes = std::collections::BTreeSet::new();
+    let gpu_use = super::pods::gpu_use(ctx).await;
     for g in nodes {
         // A node without allocatable GPUs cannot run the bench; the allocatable check reports
         // that, this one says why it measured nothing.
@@ -61,7 +62,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                 continue;
             }
         }
-        if let Some(why) = super::pods::busy(ctx, &g.name, u64::from(g.count)).await {
+        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, u64::from(g.count)) {
             out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
             continue;
         }

@@ -24,8 +24,9 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
+    let gpu_use = super::pods::gpu_use(ctx).await;
     for g in nodes {
-        if let Some(why) = super::pods::busy(ctx, &g.name, 1).await {
+        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, 1) {
             out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
             continue;
         }

@@ -83,22 +83,24 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
             .contains("throughput")
             .then(|| plan.bench_image.clone()),
     };
-    match crate::target::existing::load_config(path.as_ref(), context.as_ref()).await {
-        Ok(c) => report.server = c.cluster_url.to_string(),
+    let config = match crate::target::existing::load_config(path.as_ref(), context.as_ref()).await {
+        Ok(c) => c,
         Err(e) => {
             report.version = Err(crate::errors::chain(&e));
             return report;
         }
-    }
+    };
+    report.server = config.cluster_url.to_string();
     let timeout = std::time::Duration::from_secs(15);
-    let cluster =
-        match crate::target::existing::connect(path.clone(), context.clone(), timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                report.version = Err(crate::errors::chain(&e));
-                return report;
-            }
-        };
+    let connected =
+        crate::target::existing::connect_with(config, path.clone(), context.clone(), timeout);
+    let cluster = match connected.await {
+        Ok(c) => c,
+        Err(e) => {
+            report.version = Err(crate::errors::chain(&e));
+            return report;
+        }
+    };
     report.version = Ok(cluster.version.clone());
     let client = &cluster.client;
     let helm = Helm {
@@ -119,20 +121,28 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
     report.test_namespace.1 = tests_state.ok().flatten();
     report.permissions =
         preflight::permissions(client, plan, d.suites, &tests_ns, tests_exist).await;
+    let gpu_use = preflight::gpu_use(client, None)
+        .await
+        .map_err(|e| e.to_string());
     report.nodes = match cluster.gpu_nodes(d.catalog, &plan.expect).await {
         Ok(found) => {
-            let mut rows = Vec::new();
-            for u in found.unexpected {
-                rows.push(NodeRow {
+            let mut rows: Vec<NodeRow> = found
+                .unexpected
+                .into_iter()
+                .map(|u| NodeRow {
                     name: u.name.clone(),
                     expectation: Err(u.message()),
                     gpus: Err("not asked".into()),
-                });
-            }
+                })
+                .collect();
             for g in found.nodes {
-                let gpus = preflight::node_gpus(client, &g.name, None)
-                    .await
-                    .map_err(|e| e.to_string());
+                let gpus = match &gpu_use {
+                    Ok(u) => u
+                        .get(&g.name)
+                        .copied()
+                        .ok_or_else(|| "node gone".to_string()),
+                    Err(e) => Err(e.clone()),
+                };
                 rows.push(NodeRow {
                     expectation: Ok(g.describe()),
                     name: g.name,

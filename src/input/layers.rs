@@ -348,8 +348,9 @@ fn set(root: &mut Item, arg: &str, source: usize) -> Result<(), String> {
                 let idx = match entries.iter().position(|e| e.key == *k) {
                     Some(idx) => idx,
                     None => {
+                        // The last step's value is set below, after the walk.
                         let node = if last {
-                            value.node.clone()
+                            Node::Map(Vec::new())
                         } else if matches!(steps[i + 1], Step::Index(_)) {
                             Node::Seq(Vec::new())
                         } else {

@@ -330,39 +330,43 @@ async fn create_test_namespace(
     }
 }
 
-/// Deletes the run's own pods and Jobs in a test namespace the run did not create.
+/// Deletes the run's own pods and Jobs in a test namespace the run did not create (Jobs first,
+/// in the background, so their pods go with them).
 async fn remove_own_objects(i: &Install<'_>, left: &mut Vec<String>) {
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::Pod;
-    let selector = crate::gpu_stack::ours::run_selector(i.run_id);
-    let lp = kube::api::ListParams::default().labels(&selector);
     let ns = i.test_namespace;
     let jobs: Api<Job> = Api::namespaced(i.client.clone(), ns);
-    let background = DeleteParams::background();
-    match jobs.list(&lp).await {
-        Ok(l) => {
-            for j in l.items {
-                let name = kube::ResourceExt::name_any(&j);
-                if let Err(e) = jobs.delete(&name, &background).await {
-                    left.push(format!("job {ns}/{name}: {e}"));
-                }
-            }
-        }
-        Err(e) => left.push(format!("jobs of this run in {ns}: {e}")),
-    }
+    delete_labelled(jobs, ns, i.run_id, &DeleteParams::background(), "job", left).await;
     let pods: Api<Pod> = Api::namespaced(i.client.clone(), ns);
-    match pods.list(&lp).await {
+    delete_labelled(pods, ns, i.run_id, &DeleteParams::default(), "pod", left).await;
+}
+
+/// Deletes what `api` (in `ns`) holds of run `run_id`; notes what could not be deleted.
+async fn delete_labelled<K>(
+    api: Api<K>,
+    ns: &str,
+    run_id: &str,
+    dp: &DeleteParams,
+    kind: &str,
+    left: &mut Vec<String>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let selector = crate::gpu_stack::ours::run_selector(run_id);
+    let lp = kube::api::ListParams::default().labels(&selector);
+    match api.list(&lp).await {
         Ok(l) => {
-            for p in l.items {
-                let name = kube::ResourceExt::name_any(&p);
-                match pods.delete(&name, &DeleteParams::default()).await {
+            for o in l.items {
+                let name = kube::ResourceExt::name_any(&o);
+                match api.delete(&name, dp).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => left.push(format!("pod {ns}/{name}: {e}")),
+                    Err(e) => left.push(format!("{kind} {ns}/{name}: {e}")),
                 }
             }
         }
-        Err(e) => left.push(format!("pods of this run in {ns}: {e}")),
+        Err(e) => left.push(format!("{kind}s of run {run_id} in {ns}: {e}")),
     }
 }
 

@@ -32,8 +32,10 @@ struct RawSelect {
 pub struct Expect {
     /// Its place in the plan (`expect[2]`).
     pub index: usize,
-    /// Where it is written (`plans/p.yaml:31`, or the overlay's file and line), for messages.
-    pub origin: Option<String>,
+    /// The file it is written in (the plan, an overlay, or a `--set` argument), for messages.
+    pub file: std::path::PathBuf,
+    /// Its line there.
+    pub line: Option<u32>,
     /// Labels a node must carry, all of them.
     pub match_labels: BTreeMap<String, String>,
     /// A node-name pattern (`*` matches any run of characters).
@@ -55,9 +57,9 @@ impl Expect {
 
     /// `expect[2] (plans/p.yaml:31)`.
     pub fn describe(&self) -> String {
-        match &self.origin {
-            Some(o) => format!("expect[{}] ({o})", self.index),
-            None => format!("expect[{}]", self.index),
+        match self.line {
+            Some(l) => format!("expect[{}] ({}:{l})", self.index, self.file.display()),
+            None => format!("expect[{}] ({})", self.index, self.file.display()),
         }
     }
 }
@@ -131,7 +133,8 @@ pub(super) fn validate(
         let line = e.select.referenced.line();
         out.push(Expect {
             index: i,
-            origin: (line > 0).then(|| format!("{}:{line}", file.display())),
+            file: file.to_path_buf(),
+            line: (line > 0).then_some(line as u32),
             match_labels: sel.match_labels.clone(),
             name: sel.name.clone().filter(|n| !n.is_empty()),
             gpu: e.gpu.value.clone(),
@@ -156,7 +159,7 @@ mod tests {
         let ok = parse("- select: {name: \"dgx-*\"}\n  gpu: V100-SXM2-16GB\n  count: 8\n")
             .expect("valid");
         assert_eq!(ok[0].count, 8);
-        assert_eq!(ok[0].origin.as_deref(), Some("p.yaml:1"));
+        assert_eq!(ok[0].describe(), "expect[0] (p.yaml:1)");
         let rows = [
             (
                 "- select: {name: a}\n  gpu: A100-80\n  count: 8\n",

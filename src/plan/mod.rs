@@ -205,18 +205,11 @@ impl Plan {
             Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))?;
         // Where each `expect` entry came from, in the plan or an overlay.
         for e in &mut plan.expect {
-            let line = e
-                .origin
-                .as_deref()
-                .and_then(|o| o.rsplit(':').next()?.parse().ok());
             let at = merged.locate(InputError {
-                line,
-                ..InputError::file(file, "")
+                line: e.line,
+                ..InputError::file(&e.file, "")
             });
-            e.origin = Some(match at.line {
-                Some(l) => format!("{}:{l}", at.file.display()),
-                None => at.file.display().to_string(),
-            });
+            (e.file, e.line) = (at.file, at.line);
         }
         Ok(plan)
     }

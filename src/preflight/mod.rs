@@ -34,6 +34,19 @@ pub struct Permission {
     pub allowed: Result<bool, String>,
 }
 
+impl Permission {
+    /// `create batch/jobs (gpuconform-tests), for the workload check`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} ({}), for the {}",
+            self.need.verb,
+            self.need.resource_name(),
+            self.namespace.as_deref().unwrap_or("cluster-wide"),
+            self.need.why
+        )
+    }
+}
+
 /// A GPU node as the run would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
@@ -98,26 +111,16 @@ impl Report {
             _ => {}
         }
         for p in &self.permissions {
-            let ns = p.namespace.as_deref().unwrap_or("cluster-wide");
             match &p.allowed {
                 Ok(true) => {}
                 _ if p.need.optional => {}
                 Ok(false) => out.push((
                     exit_codes::INFRA_ERROR,
-                    format!(
-                        "missing permission: {} {} ({ns}), for the {}",
-                        p.need.verb,
-                        p.need.resource_name(),
-                        p.need.why
-                    ),
+                    format!("missing permission: {}", p.describe()),
                 )),
                 Err(e) => out.push((
                     exit_codes::INFRA_ERROR,
-                    format!(
-                        "permission {} {} ({ns}) unknown: {e}",
-                        p.need.verb,
-                        p.need.resource_name()
-                    ),
+                    format!("permission unknown ({e}): {}", p.describe()),
                 )),
             }
         }
@@ -300,15 +303,7 @@ pub fn missing(perms: &[Permission]) -> Vec<String> {
     perms
         .iter()
         .filter(|p| !p.need.optional && p.allowed != Ok(true))
-        .map(|p| {
-            format!(
-                "{} {} ({}), for the {}",
-                p.need.verb,
-                p.need.resource_name(),
-                p.namespace.as_deref().unwrap_or("cluster-wide"),
-                p.need.why
-            )
-        })
+        .map(Permission::describe)
         .collect()
 }
 
@@ -347,40 +342,45 @@ pub async fn test_namespace_state(
     }))
 }
 
-/// The node's allocatable GPUs and those the pods on it hold (requests of pods not finished
+/// Per node: allocatable GPUs and those pods hold.
+pub type GpuUse = std::collections::BTreeMap<String, (u64, u64)>;
+
+/// Every node's allocatable GPUs and those the pods on it hold (requests of pods not finished
 /// and not being deleted; the pods of run `own_run` do not count: they are the checks' own and
-/// go before the next step needs the GPUs).
-pub async fn node_gpus(
-    client: &Client,
-    node: &str,
-    own_run: Option<&str>,
-) -> Result<(u64, u64), kube::Error> {
+/// go before the next step needs the GPUs). One node list and one pod list, whatever the size
+/// of the cluster.
+pub async fn gpu_use(client: &Client, own_run: Option<&str>) -> Result<GpuUse, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let n = nodes.get(node).await?;
-    let alloc = gpu_stack::gpu_resources(&n)
-        .get(resources::GPU)
-        .map(|(_, a)| *a)
-        .unwrap_or(0);
+    let mut out = GpuUse::new();
+    for n in nodes.list(&ListParams::default()).await?.items {
+        let alloc = gpu_stack::gpu_resources(&n)
+            .get(resources::GPU)
+            .map_or(0, |(_, a)| *a);
+        out.insert(kube::ResourceExt::name_any(&n), (alloc, 0));
+    }
     let pods: Api<Pod> = Api::all(client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let lp = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
     let own = own_run.map(gpu_stack::ours::run_label);
-    let list: Vec<Pod> = pods
-        .list(&lp)
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            own.as_ref().is_none_or(|own| {
-                p.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(gpu_stack::ours::RUN_LABEL))
-                    != Some(own)
-            })
-        })
-        .collect();
-    Ok((alloc, gpus_in_use(&list)))
+    let mut by_node: std::collections::BTreeMap<String, Vec<Pod>> = Default::default();
+    for p in pods.list(&lp).await?.items {
+        let theirs = own.as_ref().is_none_or(|own| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(gpu_stack::ours::RUN_LABEL))
+                != Some(own)
+        });
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        if let (true, None, Some(node)) = (theirs, &p.metadata.deletion_timestamp, node) {
+            by_node.entry(node).or_default().push(p);
+        }
+    }
+    for (node, pods) in by_node {
+        if let Some(entry) = out.get_mut(&node) {
+            entry.1 = gpus_in_use(&pods);
+        }
+    }
+    Ok(out)
 }
 
 /// `nvidia.com/gpu` held by pods that are not finished (the scheduler's view: a container's

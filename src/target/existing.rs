@@ -64,6 +64,16 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Cluster, ConnectError> {
     let config = load_config(path.as_ref(), context.as_ref()).await?;
+    connect_with(config, path, context, timeout).await
+}
+
+/// Connects with a configuration already loaded from `path` and `context` (kept for helm).
+pub async fn connect_with(
+    config: kube::Config,
+    path: Option<PathBuf>,
+    context: Option<String>,
+    timeout: Duration,
+) -> Result<Cluster, ConnectError> {
     let name = config.cluster_url.host().unwrap_or("cluster").to_string();
     let server = config.cluster_url.to_string();
     let api = |cause| ConnectError::Api {

@@ -256,7 +256,8 @@ mod tests {
         let model = catalog.gpu_models.keys().next().expect("a model").clone();
         let e = |index: usize, labels: &[(&str, &str)], name: Option<&str>| Expect {
             index,
-            origin: Some(format!("p.yaml:{}", 10 + index)),
+            file: "p.yaml".into(),
+            line: Some(10 + index as u32),
             match_labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -155,3 +155,37 @@ pub fn assert_no_credentials(dir: &Path, secrets: &[&str]) {
     }
     assert!(files > 0, "no report files in {}", dir.display());
 }
+
+/// Cancels `child` the way GitHub Actions does: SIGINT now, then SIGTERM once `term_due` (given
+/// the time since SIGINT) says so. Returns the exit status, the moment of the SIGINT and the
+/// seconds from it to the exit; `None` (the process killed) if it outlives `limit`.
+pub fn cancel_like_ci(
+    child: &mut std::process::Child,
+    mut term_due: impl FnMut(std::time::Duration) -> bool,
+    limit: std::time::Duration,
+) -> Option<(std::process::ExitStatus, std::time::Instant, f64)> {
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+    };
+    let sigint = std::time::Instant::now();
+    signal("-INT");
+    let mut term_sent = false;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some((status, sigint, sigint.elapsed().as_secs_f64()));
+        }
+        if !term_sent && term_due(sigint.elapsed()) {
+            signal("-TERM");
+            term_sent = true;
+        }
+        if sigint.elapsed() >= limit {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
