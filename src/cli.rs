@@ -88,9 +88,10 @@ pub struct RunArgs {
     /// Folder the plan's suite names resolve in.
     #[arg(long, default_value = "suites")]
     pub suite_dir: PathBuf,
-    /// Instance catalog (default: the one built into the binary).
+    /// Catalog file merged over the built-in one (repeatable; `mode: replace` in a file starts
+    /// over).
     #[arg(long)]
-    pub catalog: Option<PathBuf>,
+    pub catalog: Vec<PathBuf>,
     /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
     #[arg(long)]
     pub tools: Option<PathBuf>,
@@ -118,6 +119,9 @@ pub struct LintArgs {
     /// Folder plans' suite names resolve in.
     #[arg(long, default_value = "suites")]
     pub suite_dir: PathBuf,
+    /// Catalog file merged over the built-in one (repeatable), as `run --catalog` does.
+    #[arg(long)]
+    pub catalog: Vec<PathBuf>,
 }
 
 /// Flags of `list`.
@@ -154,9 +158,10 @@ pub struct UpArgs {
     /// Deadline for the cluster to become ready.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Instance catalog (default: the one built into the binary).
+    /// Catalog file merged over the built-in one (repeatable; `mode: replace` in a file starts
+    /// over).
     #[arg(long)]
-    pub catalog: Option<PathBuf>,
+    pub catalog: Vec<PathBuf>,
     /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
     #[arg(long)]
     pub tools: Option<PathBuf>,

@@ -247,3 +247,6 @@ async fn schedule_all(
         .await;
     result
 }
+
+#[cfg(test)]
+mod tests;

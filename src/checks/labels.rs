@@ -1,16 +1,18 @@
 //! `labels`: on every GPU node, the NFD PCI label (any variant the operator accepts), kernel and
 //! OS labels, `nvidia.com/gpu.present`, and the GFD set with values consistent with the node's
-//! instance type — product, count, memory (within a tolerance: older drivers report a little
-//! less), compute capability, family, MIG capability — and the driver version labels equal to
-//! the plan's `driver.version`, accepting the deprecated and the current names.
+//! expectation (a plan `expect` entry or the catalog) — product (any spelling real drivers
+//! use), count, memory (within the range real drivers report), compute capability, family (as
+//! any GFD version names it), MIG capability — and the driver the plan expects (see
+//! [`super::driver`]). The expectation never comes from the node: its labels are only observed.
 
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
-use super::{Ctx, GpuNode, Outcome, no_nodes};
+use super::{Ctx, GpuNode, Outcome, driver, no_nodes};
 use crate::gpu_stack::{gfd, nfd, operator};
+use crate::plan::driver::DriverRule;
 use crate::suite::Step;
 
 /// Runs the check: waits until every node's labels are right or the deadline, then reports.
@@ -19,11 +21,31 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         return no_nodes(ctx);
     }
     let tolerance = step.int("memoryTolerancePercent").clamp(0, 100) as u64;
-    let driver = ctx.plan.operator.driver_version();
+    let rules: std::collections::BTreeMap<&str, DriverRule> = nodes
+        .iter()
+        .map(|g| (g.name.as_str(), driver::rule(g, ctx.plan)))
+        .collect();
+    let rule_of = |g: &GpuNode| {
+        rules
+            .get(g.name.as_str())
+            .cloned()
+            .unwrap_or_else(DriverRule::none)
+    };
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
-        problems(n, g, driver.as_deref(), tolerance).is_empty()
+        problems(n, g, &rule_of(g), tolerance).is_empty()
     })
     .await;
+    let seen: Vec<(String, String, Option<String>)> = nodes
+        .iter()
+        .map(|g| {
+            let version = last
+                .get(&g.name)
+                .and_then(Option::as_ref)
+                .and_then(|n| crate::gpu_stack::driver::from_labels(n.labels()));
+            (g.name.clone(), g.expectation.clone(), version)
+        })
+        .collect();
+    let odd = driver::odd_ones_out(&seen);
 
     nodes
         .iter()
@@ -36,9 +58,18 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                     "",
                 );
             };
-            let found = problems(node, g, driver.as_deref(), tolerance);
-            let detail = gpu_labels(node);
-            match found.first() {
+            let rule = rule_of(g);
+            let mut found = problems(node, g, &rule, tolerance);
+            found.extend(odd.get(&g.name).cloned());
+            let detail = format!(
+                "expectation: {} from {}; driver {} from {}\n{}",
+                g.describe(),
+                g.expectation,
+                rule.expect.describe(),
+                rule.origin(),
+                gpu_labels(node)
+            );
+            let mut outcome = match found.first() {
                 None => Outcome::pass(g.name.clone(), Some(&g.name), detail),
                 Some(first) => Outcome::fail(
                     g.name.clone(),
@@ -46,28 +77,53 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                     first.clone(),
                     format!("{}\n\nall problems:\n{}", detail, found.join("\n")),
                 ),
-            }
+            };
+            outcome
+                .warnings
+                .extend(driver::chart_warning(node, &rule, ctx.plan));
+            outcome
         })
         .collect()
 }
 
-/// Every mismatch on one node, each as `<node>: <label> is "<x>", expected "<y>" (<type>)`.
-pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u64) -> Vec<String> {
+/// Every mismatch on one node: the GFD, NFD and driver parts.
+pub fn problems(node: &Node, g: &GpuNode, rule: &DriverRule, tolerance_pct: u64) -> Vec<String> {
+    let mut out = operator_problems(node, g);
+    out.extend(gfd_problems(node, g, tolerance_pct));
+    out.extend(nfd_problems(node, g));
+    out.extend(driver::problems(node, g, rule));
+    out
+}
+
+/// GFD's and the operator's labels, each mismatch as
+/// `<node>: <label> is "<x>", expected "<y>" (<expectation>)`.
+pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String> {
     let labels = node.labels();
     let why = g.describe();
     let mut out = Vec::new();
-    let mut expect = |key: &str, want: &str| match labels.get(key) {
-        Some(v) if v == want => {}
-        Some(v) => out.push(format!(
-            "{}: {key} is \"{v}\", expected \"{want}\" ({why})",
-            g.name
-        )),
-        None => out.push(format!(
-            "{}: {key} is missing, expected \"{want}\" ({why})",
-            g.name
-        )),
+    let mut expect_one_of = |key: &str, want: &[String]| {
+        let shown = want
+            .iter()
+            .map(|w| format!("\"{w}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match labels.get(key) {
+            Some(v) if want.contains(v) => {}
+            Some(v) => out.push(format!(
+                "{}: {key} is \"{v}\", expected {shown} ({why})",
+                g.name
+            )),
+            None => out.push(format!(
+                "{}: {key} is missing, expected {shown} ({why})",
+                g.name
+            )),
+        }
     };
-    expect(operator::GPU_PRESENT, "true");
+    let one = |v: &str| vec![v.to_string()];
+    let spellings: Vec<String> = std::iter::once(&g.model.product)
+        .chain(&g.model.product_aliases)
+        .cloned()
+        .collect();
     let replicas: u32 = labels
         .get(gfd::REPLICAS)
         .and_then(|r| r.parse().ok())
@@ -75,53 +131,111 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
     let product = labels.get(gfd::PRODUCT).cloned().unwrap_or_default();
     let mig_single = product.contains("-MIG-");
     if mig_single {
-        let base = format!("{}-MIG-", g.model.product);
-        if !product.starts_with(&base) || product.ends_with("-MIG-INVALID") {
-            expect("nvidia.com/gpu.product", &format!("{base}<profile>"));
+        let (base, profile) = product.split_once("-MIG-").unwrap_or_default();
+        let known = g.model.mig_profiles.iter().find(|p| p.name == profile);
+        if !g.model.is_product(base) || known.is_none() {
+            let names: Vec<&str> = g
+                .model
+                .mig_profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            expect_one_of(
+                gfd::PRODUCT,
+                &one(&format!("{}-MIG-<{}>", g.model.product, names.join("|"))),
+            );
+        }
+        // The single strategy's `all-<profile>` layouts fill every GPU with the profile.
+        if let Some(p) = known {
+            expect_one_of(gfd::COUNT, &one(&(g.count * p.max_instances).to_string()));
         }
     } else {
-        let want = if replicas > 1 {
-            format!("{}-SHARED", g.model.product)
-        } else {
-            g.model.product.clone()
-        };
-        // Renamed shared resources keep the plain product name.
-        if !(replicas > 1 && product == g.model.product) {
-            expect(gfd::PRODUCT, &want);
+        // Sharing appends `-SHARED`, unless the resource is renamed instead.
+        let mut want = spellings.clone();
+        if replicas > 1 {
+            want.extend(spellings.iter().map(|p| format!("{p}-SHARED")));
         }
-        expect(gfd::COUNT, &g.count.to_string());
+        expect_one_of(gfd::PRODUCT, &want);
+        expect_one_of(gfd::COUNT, &one(&g.count.to_string()));
     }
     if let Some((major, minor)) = g.model.compute_capability_parts() {
-        expect(gfd::COMPUTE_MAJOR, &major.to_string());
-        expect(gfd::COMPUTE_MINOR, &minor.to_string());
+        expect_one_of(gfd::COMPUTE_MAJOR, &one(&major.to_string()));
+        expect_one_of(gfd::COMPUTE_MINOR, &one(&minor.to_string()));
     }
-    expect(gfd::FAMILY, &g.model.family);
-    expect(gfd::MIG_CAPABLE, &g.model.mig_capable().to_string());
+    let families: Vec<String> = std::iter::once(&g.model.family)
+        .chain(&g.model.family_aliases)
+        .cloned()
+        .collect();
+    expect_one_of(gfd::FAMILY, &families);
+    // GFD through v0.6 (GPU Operator 1.x) wrote no `mig.capable`, on MIG-capable GPUs too
+    // (the recorded R450 and R460 A100 nodes); when it is there it must be right.
+    if labels.contains_key(gfd::MIG_CAPABLE) {
+        expect_one_of(gfd::MIG_CAPABLE, &one(&g.model.mig_capable().to_string()));
+    }
 
     if !mig_single {
-        match labels.get(gfd::MEMORY).map(|m| m.parse::<u64>()) {
-            Some(Ok(m)) => {
-                let want = g.model.memory_mib;
-                let floor = want - want * tolerance_pct / 100;
-                if m > want || m < floor {
-                    out.push(format!(
-                        "{}: nvidia.com/gpu.memory is \"{m}\", expected \"{want}\" (within {tolerance_pct}%: {floor}..{want}) ({why})",
-                        g.name
-                    ));
-                }
+        let (lo, hi) = g.model.memory_range();
+        let floor = lo - lo * tolerance_pct / 100;
+        let range = if floor == hi {
+            format!("\"{hi}\"")
+        } else {
+            format!("{floor}..{hi}")
+        };
+        // One GFD release of 2022 wrote bytes (the recorded time-sliced g4dn.xlarge:
+        // 16106127360 = 15360 MiB); a value that is a whole number of MiB in bytes is read so.
+        let mib = |m: u64| {
+            if m > 1 << 30 && m.is_multiple_of(1 << 20) {
+                m >> 20
+            } else {
+                m
             }
-            Some(Err(_)) => out.push(format!(
-                "{}: nvidia.com/gpu.memory is \"{}\", expected a number of MiB ({why})",
-                g.name,
-                labels.get(gfd::MEMORY).cloned().unwrap_or_default()
+        };
+        match labels
+            .get(gfd::MEMORY)
+            .map(|m| (m, m.parse::<u64>().map(mib)))
+        {
+            Some((_, Ok(m))) if (floor..=hi).contains(&m) => {}
+            Some((_, Ok(m))) => out.push(format!(
+                "{}: nvidia.com/gpu.memory is \"{m}\", expected {range} MiB ({why})",
+                g.name
+            )),
+            Some((v, Err(_))) => out.push(format!(
+                "{}: nvidia.com/gpu.memory is \"{v}\", expected a number of MiB in {range} ({why})",
+                g.name
             )),
             None => out.push(format!(
-                "{}: nvidia.com/gpu.memory is missing, expected \"{}\" ({why})",
-                g.name, g.model.memory_mib
+                "{}: nvidia.com/gpu.memory is missing, expected {range} MiB ({why})",
+                g.name
             )),
         }
     }
+    out
+}
 
+/// The operator's own label: `gpu.present` (absent where GFD runs without the operator).
+pub fn operator_problems(node: &Node, g: &GpuNode) -> Vec<String> {
+    match node.labels().get(operator::GPU_PRESENT).map(String::as_str) {
+        Some("true") => Vec::new(),
+        Some(v) => vec![format!(
+            "{}: {} is \"{v}\", expected \"true\" ({})",
+            g.name,
+            operator::GPU_PRESENT,
+            g.describe()
+        )],
+        None => vec![format!(
+            "{}: {} is missing, expected \"true\" ({})",
+            g.name,
+            operator::GPU_PRESENT,
+            g.describe()
+        )],
+    }
+}
+
+/// NFD's labels: the NVIDIA PCI label in any form, the kernel and OS labels.
+pub fn nfd_problems(node: &Node, g: &GpuNode) -> Vec<String> {
+    let labels = node.labels();
+    let why = g.describe();
+    let mut out = Vec::new();
     if !nfd::has_nvidia_pci(labels) {
         out.push(format!(
             "{}: feature.node.kubernetes.io/pci-10de.present is missing (nor the pci-0302_10de / pci-0300_10de forms), expected \"true\" ({why})",
@@ -140,29 +254,6 @@ pub fn problems(node: &Node, g: &GpuNode, driver: Option<&str>, tolerance_pct: u
             ));
         }
     }
-
-    // Driver version: the current name, or else the deprecated triple.
-    let current = labels.get(gfd::DRIVER_VERSION_FULL).cloned();
-    let deprecated = match (
-        labels.get(gfd::DRIVER_DEPRECATED[0]),
-        labels.get(gfd::DRIVER_DEPRECATED[1]),
-        labels.get(gfd::DRIVER_DEPRECATED[2]),
-    ) {
-        (Some(a), Some(b), Some(c)) => Some(format!("{a}.{b}.{c}")),
-        _ => None,
-    };
-    match (current.or(deprecated), driver) {
-        (None, want) => out.push(format!(
-            "{}: nvidia.com/cuda.driver-version.full (or the deprecated nvidia.com/cuda.driver.*) is missing, expected \"{}\" ({why})",
-            g.name,
-            want.unwrap_or("the driver version")
-        )),
-        (Some(have), Some(want)) if have != want => out.push(format!(
-            "{}: nvidia.com/cuda.driver-version.full is \"{have}\", expected \"{want}\" (the plan's driver.version)",
-            g.name
-        )),
-        _ => {}
-    }
     out
 }
 
@@ -178,147 +269,4 @@ fn gpu_labels(node: &Node) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    //! On real nodes as published (`fixtures/nodes/`), never on what the simulator makes.
-    use super::*;
-    use crate::catalog::Catalog;
-    use crate::fixture::real_nodes::{self, G4DN, P3};
-
-    /// A published node and the owner's expectation of it, from the instance catalog.
-    fn real(file: &str, name: &str) -> (Node, GpuNode) {
-        let r = real_nodes::load(file);
-        let c = Catalog::embedded().expect("catalog");
-        let inst = c.instance(&r.instance_type).expect("instance type");
-        let (model, count) = c.gpu_of(inst).expect("gpu");
-        let gpu_model = inst.gpu.as_ref().expect("gpu").model.clone();
-        let mut node = Node::default();
-        node.metadata.name = Some(name.into());
-        node.metadata.labels = Some(r.labels);
-        let gpu = GpuNode {
-            name: name.into(),
-            instance_type: r.instance_type,
-            model_key: gpu_model,
-            model: model.clone(),
-            count,
-        };
-        (node, gpu)
-    }
-
-    /// The g4dn.xlarge dump, published by GPU Operator 1.3.1's GFD, which did not yet write
-    /// `nvidia.com/mig.capable`.
-    fn g4dn() -> (Node, GpuNode) {
-        real(G4DN, "gpu-worker-1")
-    }
-
-    const G4DN_DRIVER: Option<&str> = Some("450.80.02");
-
-    #[test]
-    fn a_real_g4dn_node_lacks_only_mig_capable() {
-        let (node, g) = g4dn();
-        assert_eq!(
-            problems(&node, &g, G4DN_DRIVER, 2),
-            vec![
-                "gpu-worker-1: nvidia.com/mig.capable is missing, expected \"false\" (g4dn.xlarge: 1× Tesla-T4)"
-            ],
-            "T4 memory 15109 MiB on driver 450 is within 2% of 15360"
-        );
-        let (mut node, g) = g4dn();
-        node.labels_mut()
-            .insert(gfd::MIG_CAPABLE.into(), "false".into());
-        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2), Vec::<String>::new());
-        assert_eq!(
-            problems(&node, &g, G4DN_DRIVER, 1).len(),
-            1,
-            "15109 is not within 1%"
-        );
-    }
-
-    /// The p3.2xlarge dump was filtered to `nvidia.com/gpu*` and `pci` labels: the problems
-    /// are exactly the labels the publisher's grep removed, so every GFD value that is shown
-    /// agrees with the catalog's V100-SXM2-16GB.
-    #[test]
-    fn a_real_p3_node_agrees_with_the_catalog_on_what_is_shown() {
-        let (node, g) = real(P3, "ip-10-0-135-81");
-        let p = problems(&node, &g, Some("535.129.03"), 0);
-        let mentions = |key: &str| p.iter().any(|m| m.contains(key));
-        for key in [
-            gfd::MIG_CAPABLE,
-            nfd::KERNEL_VERSION_FULL,
-            nfd::OS_RELEASE_ID,
-            nfd::OS_RELEASE_VERSION_ID,
-            gfd::DRIVER_VERSION_FULL,
-        ] {
-            assert!(mentions(key), "{key} not reported missing: {p:?}");
-        }
-        assert_eq!(p.len(), 5, "{p:?}");
-        assert!(p.iter().all(|m| m.contains("is missing")), "{p:?}");
-    }
-
-    fn g4dn_passing() -> (Node, GpuNode) {
-        let (mut node, g) = g4dn();
-        node.labels_mut()
-            .insert(gfd::MIG_CAPABLE.into(), "false".into());
-        (node, g)
-    }
-
-    #[test]
-    fn wrong_count_message_names_node_value_and_expectation() {
-        let (mut node, g) = g4dn_passing();
-        node.labels_mut().insert(gfd::COUNT.into(), "0".into());
-        assert_eq!(
-            problems(&node, &g, G4DN_DRIVER, 2),
-            vec![
-                "gpu-worker-1: nvidia.com/gpu.count is \"0\", expected \"1\" (g4dn.xlarge: 1× Tesla-T4)"
-            ]
-        );
-    }
-
-    #[test]
-    fn driver_and_memory_mismatches() {
-        let (mut node, g) = g4dn_passing();
-        node.labels_mut().insert(gfd::MEMORY.into(), "8192".into());
-        let p = problems(&node, &g, Some("570.1.2"), 2);
-        assert!(
-            p.iter().any(|m| m.contains("gpu.memory is \"8192\"")),
-            "{p:?}"
-        );
-        assert!(
-            p.iter()
-                .any(|m| m.contains("is \"450.80.02\", expected \"570.1.2\"")),
-            "{p:?}"
-        );
-        assert_eq!(p.len(), 2, "{p:?}");
-    }
-
-    #[test]
-    fn current_and_deprecated_driver_labels_are_accepted() {
-        // The real node has only the deprecated triple; a newer GFD writes the current name.
-        let (mut node, g) = g4dn_passing();
-        for k in gfd::DRIVER_DEPRECATED {
-            node.labels_mut().remove(k);
-        }
-        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2).len(), 1);
-        node.labels_mut()
-            .insert(gfd::DRIVER_VERSION_FULL.into(), "450.80.02".into());
-        assert!(problems(&node, &g, G4DN_DRIVER, 2).is_empty());
-    }
-
-    #[test]
-    fn missing_product_and_pci_variants() {
-        let (mut node, g) = g4dn_passing();
-        node.labels_mut().remove(gfd::PRODUCT);
-        node.labels_mut().remove(nfd::PCI_LABEL);
-        // The class+vendor form NFD wrote on a g4dn.xlarge with its default config
-        // (NVIDIA/gpu-operator#78).
-        node.labels_mut().insert(
-            "feature.node.kubernetes.io/pci-0302_10de.present".into(),
-            "true".into(),
-        );
-        let p = problems(&node, &g, G4DN_DRIVER, 2);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("nvidia.com/gpu.product is missing, expected \"Tesla-T4\""));
-        node.labels_mut()
-            .remove("feature.node.kubernetes.io/pci-0302_10de.present");
-        assert_eq!(problems(&node, &g, G4DN_DRIVER, 2).len(), 2);
-    }
-}
+mod tests;

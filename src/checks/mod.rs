@@ -5,6 +5,7 @@
 //! cluster-wide subject). Failure messages name the node, the observed and the expected value.
 
 pub mod allocatable;
+pub mod driver;
 pub mod labels;
 pub mod operator;
 pub mod pods;

@@ -248,7 +248,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         }
     }
     for (g, r) in &results {
-        let perf = ctx.perf.models.get(&g.model_key);
+        let perf = ctx.perf.models.get(g.model.perf_key(&g.model_key));
         for gpu in &r.gpus {
             let who = format!("{} gpu{}", g.name, gpu.device.index);
             for e in &gpu.errors {
@@ -378,7 +378,18 @@ fn metric_outcome(
             stats,
         );
     }
-    let Some((perf, peak)) = perf.and_then(|p| p.peak(m.metric).map(|pk| (p, pk))) else {
+    let Some(perf) = perf else {
+        // Nothing to judge against: not a pass.
+        return Outcome::skip(
+            subject,
+            Some(&g.name),
+            format!(
+                "{stats}; the performance table has no entry for {}: not judged",
+                g.model_key
+            ),
+        );
+    };
+    let Some((perf, peak)) = perf.peak(m.metric).map(|pk| (perf, pk)) else {
         return Outcome::pass(
             subject,
             Some(&g.name),

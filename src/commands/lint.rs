@@ -19,7 +19,7 @@ pub fn lint(args: LintArgs, printer: &Printer) -> Result<u8, ExpectedError> {
     } else {
         args.files.clone()
     };
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::resolve(&args.catalog)?;
     let mut errors: Vec<InputError> = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap_or_default();

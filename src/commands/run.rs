@@ -16,10 +16,7 @@ use crate::target::local::tools::Tools;
 
 /// Runs a plan; the exit code is the run's.
 pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> {
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::load(path)?,
-        None => Catalog::embedded()?,
-    };
+    let catalog = Catalog::resolve(&args.catalog)?;
     if let Some(ns) = &args.namespace
         && !crate::plan::is_dns_label(ns)
     {

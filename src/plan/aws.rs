@@ -168,6 +168,18 @@ pub fn validate(file: &Path, raw: &RawAws, catalog: &Catalog) -> Result<AwsSpec,
         let field = |f: &str| format!("target.aws.pools[{i}].{f}");
         let (role, instance, count) =
             check.check(i, &p.name, &p.role, &p.instance_type, &p.count)?;
+        if instance.cloud != crate::catalog::Cloud::Aws {
+            return Err(InputError::at(
+                file,
+                &p.instance_type,
+                field("instanceType"),
+                format!(
+                    "`{}` is a {} type, not an EC2 instance type",
+                    p.instance_type.value,
+                    instance.cloud.as_str()
+                ),
+            ));
+        }
         if role == AwsRole::ControlPlane {
             control_planes += count;
         }

@@ -16,6 +16,8 @@ pub(super) struct RawExpect {
     select: Spanned<RawSelect>,
     gpu: Spanned<String>,
     count: Spanned<i64>,
+    #[serde(default)]
+    driver: Option<Spanned<super::driver::RawDriver>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +27,8 @@ struct RawSelect {
     match_labels: BTreeMap<String, String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    pool: Option<String>,
 }
 
 /// One validated entry.
@@ -40,11 +44,26 @@ pub struct Expect {
     pub match_labels: BTreeMap<String, String>,
     /// A node-name pattern (`*` matches any run of characters).
     pub name: Option<String>,
+    /// A node-pool name, as any of the pool labels carry it ([`POOL_LABELS`]).
+    pub pool: Option<String>,
     /// Catalog GPU model key.
     pub gpu: String,
     /// GPUs per node.
     pub count: u32,
+    /// The driver these nodes must run, if the entry says.
+    pub driver: Option<super::driver::DriverRule>,
 }
+
+/// The labels that name a node's pool on the platforms users run: EKS managed node groups,
+/// Karpenter, GKE, AKS, and gpuconform's own clusters.
+pub const POOL_LABELS: &[&str] = &[
+    "eks.amazonaws.com/nodegroup",
+    "karpenter.sh/nodepool",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    crate::gpu_stack::ours::POOL_LABEL,
+];
 
 impl Expect {
     /// Whether the entry selects a node with this name and these labels.
@@ -53,6 +72,11 @@ impl Expect {
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v))
             && self.name.as_deref().is_none_or(|p| glob(p, name))
+            && self.pool.as_deref().is_none_or(|p| {
+                POOL_LABELS
+                    .iter()
+                    .any(|k| labels.get(*k).map(String::as_str) == Some(p))
+            })
     }
 
     /// `expect[2] (plans/p.yaml:31)`.
@@ -98,12 +122,15 @@ pub(super) fn validate(
     let mut out = Vec::new();
     for (i, e) in raw.iter().enumerate() {
         let sel = &e.select.value;
-        if sel.match_labels.is_empty() && sel.name.as_deref().is_none_or(str::is_empty) {
+        if sel.match_labels.is_empty()
+            && sel.name.as_deref().is_none_or(str::is_empty)
+            && sel.pool.as_deref().is_none_or(str::is_empty)
+        {
             return Err(InputError::at(
                 file,
                 &e.select,
                 format!("expect[{i}].select"),
-                "select nodes by `matchLabels`, `name` (a pattern such as `dgx-*`), or both",
+                "select nodes by `matchLabels`, `name` (a pattern such as `dgx-*`), `pool`, or several of them",
             ));
         }
         if !catalog.gpu_models.contains_key(&e.gpu.value) {
@@ -131,12 +158,27 @@ pub(super) fn validate(
             }
         };
         let line = e.select.referenced.line();
+        let line = (line > 0).then_some(line as u32);
+        let driver = match &e.driver {
+            Some(d) => {
+                let at = d.referenced.line();
+                Some(super::driver::validate(
+                    file,
+                    &format!("expect[{i}].driver"),
+                    &d.value,
+                    (at > 0).then_some(at as u32).or(line),
+                )?)
+            }
+            None => None,
+        };
         out.push(Expect {
             index: i,
             file: file.to_path_buf(),
-            line: (line > 0).then_some(line as u32),
+            line,
             match_labels: sel.match_labels.clone(),
             name: sel.name.clone().filter(|n| !n.is_empty()),
+            pool: sel.pool.clone().filter(|n| !n.is_empty()),
+            driver,
             gpu: e.gpu.value.clone(),
             count,
         });

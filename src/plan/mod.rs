@@ -7,6 +7,7 @@
 //! current directory, like kubectl's `-f`.
 
 pub mod aws;
+pub mod driver;
 pub mod expect;
 mod namespace;
 mod operator;
@@ -44,6 +45,8 @@ struct RawPlan {
     test_namespace: Option<RawTestNamespace>,
     #[serde(default)]
     expect: Vec<expect::RawExpect>,
+    #[serde(default)]
+    expect_driver: Option<Spanned<driver::RawDriver>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -179,6 +182,8 @@ pub struct Plan {
     pub test_namespace: TestNamespace,
     /// The owner's expectations for GPU nodes, before the catalog's instance types.
     pub expect: Vec<expect::Expect>,
+    /// The driver every GPU node must run unless its `expect` entry says otherwise.
+    pub expect_driver: Option<driver::DriverRule>,
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -203,13 +208,22 @@ impl Plan {
         let raw: RawPlan = parse_yaml(file, &merged.text).map_err(|e| merged.locate(e))?;
         let mut plan =
             Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))?;
-        // Where each `expect` entry came from, in the plan or an overlay.
-        for e in &mut plan.expect {
+        // Where each `expect` entry and driver expectation came from, in the plan or an overlay.
+        let place = |file: &mut PathBuf, line: &mut Option<u32>| {
             let at = merged.locate(InputError {
-                line: e.line,
-                ..InputError::file(&e.file, "")
+                line: *line,
+                ..InputError::file(file, "")
             });
-            (e.file, e.line) = (at.file, at.line);
+            (*file, *line) = (at.file, at.line);
+        };
+        for e in &mut plan.expect {
+            place(&mut e.file, &mut e.line);
+            if let Some(d) = &mut e.driver {
+                place(&mut d.file, &mut d.line);
+            }
+        }
+        if let Some(d) = &mut plan.expect_driver {
+            place(&mut d.file, &mut d.line);
         }
         Ok(plan)
     }
@@ -373,8 +387,21 @@ impl Plan {
             annotations: raw_ns.annotations,
         };
         let expect = expect::validate(file, &raw.expect, catalog)?;
+        let expect_driver = match &raw.expect_driver {
+            Some(d) => {
+                let line = d.referenced.line();
+                Some(driver::validate(
+                    file,
+                    "expectDriver",
+                    &d.value,
+                    (line > 0).then_some(line as u32),
+                )?)
+            }
+            None => None,
+        };
         Ok(Self {
             expect,
+            expect_driver,
             test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,

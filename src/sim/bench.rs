@@ -132,7 +132,12 @@ impl BenchPlayer {
         let (Some(perf), Some((model_key, count))) = (&self.perf, snap_node) else {
             return vec!["error: no CUDA device visible".into()];
         };
-        let Some(model) = perf.models.get(model_key) else {
+        let perf_key = self
+            .catalog
+            .gpu_models
+            .get(model_key)
+            .map_or(model_key, |m| m.perf_key(model_key));
+        let Some(model) = perf.models.get(perf_key) else {
             return vec![format!("error: no performance model for {model_key}")];
         };
         let slow: BTreeMap<u32, f64> = self
@@ -161,11 +166,15 @@ impl BenchPlayer {
     }
 
     fn log_action(&self, pod: &Pod, node: &str, driver: &str) -> Option<Action> {
-        let gpus = self
-            .catalog
-            .instance(self.fixture.pool_of(node)?.instance_type.as_str())
-            .and_then(|i| i.gpu.as_ref())
+        let pool = self.fixture.pool_of(node)?;
+        let gpus = pool
+            .hardware
+            .spec
+            .gpu
+            .as_ref()
             .map(|g| (g.model.as_str(), g.count));
+        // A host driver is what the node runs, whatever the chart asked for.
+        let driver = pool.host_driver.as_deref().unwrap_or(driver);
         let container = pod.spec.as_ref()?.containers.first()?.name.clone();
         let file = self.log_dir.join(format!(
             "{}_{}.log",
@@ -192,8 +201,7 @@ impl BenchPlayer {
         let has_gpu = self
             .fixture
             .pool_of(node)
-            .and_then(|p| self.catalog.instance(&p.instance_type))
-            .is_some_and(|i| i.gpu.is_some());
+            .is_some_and(|p| p.hardware.spec.gpu.is_some());
         let (phase, code, reason) = match self.crash(node) {
             Some(code) => ("Failed", code, "Error"),
             // What the real bench does without a GPU: exit::NO_CUDA.

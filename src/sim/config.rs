@@ -37,6 +37,10 @@ pub fn policy(spec: &Value) -> Policy {
     Policy {
         stack: StackConfig {
             driver_version: s(&["driver", "version"]).unwrap_or_else(|| "595.91.07".into()),
+            driver_enabled: spec
+                .pointer("/driver/enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             mig_strategy: s(&["mig", "strategy"])
                 .and_then(|m| MigStrategy::parse(&m))
                 .unwrap_or(MigStrategy::Single),

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{GpuModel, Hypervisor, InstanceType};
+use crate::catalog::GpuModel;
+use crate::fixture::Hardware;
 
 /// Labels as a sorted map.
 pub type Labels = BTreeMap<String, String>;
@@ -88,10 +89,8 @@ pub enum MigLayout {
 /// The GPUs of a node, from the instance catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeGpus<'a> {
-    /// EC2 instance type name.
-    pub instance_type: &'a str,
-    /// Its catalog entry.
-    pub instance: &'a InstanceType,
+    /// What the machine is (its DMI product name gives GFD's `gpu.machine`).
+    pub hardware: &'a Hardware,
     /// The GPU model.
     pub model: &'a GpuModel,
     /// GPUs on the node.
@@ -101,8 +100,10 @@ pub struct NodeGpus<'a> {
 /// Stack-wide settings the labels and resources depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackConfig {
-    /// `driver.version` of the chart, e.g. `595.91.07`.
+    /// `driver.version` of the chart, e.g. `595.91.07`; on a node, the driver it runs.
     pub driver_version: String,
+    /// `driver.enabled`: whether the operator runs its driver DaemonSet.
+    pub driver_enabled: bool,
     /// `mig.strategy`.
     pub mig_strategy: MigStrategy,
 }
@@ -186,18 +187,40 @@ pub fn nfd_labels(os_image: &str, kernel: &str, has_gpu: bool) -> Labels {
     l
 }
 
-/// The operator's node labels for a GPU node with the `container` workload config.
-pub fn operator_labels(mig_capable: bool) -> Labels {
+/// The operator's node labels for a GPU node with the `container` workload config, over the
+/// node's labels `have`. A `gpu.deploy.*` label that already has a value keeps it, as the
+/// operator leaves it (the driver manager sets `gpu.deploy.driver=pre-installed` on a node with
+/// a host driver; gpu-operator `controllers/state_manager.go`, `addGPUStateLabels`).
+pub fn operator_labels(mig_capable: bool, have: &Labels) -> Labels {
     let mut l = Labels::new();
     l.insert("nvidia.com/gpu.present".into(), "true".into());
     l.insert("nvidia.com/gpu.workload.config".into(), "container".into());
+    let mut deploy = |key: String| {
+        let v = have
+            .get(&key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "true".into());
+        l.insert(key, v);
+    };
     for op in DEPLOY_OPERANDS {
-        l.insert(format!("nvidia.com/gpu.deploy.{op}"), "true".into());
+        deploy(format!("nvidia.com/gpu.deploy.{op}"));
     }
     if mig_capable {
-        l.insert("nvidia.com/gpu.deploy.mig-manager".into(), "true".into());
+        deploy("nvidia.com/gpu.deploy.mig-manager".into());
     }
     l
+}
+
+/// The driver a GPU node runs: the host's, whatever the chart says (GFD reads the loaded
+/// driver through NVML), else the operator's container driver when `driver.enabled`, else none
+/// — then nothing can talk to the GPUs and GFD and the device plugin never come up.
+pub fn node_driver(cfg: &StackConfig, host_driver: Option<&str>) -> Option<String> {
+    match host_driver {
+        Some(h) => Some(h.to_string()),
+        None if cfg.driver_enabled => Some(cfg.driver_version.clone()),
+        None => None,
+    }
 }
 
 /// The CUDA version a driver branch supports (what GFD reports as `cuda.runtime-version`):
@@ -269,12 +292,9 @@ pub fn gfd_labels(
         set(&mut l, "gpu.compute.minor", cc_minor.to_string());
     }
     set(&mut l, "gpu.family", model.family.clone());
-    // GFD reads the DMI product name: the instance type on Nitro, `HVM-domU` on Xen.
-    let machine = match gpus.instance.hypervisor {
-        Hypervisor::Nitro => gpus.instance_type.to_string(),
-        Hypervisor::Xen => "HVM-domU".to_string(),
-    };
-    set(&mut l, "gpu.machine", machine);
+    // GFD reads the DMI product name: the instance type on AWS Nitro, `HVM-domU` on Xen,
+    // `Google-Compute-Engine` on GCE, `Virtual-Machine` on Azure, the server's name on-prem.
+    set(&mut l, "gpu.machine", gpus.hardware.gfd_machine());
     set(&mut l, "gpu.mode", "compute".into());
     set(&mut l, "mig.capable", model.mig_capable().to_string());
     set(&mut l, "mig.strategy", cfg.mig_strategy.as_str().into());
@@ -411,180 +431,5 @@ fn slices(profile: &str) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::Catalog;
-
-    fn gpus<'a>(catalog: &'a Catalog, ty: &'a str) -> NodeGpus<'a> {
-        let instance = catalog.instance(ty).expect("type");
-        let (model, count) = catalog.gpu_of(instance).expect("gpu");
-        NodeGpus {
-            instance_type: ty,
-            instance,
-            model,
-            count,
-        }
-    }
-
-    fn cfg(strategy: MigStrategy) -> StackConfig {
-        StackConfig {
-            driver_version: "580.95.05".into(),
-            mig_strategy: strategy,
-        }
-    }
-
-    #[test]
-    fn p3_labels_match_gfd_for_a_v100() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "p3.2xlarge");
-        let l = gfd_labels(
-            &g,
-            &cfg(MigStrategy::Single),
-            &MigLayout::Disabled,
-            None,
-            17,
-        );
-        let want = [
-            ("nvidia.com/gpu.product", "Tesla-V100-SXM2-16GB"),
-            ("nvidia.com/gpu.count", "1"),
-            ("nvidia.com/gpu.memory", "16384"),
-            ("nvidia.com/gpu.family", "volta"),
-            ("nvidia.com/gpu.compute.major", "7"),
-            ("nvidia.com/gpu.compute.minor", "0"),
-            ("nvidia.com/gpu.machine", "HVM-domU"),
-            ("nvidia.com/cuda.driver.major", "580"),
-            ("nvidia.com/cuda.driver.rev", "05"),
-            ("nvidia.com/cuda.driver-version.full", "580.95.05"),
-            ("nvidia.com/cuda.driver-version.revision", "05"),
-            ("nvidia.com/cuda.runtime-version.full", "13.0"),
-            ("nvidia.com/mig.capable", "false"),
-            ("nvidia.com/gpu.replicas", "1"),
-            ("nvidia.com/gpu.sharing-strategy", "none"),
-            ("nvidia.com/gfd.timestamp", "17"),
-        ];
-        for (k, v) in want {
-            assert_eq!(l.get(k).map(String::as_str), Some(v), "{k}");
-        }
-    }
-
-    #[test]
-    fn nitro_machine_is_the_instance_type() {
-        let c = Catalog::embedded().expect("catalog");
-        let l = gfd_labels(
-            &gpus(&c, "p4d.24xlarge"),
-            &cfg(MigStrategy::Single),
-            &MigLayout::Disabled,
-            None,
-            0,
-        );
-        assert_eq!(l["nvidia.com/gpu.machine"], "p4d.24xlarge");
-        assert_eq!(l["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-40GB");
-        assert_eq!(l["nvidia.com/gpu.count"], "8");
-        assert_eq!(l["nvidia.com/mig.capable"], "true");
-    }
-
-    #[test]
-    fn time_slicing_multiplies_and_marks_shared() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "g4dn.xlarge");
-        let s = Sharing {
-            strategy: "time-slicing".into(),
-            replicas: 10,
-            renamed: false,
-        };
-        let cf = cfg(MigStrategy::Single);
-        let l = gfd_labels(&g, &cf, &MigLayout::Disabled, Some(&s), 0);
-        assert_eq!(l["nvidia.com/gpu.product"], "Tesla-T4-SHARED");
-        assert_eq!(l["nvidia.com/gpu.replicas"], "10");
-        let r = device_plugin_resources(&g, &cf, &MigLayout::Disabled, Some(&s), 0);
-        assert_eq!(r, vec![("nvidia.com/gpu".to_string(), 10, 10)]);
-        let renamed = Sharing { renamed: true, ..s };
-        let l = gfd_labels(&g, &cf, &MigLayout::Disabled, Some(&renamed), 0);
-        assert_eq!(l["nvidia.com/gpu.product"], "Tesla-T4");
-        let r = device_plugin_resources(&g, &cf, &MigLayout::Disabled, Some(&renamed), 0);
-        assert_eq!(r[0].0, "nvidia.com/gpu.shared");
-    }
-
-    #[test]
-    fn mig_mixed_gives_profile_resources() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "p4d.24xlarge");
-        let cf = cfg(MigStrategy::Mixed);
-        let layout = mig_layout(g.model, "all-balanced").expect("layout");
-        let r = device_plugin_resources(&g, &cf, &layout, None, 0);
-        assert!(r.contains(&("nvidia.com/gpu".to_string(), 0, 0)));
-        assert!(r.contains(&("nvidia.com/mig-1g.5gb".to_string(), 16, 16)));
-        assert!(r.contains(&("nvidia.com/mig-2g.10gb".to_string(), 8, 8)));
-        assert!(r.contains(&("nvidia.com/mig-3g.20gb".to_string(), 8, 8)));
-        let l = gfd_labels(&g, &cf, &layout, None, 0);
-        assert_eq!(l["nvidia.com/mig-1g.5gb.count"], "16");
-        assert_eq!(l["nvidia.com/mig-1g.5gb.memory"], "4864");
-        assert_eq!(l["nvidia.com/mig-3g.20gb.slices.gi"], "3");
-        assert_eq!(l["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-40GB");
-    }
-
-    #[test]
-    fn mig_single_renames_the_product() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "p4d.24xlarge");
-        let cf = cfg(MigStrategy::Single);
-        let layout = mig_layout(g.model, "all-1g.5gb").expect("layout");
-        let l = gfd_labels(&g, &cf, &layout, None, 0);
-        assert_eq!(
-            l["nvidia.com/gpu.product"],
-            "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"
-        );
-        assert_eq!(l["nvidia.com/gpu.count"], "56");
-        assert_eq!(l["nvidia.com/gpu.memory"], "4864");
-        let r = device_plugin_resources(&g, &cf, &layout, None, 1);
-        assert_eq!(r, vec![("nvidia.com/gpu".to_string(), 56, 49)]);
-        let balanced = mig_layout(g.model, "all-balanced").expect("layout");
-        let l = gfd_labels(&g, &cf, &balanced, None, 0);
-        assert_eq!(
-            l["nvidia.com/gpu.product"],
-            "NVIDIA-A100-SXM4-40GB-MIG-INVALID"
-        );
-    }
-
-    #[test]
-    fn unknown_mig_config_is_an_error() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "p4d.24xlarge");
-        assert!(mig_layout(g.model, "all-9g.99gb").is_err());
-        let t4 = gpus(&c, "g4dn.xlarge");
-        assert!(mig_layout(t4.model, "all-balanced").is_err());
-        assert_eq!(
-            mig_layout(t4.model, "all-disabled"),
-            Ok(MigLayout::Disabled)
-        );
-    }
-
-    #[test]
-    fn unhealthy_gpus_reduce_allocatable_only() {
-        let c = Catalog::embedded().expect("catalog");
-        let g = gpus(&c, "p4d.24xlarge");
-        let r =
-            device_plugin_resources(&g, &cfg(MigStrategy::Single), &MigLayout::Disabled, None, 8);
-        assert_eq!(r, vec![("nvidia.com/gpu".to_string(), 8, 0)]);
-    }
-
-    #[test]
-    fn nfd_labels_from_node_info() {
-        let l = nfd_labels("Ubuntu 22.04.5 LTS", "6.8.0-1021-aws", true);
-        assert_eq!(
-            l["feature.node.kubernetes.io/system-os_release.ID"],
-            "ubuntu"
-        );
-        assert_eq!(
-            l["feature.node.kubernetes.io/system-os_release.VERSION_ID"],
-            "22.04"
-        );
-        assert_eq!(l["feature.node.kubernetes.io/kernel-version.major"], "6");
-        assert!(crate::gpu_stack::nfd::has_nvidia_pci(&l));
-        assert!(!crate::gpu_stack::nfd::has_nvidia_pci(&nfd_labels(
-            "Ubuntu 22.04",
-            "6.8.0",
-            false
-        )));
-    }
-}
+#[path = "labels_tests.rs"]
+mod tests;

@@ -21,7 +21,7 @@ use super::config::{self};
 use super::labels::{self, Labels, MigLayout, NodeGpus};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
-use crate::gpu_stack::operator::{CRDS as OPERATOR_CRDS, PART_OF};
+use crate::gpu_stack::operator::{CRDS as OPERATOR_CRDS, DEPLOY_DRIVER, PART_OF, PRE_INSTALLED};
 use crate::gpu_stack::{kwok_managed, nfd, pod_ready};
 
 /// How long each stage takes once its precondition holds. Real stacks take minutes (driver
@@ -167,7 +167,7 @@ pub(in crate::sim) struct CrashState {
 
 /// The simulator's memory between passes.
 pub struct World {
-    pub(in crate::sim) fixture: ClusterFixture,
+    pub(in crate::sim) fixture: Arc<ClusterFixture>,
     pub(in crate::sim) catalog: Arc<Catalog>,
     pub(in crate::sim) delays: Delays,
     pub(in crate::sim) since: HashMap<(String, &'static str), Instant>,
@@ -185,6 +185,8 @@ pub struct World {
 /// The label kwok manages pods by: operand pods carry `app=<daemonset>`.
 pub(in crate::sim) const APP: &str = "app";
 pub(in crate::sim) const DEVICE_PLUGIN: &str = "nvidia-device-plugin-daemonset";
+/// The operator's driver DaemonSet.
+pub(in crate::sim) const DRIVER: &str = "nvidia-driver-daemonset";
 pub(in crate::sim) const GFD: &str = "gpu-feature-discovery";
 pub(in crate::sim) const MIG_MANAGER: &str = "nvidia-mig-manager";
 
@@ -192,7 +194,7 @@ impl World {
     /// Memory for a cluster made from `fixture`.
     pub fn new(fixture: ClusterFixture, catalog: Catalog, delays: Delays) -> Self {
         Self {
-            fixture,
+            fixture: Arc::new(fixture),
             catalog: Arc::new(catalog),
             delays,
             since: HashMap::new(),
@@ -250,6 +252,7 @@ impl World {
             .collect();
 
         let catalog = Arc::clone(&self.catalog);
+        let fixture = Arc::clone(&self.fixture);
         for node in snap.nodes {
             let name = node.name_any();
             if self.stopped.contains(&name) || !kwok_managed(node) {
@@ -257,7 +260,7 @@ impl World {
             }
             let current = node.labels().clone();
             let mut want = current.clone();
-            let gpus = node_gpus(&catalog, node);
+            let gpus = node_gpus(&fixture, &catalog, node);
 
             if prune {
                 want.retain(|k, _| !prunable(k));
@@ -295,7 +298,8 @@ impl World {
                 let mig_capable = want
                     .get("nvidia.com/mig.capable")
                     .is_some_and(|v| v == "true");
-                want.extend(labels::operator_labels(mig_capable));
+                let deploy = labels::operator_labels(mig_capable, &want);
+                want.extend(deploy);
                 if mig_capable && !want.contains_key("nvidia.com/mig.config") {
                     want.insert(
                         "nvidia.com/mig.config".into(),
@@ -328,8 +332,22 @@ impl World {
             }
             let sharing = sharing.unwrap_or(None);
 
-            // GFD: the GPU labels, once its pod is Ready on the node.
-            if let (Some(g), Some((_, pol))) = (gpus.as_ref(), &policy) {
+            // The driver manager (the driver pod's init container) finds a host driver with
+            // `chroot /host nvidia-smi`, labels the node pre-installed and the driver pod goes.
+            if let (Some(g), Some((_, pol))) = (gpus.as_ref(), &policy)
+                && g.host_driver.is_some()
+                && pol.stack.driver_enabled
+                && operand_ready(snap, &name, DRIVER)
+            {
+                want.insert(DEPLOY_DRIVER.into(), PRE_INSTALLED.into());
+            }
+
+            // GFD: the GPU labels, once its pod is Ready on the node and a driver is loaded.
+            let driver = match (gpus.as_ref(), &policy) {
+                (Some(g), Some((_, pol))) => labels::node_driver(&pol.stack, g.host_driver),
+                _ => None,
+            };
+            if let (Some(g), Some((_, pol)), Some(driver)) = (gpus.as_ref(), &policy, &driver) {
                 let ready = operand_ready(snap, &name, GFD);
                 if self.due(&name, "gfd", ready, self.delays.gfd, now, &mut wake) {
                     let ts = *self
@@ -337,9 +355,13 @@ impl World {
                         .entry(name.clone())
                         .or_insert_with(|| chrono::Utc::now().timestamp());
                     let g = g.as_node_gpus();
+                    let stack = labels::StackConfig {
+                        driver_version: driver.clone(),
+                        ..pol.stack.clone()
+                    };
                     want.extend(labels::gfd_labels(
                         &g,
-                        &pol.stack,
+                        &stack,
                         &layout,
                         sharing.as_ref(),
                         ts,
@@ -434,35 +456,40 @@ impl World {
     }
 }
 
-/// A node's GPUs, borrowed from the catalog.
+/// A node's GPUs: its fixture pool's hardware and the catalog's GPU model.
 pub(in crate::sim) struct OwnedGpus<'a> {
-    pub(in crate::sim) instance_type: &'a str,
-    pub(in crate::sim) instance: &'a crate::catalog::InstanceType,
+    pub(in crate::sim) hardware: &'a crate::fixture::Hardware,
     pub(in crate::sim) model: &'a crate::catalog::GpuModel,
     pub(in crate::sim) count: u32,
+    /// The driver installed on the host by the node image, if any.
+    pub(in crate::sim) host_driver: Option<&'a str>,
 }
 
 impl OwnedGpus<'_> {
     pub(in crate::sim) fn as_node_gpus(&self) -> NodeGpus<'_> {
         NodeGpus {
-            instance_type: self.instance_type,
-            instance: self.instance,
+            hardware: self.hardware,
             model: self.model,
             count: self.count,
         }
     }
 }
 
-/// The GPUs of a node's instance type, `None` for CPU nodes.
-pub(in crate::sim) fn node_gpus<'a>(catalog: &'a Catalog, node: &Node) -> Option<OwnedGpus<'a>> {
-    let ty = node.labels().get("node.kubernetes.io/instance-type")?;
-    let (ty_name, instance) = catalog.instance_types.get_key_value(ty)?;
-    let (model, count) = catalog.gpu_of(instance)?;
+/// The GPUs of a node, from its pool in the fixture (what the machine is made of, whatever
+/// labels it carries); `None` for CPU nodes and nodes the fixture does not define.
+pub(in crate::sim) fn node_gpus<'a>(
+    fixture: &'a ClusterFixture,
+    catalog: &'a Catalog,
+    node: &Node,
+) -> Option<OwnedGpus<'a>> {
+    let pool = fixture.pool_of(&node.name_any())?;
+    let gpu = pool.hardware.spec.gpu.as_ref()?;
+    let model = catalog.gpu_models.get(&gpu.model)?;
     Some(OwnedGpus {
-        instance_type: ty_name,
-        instance,
+        hardware: &pool.hardware,
         model,
-        count,
+        count: gpu.count,
+        host_driver: pool.host_driver.as_deref(),
     })
 }
 

@@ -24,6 +24,11 @@ pub struct GpuNode {
     pub model: GpuModel,
     /// GPUs on the node.
     pub count: u32,
+    /// Where the expectation comes from: `expect[0] (plans/p.yaml:12)` or `instance type
+    /// p3.2xlarge`. Nodes of one expectation must run the same driver.
+    pub expectation: String,
+    /// The driver the node's `expect` entry requires, if it says.
+    pub driver: Option<crate::plan::driver::DriverRule>,
 }
 
 impl GpuNode {
@@ -128,6 +133,8 @@ pub fn classify(
                 model_key: e.gpu.clone(),
                 model: model.clone(),
                 count: e.count,
+                expectation: e.describe(),
+                driver: e.driver.clone(),
             });
             continue;
         }
@@ -142,6 +149,8 @@ pub fn classify(
                 model_key: gpu.model.clone(),
                 model: model.clone(),
                 count: gpu.count,
+                expectation: format!("instance type {ty}"),
+                driver: None,
             }),
             _ if crate::gpu_stack::shows_nvidia_gpu(n) => out.unexpected.push(Unexpected {
                 name: n.name_any(),
@@ -198,10 +207,10 @@ mod tests {
                 "dgx-1",
                 serde_json::json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.present": "true"}),
             ),
-            // A type the catalog does not know (a GKE A3), seen by its PCI label.
+            // A type the catalog does not know (a GKE A4 with B200s), seen by its PCI label.
             node(
                 "gke-a3",
-                serde_json::json!({"node.kubernetes.io/instance-type": "a3-highgpu-8g", "feature.node.kubernetes.io/pci-10de.present": "true"}),
+                serde_json::json!({"node.kubernetes.io/instance-type": "a4-highgpu-8g", "feature.node.kubernetes.io/pci-10de.present": "true"}),
             ),
             // A CPU type in the catalog that shows a GPU anyway.
             node(
@@ -227,7 +236,7 @@ mod tests {
             msgs[0]
         );
         assert!(
-            msgs[1].contains("instance type a3-highgpu-8g")
+            msgs[1].contains("instance type a4-highgpu-8g")
                 && msgs[1].contains("add an `expect` entry"),
             "{}",
             msgs[1]
@@ -263,8 +272,10 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             name: name.map(str::to_string),
+            pool: None,
             gpu: model.clone(),
             count: 8,
+            driver: None,
         };
         let expects = [
             e(0, &[("nvidia.com/gpu.machine", "DGX-A100")], None),

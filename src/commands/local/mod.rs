@@ -19,10 +19,7 @@ mod supervise;
 /// supervisor's progress and returns once the cluster is ready, with the supervisor's exit code
 /// if it is not.
 pub async fn up(args: UpArgs, printer: &Printer) -> Result<u8, ExpectedError> {
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::load(path)?,
-        None => Catalog::embedded()?,
-    };
+    let catalog = Catalog::resolve(&args.catalog)?;
     let fixture = ClusterFixture::load(&args.fixture, &catalog)?;
     let tools = Tools::locate(&args.tools.clone().unwrap_or_else(Tools::default_dir))
         .map_err(local::LocalError::from)?;

@@ -26,7 +26,7 @@ pub async fn start_in_background(args: &UpArgs, printer: &Printer) -> Result<u8,
         .arg(&args.dir)
         .arg("--timeout")
         .arg(humantime::format_duration(args.timeout).to_string());
-    if let Some(c) = &args.catalog {
+    for c in &args.catalog {
         cmd.arg("--catalog").arg(c);
     }
     if let Some(t) = &args.tools {

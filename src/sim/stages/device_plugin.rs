@@ -34,7 +34,12 @@ impl World {
         let have: BTreeMap<String, (u64, u64)> = gpu_resources(node);
         let mut want: BTreeMap<String, (u64, u64)> =
             have.keys().map(|k| (k.clone(), (0, 0))).collect();
-        let ready = gpus.is_some() && operand_ready(snap, name, DEVICE_PLUGIN);
+        // No driver on the node: the plugin cannot enumerate GPUs and advertises nothing.
+        let has_driver = match (gpus, policy) {
+            (Some(g), Some((_, pol))) => labels::node_driver(&pol.stack, g.host_driver).is_some(),
+            _ => false,
+        };
+        let ready = has_driver && operand_ready(snap, name, DEVICE_PLUGIN);
         if self.due(
             name,
             "device-plugin",

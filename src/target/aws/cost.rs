@@ -81,11 +81,23 @@ mod tests {
     use super::*;
     use crate::plan::aws::{Ami, AwsPool, AwsRole};
 
+    /// Every price is for an EC2 type of the catalog (a renamed or mistyped key would never be
+    /// used), and the types the shipped fixtures and plans use have one.
     #[test]
-    fn every_catalog_type_has_a_price() {
+    fn prices_are_for_catalog_types() {
         let t = PriceTable::embedded().expect("prices");
         let c = crate::catalog::Catalog::embedded().expect("catalog");
-        for ty in c.instance_types.keys() {
+        for ty in t.prices.keys() {
+            let known = c.instance(ty).map(|i| i.cloud);
+            assert_eq!(known, Some(crate::catalog::Cloud::Aws), "price for {ty}");
+        }
+        for ty in [
+            "p3.2xlarge",
+            "g4dn.xlarge",
+            "m5.xlarge",
+            "p4d.24xlarge",
+            "p5.48xlarge",
+        ] {
             assert!(t.prices.contains_key(ty), "no price for {ty}");
         }
     }

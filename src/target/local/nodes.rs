@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, NodeSy
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Cloud};
 use crate::fixture::{ClusterFixture, Role, node_name};
 use crate::gpu_stack::ours::{FIXTURE_LABEL, KWOK_ANNOTATION, POOL_LABEL};
 
@@ -23,15 +23,74 @@ pub const ROOT_VOLUME_GIB: u64 = 100;
 /// Container runtime the nodes report.
 pub const CONTAINER_RUNTIME: &str = "containerd://1.7.27";
 
+/// What the cloud's node controller and managed node pools label a node with: the instance
+/// type, region and zone on every cloud, and the pool and accelerator labels GKE and AKS add.
+/// An on-prem machine carries none of them.
+fn cloud_labels(
+    fixture: &ClusterFixture,
+    pool: &crate::fixture::Pool,
+    catalog: &Catalog,
+) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    if let Some(t) = &pool.hardware.instance_type {
+        l.insert("node.kubernetes.io/instance-type".into(), t.clone());
+        l.insert("beta.kubernetes.io/instance-type".into(), t.clone());
+    }
+    let has_gpu = pool.hardware.spec.gpu.is_some();
+    match pool.hardware.spec.cloud {
+        Cloud::OnPrem => return l,
+        Cloud::Aws => {}
+        Cloud::Gke => {
+            l.insert("cloud.google.com/gke-nodepool".into(), pool.name.clone());
+            l.insert("cloud.google.com/gke-os-distribution".into(), "cos".into());
+            if let Some((_, count)) = catalog.gpu_of(&pool.hardware.spec)
+                && let Some(acc) = &pool.hardware.spec.accelerator
+            {
+                l.insert("cloud.google.com/gke-accelerator".into(), acc.clone());
+                l.insert(
+                    "cloud.google.com/gke-accelerator-count".into(),
+                    count.to_string(),
+                );
+                l.insert("cloud.google.com/gke-gpu".into(), "true".into());
+            }
+        }
+        Cloud::Azure => {
+            l.insert("kubernetes.azure.com/agentpool".into(), pool.name.clone());
+            l.insert("agentpool".into(), pool.name.clone());
+            l.insert("kubernetes.azure.com/mode".into(), "user".into());
+            if has_gpu {
+                l.insert("kubernetes.azure.com/accelerator".into(), "nvidia".into());
+            }
+        }
+    }
+    l.insert(
+        "topology.kubernetes.io/region".into(),
+        fixture.region.clone(),
+    );
+    l.insert("topology.kubernetes.io/zone".into(), pool.zone.clone());
+    l
+}
+
+/// The provider ID each cloud's node controller sets; none on-prem.
+fn provider_id(pool: &crate::fixture::Pool, name: &str, seed: u64) -> Option<String> {
+    Some(match pool.hardware.spec.cloud {
+        Cloud::Aws => format!("aws:///{}/i-{seed:017x}", pool.zone),
+        Cloud::Gke => format!("gce://gpuconform-local/{}/{name}", pool.zone),
+        Cloud::Azure => format!(
+            "azure:///subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mc_gpuconform/providers/Microsoft.Compute/virtualMachineScaleSets/aks-{}-vmss/virtualMachines/{}",
+            pool.name,
+            seed % 100
+        ),
+        Cloud::OnPrem => return None,
+    })
+}
+
 /// All nodes of a fixture, in creation order. The address every node reports is loopback, where
 /// kwok serves the kubelet API (logs) for all of them.
 pub fn nodes(fixture: &ClusterFixture, catalog: &Catalog, kubelet_version: &str) -> Vec<Node> {
     let mut out = Vec::new();
     for pool in &fixture.pools {
-        // Validation guaranteed the type is in the catalog; a missing one yields no nodes.
-        let Some(instance) = catalog.instance(&pool.instance_type) else {
-            continue;
-        };
+        let instance = &pool.hardware.spec;
         for i in 1..=pool.count {
             let name = node_name(&pool.name, i);
             let seed = fnv(&format!("{}/{}", fixture.name, name));
@@ -41,22 +100,10 @@ pub fn nodes(fixture: &ClusterFixture, catalog: &Catalog, kubelet_version: &str)
                 ("kubernetes.io/arch".into(), "amd64".into()),
                 ("beta.kubernetes.io/os".into(), "linux".into()),
                 ("beta.kubernetes.io/arch".into(), "amd64".into()),
-                (
-                    "node.kubernetes.io/instance-type".into(),
-                    pool.instance_type.clone(),
-                ),
-                (
-                    "beta.kubernetes.io/instance-type".into(),
-                    pool.instance_type.clone(),
-                ),
-                (
-                    "topology.kubernetes.io/region".into(),
-                    fixture.region.clone(),
-                ),
-                ("topology.kubernetes.io/zone".into(), pool.zone.clone()),
                 (POOL_LABEL.into(), pool.name.clone()),
                 (FIXTURE_LABEL.into(), fixture.name.clone()),
             ]);
+            labels.extend(cloud_labels(fixture, pool, catalog));
             let mut taints = Vec::new();
             if pool.role == Role::ControlPlane {
                 labels.insert(
@@ -99,7 +146,7 @@ pub fn nodes(fixture: &ClusterFixture, catalog: &Catalog, kubelet_version: &str)
                     ..ObjectMeta::default()
                 },
                 spec: Some(NodeSpec {
-                    provider_id: Some(format!("aws:///{}/i-{:017x}", pool.zone, seed)),
+                    provider_id: provider_id(pool, &name, seed),
                     taints: (!taints.is_empty()).then_some(taints),
                     ..NodeSpec::default()
                 }),

@@ -9,6 +9,8 @@
 //! component writes under it is the simulator's business, and what values are right is the
 //! checks'.
 
+pub mod driver;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -82,6 +84,11 @@ pub mod operator {
 
     /// The operator's "this node has an NVIDIA GPU" label.
     pub const GPU_PRESENT: &str = "nvidia.com/gpu.present";
+    /// Whether the operator deploys its driver DaemonSet on the node: `true`, `false`, or
+    /// `pre-installed` when it found a driver already installed on the host.
+    pub const DEPLOY_DRIVER: &str = "nvidia.com/gpu.deploy.driver";
+    /// The value of [`DEPLOY_DRIVER`] on a node with a host driver.
+    pub const PRE_INSTALLED: &str = "pre-installed";
     /// The ClusterPolicy CRD.
     pub const POLICY_CRD: &str = "clusterpolicies.nvidia.com";
     /// The CRDs the chart's cleanup hook deletes (`/usr/bin/manage-crds delete`).

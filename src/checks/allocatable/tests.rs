@@ -1,0 +1,95 @@
+//! The allocatable check on real nodes as published (`tests/data/real-nodes/`): each node whose
+//! source shows its GPU capacity passes as published with its owner's expectation (the
+//! catalog's entry for its type, or the GPUs its source states), and fails naming node,
+//! resource, observed and expected value when the expected GPU count is off by one. MIG nodes
+//! are left to the MIG tests: their expected devices come from the MIG layout, not the count.
+
+use super::*;
+use crate::catalog::Catalog;
+use crate::fixture::real_nodes;
+
+fn expectation(r: &real_nodes::RealNode, name: &str, catalog: &Catalog) -> GpuNode {
+    let (model_key, count) = r
+        .instance_type
+        .as_deref()
+        .and_then(|t| catalog.instance(t))
+        .and_then(|i| i.gpu.as_ref())
+        .map(|g| (g.model.clone(), g.count))
+        .or_else(|| r.truth.gpu.clone().zip(r.truth.count))
+        .unwrap_or_else(|| panic!("{name}: no expectation"));
+    GpuNode {
+        name: name.into(),
+        instance_type: r.instance_type.clone().unwrap_or_default(),
+        model: catalog.gpu_models[&model_key].clone(),
+        model_key,
+        count,
+        expectation: "expect[0]".into(),
+        driver: None,
+    }
+}
+
+/// The recorded whole-GPU or time-sliced nodes with `nvidia.com/gpu` capacity.
+fn with_capacity() -> Vec<(String, real_nodes::RealNode)> {
+    let nodes: Vec<_> = real_nodes::all()
+        .into_iter()
+        .filter(|(_, r)| {
+            r.capacity
+                .as_ref()
+                .is_some_and(|c| c.contains_key(resources::GPU))
+        })
+        .collect();
+    assert!(
+        nodes.len() >= 6,
+        "{} recorded nodes with GPU capacity",
+        nodes.len()
+    );
+    nodes
+}
+
+/// Where the source shows no allocatable, only what it shows is compared.
+fn shown(p: Vec<String>, r: &real_nodes::RealNode) -> Vec<String> {
+    p.into_iter()
+        .filter(|m| r.allocatable.is_some() || !m.contains(": allocatable "))
+        .collect()
+}
+
+#[test]
+fn every_recorded_node_with_gpu_capacity_passes_as_published() {
+    let catalog = Catalog::embedded().expect("catalog");
+    for (file, r) in with_capacity() {
+        let g = expectation(&r, &file, &catalog);
+        let p = shown(problems(&r.node(&file), &g), &r);
+        assert!(p.is_empty(), "{file}: {p:#?}");
+    }
+}
+
+#[test]
+fn a_count_off_by_one_fails_naming_resource_observed_and_expected() {
+    let catalog = Catalog::embedded().expect("catalog");
+    for (file, r) in with_capacity() {
+        let mut g = expectation(&r, &file, &catalog);
+        let node = r.node(&file);
+        let cap: u64 = r
+            .capacity
+            .as_ref()
+            .and_then(|c| c[resources::GPU].parse().ok())
+            .unwrap_or(0);
+        let replicas = cap / u64::from(g.count);
+        for delta in [1i64, -1] {
+            let base = g.count;
+            g.count = (i64::from(base) + delta) as u32;
+            if g.count > 0 {
+                let want = format!(
+                    "{file}: capacity nvidia.com/gpu is \"{cap}\", expected \"{}\"",
+                    u64::from(g.count) * replicas
+                );
+                let p = shown(problems(&node, &g), &r);
+                assert!(
+                    p.first().is_some_and(|m| m.starts_with(&want)),
+                    "{file} {delta:+}: {p:#?}"
+                );
+            }
+            g.count = base;
+        }
+    }
+}
