@@ -1245,3 +1245,111 @@ fn expect_entries_give_expectations_and_one_matching_nothing_fails() {
         .count();
     assert!(passed > 0, "{r}");
 }
+
+/// On-prem pools and host drivers, three runs of `plans/onprem.yaml` side by side:
+/// - two DGX nodes with no instance type and a host driver (535.129.03, while the chart says
+///   580.95.05 and `driver.enabled=false`) get their expectation from the plan's `expect` entry:
+///   labels and allocatable pass;
+/// - the same cluster plus a pool of a type no map knows (GCE n1-standard-8 with a T4): that
+///   node fails its discovery testcase by name and type, the DGX nodes still pass;
+/// - an `expect[].driver` naming the chart's version instead of the host's: the labels check
+///   fails on both DGX nodes, naming observed and expected driver.
+#[test]
+fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = root().join("plans/onprem.yaml");
+    let runs: [(&str, &[&str]); 3] = [
+        ("right", &[]),
+        (
+            "new-pool",
+            &[
+                "--set",
+                "target.local.fixture=fixtures/clusters/onprem-new-pool.yaml",
+            ],
+        ),
+        (
+            "wrong-driver",
+            &[
+                "--set",
+                "expect[0].driver.version=580.95.05",
+                "--set",
+                "timeouts.step=10s",
+            ],
+        ),
+    ];
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(name, args)| {
+            let reports = tmp.path().join(name);
+            let child = run_command(&plan, &reports)
+                .args(["--set", "suites=[gpu-stack]"])
+                .args(*args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn run");
+            (reports, child)
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for (reports, child) in children {
+        let out = child.wait_with_output().expect("wait");
+        outcomes.push((
+            out.status.code(),
+            cases(&results(&run_dir(&reports))),
+            text(&out),
+        ));
+    }
+    let failed = |c: &[(String, String, String)]| -> Vec<(String, String)> {
+        c.iter()
+            .filter(|(_, s, _)| s == "failed" || s == "error")
+            .map(|(n, _, m)| (n.clone(), m.clone()))
+            .collect()
+    };
+    let passed = |c: &[(String, String, String)], name: &str| {
+        c.iter().any(|(n, s, _)| n == name && s == "passed")
+    };
+
+    let (code, c, out) = &outcomes[0];
+    assert_eq!(*code, Some(0), "{out}");
+    for case in [
+        "gpu-stack/labels/dgx-1",
+        "gpu-stack/labels/dgx-2",
+        "gpu-stack/allocatable/dgx-1",
+        "gpu-stack/allocatable/dgx-2",
+    ] {
+        assert!(passed(c, case), "{case} did not pass: {out}");
+    }
+
+    let (code, c, out) = &outcomes[1];
+    assert_eq!(*code, Some(1), "{out}");
+    let f = failed(c);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].0, "gpu-nodes/discovery/t4-pool-1");
+    assert!(
+        f[0].1
+            .contains("no expectation for node t4-pool-1: instance type n1-standard-8"),
+        "{}",
+        f[0].1
+    );
+    assert!(passed(c, "gpu-stack/labels/dgx-1") && passed(c, "gpu-stack/allocatable/dgx-2"));
+
+    let (code, c, out) = &outcomes[2];
+    assert_eq!(*code, Some(1), "{out}");
+    let f = failed(c);
+    let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["gpu-stack/labels/dgx-1", "gpu-stack/labels/dgx-2"],
+        "{f:#?}"
+    );
+    for (n, m) in &f {
+        let node = n.rsplit('/').next().unwrap_or_default();
+        assert!(
+            m.contains(&format!(
+                "{node}: nvidia.com/cuda.driver-version.full is \"535.129.03\", expected \"580.95.05\" (expect[0].driver (--set expect[0].driver.version=580.95.05))"
+            )),
+            "{m}"
+        );
+    }
+}

@@ -255,18 +255,32 @@ impl GpuModel {
 }
 
 impl InstanceType {
-    /// What GFD publishes as `nvidia.com/gpu.machine` on this type (`name` is its own name): the
-    /// DMI product name with spaces as `-` — the type on AWS Nitro, `HVM-domU` on Xen,
-    /// `Google-Compute-Engine` on GCE, `Virtual-Machine` on Azure.
+    /// What GFD publishes as `nvidia.com/gpu.machine` on this type (`name` is its own name, or
+    /// an on-prem machine's DMI product name): the DMI product name, sanitised — the type on AWS
+    /// Nitro, `HVM-domU` on Xen, `Google-Compute-Engine` on GCE, `Virtual-Machine` on Azure.
     pub fn gfd_machine(&self, name: &str) -> String {
         match (self.cloud, self.hypervisor) {
             (Cloud::Aws, Some(Hypervisor::Xen)) => "HVM-domU".into(),
-            (Cloud::Aws, _) => name.into(),
+            (Cloud::Aws, _) => sanitise(name),
             (Cloud::Gke, _) => "Google-Compute-Engine".into(),
             (Cloud::Azure, _) => "Virtual-Machine".into(),
-            (Cloud::OnPrem, _) => name.replace(' ', "-"),
+            (Cloud::OnPrem, _) => sanitise(name),
         }
     }
+}
+
+/// GFD's label-value sanitiser (k8s-device-plugin v0.16+, `internal/lm/machine-type.go`):
+/// characters other than letters, digits, `-`, `_`, `.` and space are dropped, then each run of
+/// spaces becomes one `-` (`DGXA100 920-23687-2531-001` → `DGXA100-920-23687-2531-001`).
+pub fn sanitise(s: &str) -> String {
+    let kept: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+        .collect();
+    kept.split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 impl Catalog {

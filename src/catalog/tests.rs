@@ -72,6 +72,17 @@ fn gfd_machine_per_cloud() {
             "Virtual-Machine",
         ),
         (t(Cloud::OnPrem, None), "DGX A100", "DGX-A100"),
+        (
+            t(Cloud::OnPrem, None),
+            "DGXA100 920-23687-2531-001",
+            "DGXA100-920-23687-2531-001",
+        ),
+        // QEMU's name as older GFD could not publish it (NFD rejected the value).
+        (
+            t(Cloud::OnPrem, None),
+            "Standard PC (Q35 + ICH9, 2009)",
+            "Standard-PC-Q35-ICH9-2009",
+        ),
     ];
     for (ty, name, want) in rows {
         assert_eq!(ty.gfd_machine(name), want, "{name}");

@@ -62,8 +62,9 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             let mut found = problems(node, g, &rule, tolerance);
             found.extend(odd.get(&g.name).cloned());
             let detail = format!(
-                "expectation: {} from {}; driver {} from {}\n{}",
-                g.describe(),
+                "expectation: {}× {} from {}; driver {} from {}\n{}",
+                g.count,
+                g.model.product,
                 g.expectation,
                 rule.expect.describe(),
                 rule.origin(),

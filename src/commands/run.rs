@@ -50,11 +50,17 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         }
     };
     let run_id = args.run_id.clone().unwrap_or_else(|| {
-        format!(
+        let base = format!(
             "{}-{}",
             plan.name,
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
-        )
+        );
+        // A dry run creates nothing, not even its state folder.
+        if args.dry_run {
+            base
+        } else {
+            claim_run_id(&base)
+        }
     });
     let flags = TargetFlags {
         kubeconfig: args.kubeconfig.clone(),
@@ -103,4 +109,28 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         printer.warn(format!("left behind: {l}"));
     }
     Ok(record.exit_code)
+}
+
+/// The default run id: `base`, or `base-2`, `base-3`, … when a run of the same plan started in
+/// the same second already holds that state folder (CI matrices start runs together). Creating
+/// the folder claims the id, so two runs never share one.
+fn claim_run_id(base: &str) -> String {
+    let root = crate::target::state_dir(base);
+    if let Some(parent) = root.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    for n in 1..100 {
+        let id = if n == 1 {
+            base.to_string()
+        } else {
+            format!("{base}-{n}")
+        };
+        match std::fs::create_dir(crate::target::state_dir(&id)) {
+            Ok(()) => return id,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // Unwritable state root: the run reports that itself when it gets there.
+            Err(_) => return id,
+        }
+    }
+    base.to_string()
 }

@@ -14,6 +14,7 @@
 //! removal all ask.
 
 pub mod helm;
+pub mod settle;
 
 use std::path::Path;
 

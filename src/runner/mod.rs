@@ -245,39 +245,6 @@ pub async fn run(
             target::Discovery::default()
         }
     };
-    let gpu_nodes = discovery.nodes;
-    if gpu_nodes.is_empty() && discovery.unexpected.is_empty() && !infra_failed {
-        em.emit(Event::Warning(
-            "no GPU nodes: no node shows an NVIDIA GPU, and no node's instance type is a GPU type in the instance catalog".into(),
-        ));
-    }
-    // A GPU node nothing says anything about fails by name: skipping it would let a pool the
-    // catalog does not know pass unchecked.
-    for u in &discovery.unexpected {
-        em.emit(Event::Case(discovery_case(
-            &u.name,
-            Some(&u.name),
-            u.message(),
-            format!(
-                "instance type: {}\nproduct label: {}",
-                u.instance_type.as_deref().unwrap_or("none"),
-                u.product.as_deref().unwrap_or("none")
-            ),
-        )));
-    }
-    for e in &discovery.unmatched {
-        let msg = format!("plan {} selects no node: check its selector", e.describe());
-        em.emit(Event::Case(discovery_case(
-            &format!("expect[{}]", e.index),
-            None,
-            msg,
-            String::new(),
-        )));
-    }
-    let models: std::collections::BTreeSet<String> =
-        gpu_nodes.iter().map(|g| g.describe()).collect();
-    em.emit(Event::GpuNodesFound(models.into_iter().collect()));
-
     // On a cluster the run did not create, every permission the plan needs is asked first: a
     // missing one is named now, before anything changes, instead of timing out in a check.
     if !cluster.created_by_run() && !infra_failed {
@@ -326,6 +293,7 @@ pub async fn run(
             _ = signals::beyond(&mut interrupts, 0) => None,
         }
     };
+    let install_ok = matches!(installed, Some(Ok(_)));
     match installed {
         Some(Err(None)) => em.phase("install", false, "not started".into(), t),
         Some(Ok(msg)) => em.phase("install", true, msg, t),
@@ -346,6 +314,38 @@ pub async fn run(
     em.emit(Event::Installed {
         chart_version: install.chart_version.clone(),
     });
+
+    // GPU nodes are judged by what the cluster shows once the stack runs: before the install a
+    // fresh node has no NFD or GFD labels yet, so the list is read again after it.
+    let discovery = if install_ok {
+        let t = Instant::now();
+        let ready = tokio::select! {
+            r = operator::settle::policy_ready(&client, plan.timeouts.install) => r,
+            _ = signals::beyond(&mut interrupts, 0) => { interrupted = true; false }
+        };
+        if !ready && !interrupted {
+            em.emit(Event::Warning(format!(
+                "the ClusterPolicy was not ready within {} of the install; GPU nodes are read as they are",
+                humantime::format_duration(plan.timeouts.install)
+            )));
+        } else if ready {
+            em.emit(Event::Note(format!(
+                "ClusterPolicy ready after {:.1}s; reading GPU nodes",
+                t.elapsed().as_secs_f64()
+            )));
+        }
+        match cluster.gpu_nodes(&settings.catalog, &plan.expect).await {
+            Ok(d) => d,
+            Err(e) => {
+                em.emit(Event::Warning(format!("list nodes after install: {e}")));
+                discovery
+            }
+        }
+    } else {
+        discovery
+    };
+    report_discovery(&mut em, &discovery, infra_failed);
+    let gpu_nodes = discovery.nodes;
 
     // Suites.
     if !infra_failed && !interrupted && !refused {
@@ -512,4 +512,39 @@ async fn teardown(
         (Some(cluster_left), used) => (cluster_left, used),
         (None, used) => (left, used),
     }
+}
+
+/// The discovery testcases: a GPU node nothing has an expectation for fails by name (skipping
+/// it would let a pool the catalog does not know pass unchecked), and so does an `expect` entry
+/// that selects no node.
+fn report_discovery(em: &mut Emitter<'_>, discovery: &target::Discovery, infra_failed: bool) {
+    if discovery.nodes.is_empty() && discovery.unexpected.is_empty() && !infra_failed {
+        em.emit(Event::Warning(
+            "no GPU nodes: no node shows an NVIDIA GPU, and no node's instance type is a GPU type in the instance catalog".into(),
+        ));
+    }
+    for u in &discovery.unexpected {
+        em.emit(Event::Case(discovery_case(
+            &u.name,
+            Some(&u.name),
+            u.message(),
+            format!(
+                "instance type: {}\nproduct label: {}",
+                u.instance_type.as_deref().unwrap_or("none"),
+                u.product.as_deref().unwrap_or("none")
+            ),
+        )));
+    }
+    for e in &discovery.unmatched {
+        let msg = format!("plan {} selects no node: check its selector", e.describe());
+        em.emit(Event::Case(discovery_case(
+            &format!("expect[{}]", e.index),
+            None,
+            msg,
+            String::new(),
+        )));
+    }
+    let models: std::collections::BTreeSet<String> =
+        discovery.nodes.iter().map(|g| g.describe()).collect();
+    em.emit(Event::GpuNodesFound(models.into_iter().collect()));
 }

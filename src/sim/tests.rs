@@ -368,3 +368,81 @@ fn simulated_p3_labels_agree_with_a_real_p3() {
     }
     assert!(compared >= 8, "only {compared} labels in common: {sim:?}");
 }
+
+/// A node image with the driver on the host, as NVIDIA's components treat it: GFD reports the
+/// loaded (host) driver whatever the chart's `driver.version`; with the operator's driver
+/// enabled, its driver manager finds the host driver and labels the node `pre-installed`
+/// (k8s-driver-manager `chroot /host nvidia-smi`); with `driver.enabled=false` the label stays
+/// `true`; and with no driver anywhere GFD and the device plugin publish nothing.
+#[test]
+fn host_drivers_as_the_driver_manager_and_gfd_see_them() {
+    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SEED))
+        .expect("seed fixture");
+    let host = seed.replace(
+        "    instanceType: p3.2xlarge\n",
+        "    instanceType: p3.2xlarge\n    hostDriver: \"550.54.15\"\n",
+    );
+    assert_ne!(host, seed, "the seed fixture's GPU pool");
+    // (fixture, driver.enabled, driver label, gpu.deploy.driver, GPUs advertised)
+    let rows = [
+        (
+            &host,
+            true,
+            Some("550.54.15"),
+            Some("pre-installed"),
+            Some(1),
+        ),
+        (&host, false, Some("550.54.15"), None, Some(1)),
+        (&seed, true, Some("535.129.03"), None, Some(1)),
+        (&seed, false, None, None, None),
+    ];
+    let dir = tempfile::tempdir().expect("tmp");
+    for (i, (fixture, enabled, driver, deploy, gpus)) in rows.into_iter().enumerate() {
+        let path = dir.path().join(format!("f{i}.yaml"));
+        std::fs::write(&path, fixture).expect("write");
+        let catalog = Catalog::embedded().expect("catalog");
+        let fixture = ClusterFixture::load(&path, &catalog).expect("fixture");
+        let mut w = World::new(fixture, catalog, Delays::default());
+        let nodes = vec![p3_node(DISCOVERED)];
+        let pods: Vec<Arc<Pod>> = [
+            NFD_WORKER,
+            "nvidia-driver-daemonset",
+            "gpu-feature-discovery",
+            "nvidia-device-plugin-daemonset",
+        ]
+        .iter()
+        .map(|a| ready_pod(a))
+        .collect();
+        let p: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy",
+            "metadata": {"name": "cluster-policy", "generation": 1},
+            "spec": {"driver": {"enabled": enabled, "version": "535.129.03"}, "mig": {"strategy": "single"}}
+        }))
+        .expect("policy");
+        let snap = Snapshot {
+            nodes: &nodes,
+            pods: &pods,
+            daemonsets: &[],
+            config_maps: &[],
+            policy: Some(&p),
+        };
+        let t0 = Instant::now();
+        let _ = w.reconcile(&snap, t0);
+        let (actions, _) = w.reconcile(&snap, t0 + LONG);
+        let l = labels_set(&actions);
+        let get = |k: &str| l.get(k).cloned().flatten();
+        assert_eq!(
+            get("nvidia.com/cuda.driver-version.full").as_deref(),
+            driver,
+            "row {i}"
+        );
+        let want_deploy = deploy.or(Some("true"));
+        assert_eq!(
+            get("nvidia.com/gpu.deploy.driver").as_deref(),
+            want_deploy,
+            "row {i}"
+        );
+        let advertised = resources(&actions).and_then(|r| r.get("nvidia.com/gpu").map(|v| v.0));
+        assert_eq!(advertised, gpus, "row {i}");
+    }
+}
