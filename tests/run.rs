@@ -529,12 +529,13 @@ fn assert_cancelled_cleanly(reports: &Path, status: std::process::ExitStatus, se
 #[allow(clippy::print_stderr)]
 fn ci_cancel_during_a_step_or_diagnostics_tears_down_and_reports() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // (a) The ClusterPolicy never gets ready here, so the operator step waits for its timeout.
+    // (a) The ClusterPolicy never gets ready here: the install stops waiting for it after 5 s,
+    // then the operator step waits for its timeout.
     let p = plan(
         tmp.path(),
         "interrupted",
         "fixtures/clusters/faults/policy-not-ready.yaml",
-        "300s",
+        "5s",
         "120s",
     );
     let reports = tmp.path().join("reports-step");
@@ -1253,12 +1254,14 @@ fn expect_entries_give_expectations_and_one_matching_nothing_fails() {
 /// - the same cluster plus a pool of a type no map knows (GCE n1-standard-8 with a T4): that
 ///   node fails its discovery testcase by name and type, the DGX nodes still pass;
 /// - an `expect[].driver` naming the chart's version instead of the host's: the labels check
-///   fails on both DGX nodes, naming observed and expected driver.
+///   fails on both DGX nodes, naming observed and expected driver;
+/// - AKS- and GKE-shaped nodes (the default plan on `fixtures/clusters/aks-gke.yaml`) get their
+///   expectation from the catalog's Azure and GKE maps and pass.
 #[test]
 fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let plan = root().join("plans/onprem.yaml");
-    let runs: [(&str, &[&str]); 3] = [
+    let runs: [(&str, &[&str]); 4] = [
         ("right", &[]),
         (
             "new-pool",
@@ -1274,6 +1277,20 @@ fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
                 "expect[0].driver.version=580.95.05",
                 "--set",
                 "timeouts.step=10s",
+            ],
+        ),
+        (
+            "clouds",
+            &[
+                "--set",
+                "target.local.fixture=fixtures/clusters/aks-gke.yaml",
+                "--set",
+                "expect=[]",
+                // Maps merge, as in helm: drop the plan's branch, give a version.
+                "--set",
+                "expectDriver.branch=null",
+                "--set",
+                "expectDriver.version=550.54.15",
             ],
         ),
     ];
@@ -1351,5 +1368,16 @@ fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
             )),
             "{m}"
         );
+    }
+
+    let (code, c, out) = &outcomes[3];
+    assert_eq!(*code, Some(0), "{out}");
+    for case in [
+        "gpu-stack/labels/nca100-1",
+        "gpu-stack/labels/g2-1",
+        "gpu-stack/allocatable/nca100-1",
+        "gpu-stack/allocatable/g2-1",
+    ] {
+        assert!(passed(c, case), "{case} did not pass: {out}");
     }
 }

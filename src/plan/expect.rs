@@ -183,7 +183,46 @@ pub(super) fn validate(
             count,
         });
     }
+    shadowed(&out)?;
     Ok(out)
+}
+
+/// Whether every node `b` selects is also selected by `a`: `a` asks for no more than `b`.
+fn covers(a: &Expect, b: &Expect) -> bool {
+    let labels = a
+        .match_labels
+        .iter()
+        .all(|(k, v)| b.match_labels.get(k) == Some(v));
+    let name = match (&a.name, &b.name) {
+        (None, _) => true,
+        (Some(p), Some(q)) => p == q || p == "*" || (!q.contains('*') && glob(p, q)),
+        (Some(p), None) => p == "*",
+    };
+    let pool = a.pool.is_none() || a.pool == b.pool;
+    labels && name && pool
+}
+
+/// Entries that select the same nodes for certain: a later entry every one of whose nodes an
+/// earlier one also selects (or the other way round) can never give a node one expectation.
+/// Overlaps that depend on the nodes (a label selector and a name pattern) fail at run time.
+fn shadowed(entries: &[Expect]) -> Result<(), InputError> {
+    for (j, b) in entries.iter().enumerate() {
+        for a in &entries[..j] {
+            if covers(a, b) || covers(b, a) {
+                return Err(InputError {
+                    file: b.file.clone(),
+                    line: b.line,
+                    column: None,
+                    field: Some(format!("expect[{}].select", b.index)),
+                    message: format!(
+                        "selects the same nodes as {}: give each node one expectation",
+                        a.describe()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -227,6 +266,50 @@ mod tests {
             assert_eq!(e.line, Some(line), "{e}");
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
             assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn entries_that_surely_overlap_are_errors_at_their_line() {
+        let catalog = crate::catalog::Catalog::embedded().expect("catalog");
+        let file = Path::new("p.yaml");
+        let parse = |text: &str| {
+            let raw: Vec<RawExpect> = crate::input::parse_yaml(file, text).expect("yaml");
+            validate(file, &raw, &catalog)
+        };
+        let entry = |sel: &str| format!("- select: {sel}\n  gpu: T4\n  count: 1\n");
+        let rows = [
+            // (first selector, second selector, overlap for certain)
+            ("{name: \"dgx-*\"}", "{name: \"dgx-*\"}", true),
+            ("{name: \"dgx-*\"}", "{name: dgx-7}", true),
+            ("{matchLabels: {a: b}}", "{matchLabels: {a: b, c: d}}", true),
+            (
+                "{matchLabels: {a: b}, name: \"n-*\"}",
+                "{matchLabels: {a: b}}",
+                true,
+            ),
+            ("{pool: p1}", "{pool: p1, name: x}", true),
+            ("{name: \"dgx-*\"}", "{name: \"hgx-*\"}", false),
+            ("{matchLabels: {a: b}}", "{matchLabels: {a: c}}", false),
+            // May overlap, depending on the nodes: left to the run.
+            ("{matchLabels: {a: b}}", "{name: \"dgx-*\"}", false),
+            ("{pool: p1}", "{pool: p2}", false),
+        ];
+        for (a, b, overlap) in rows {
+            let r = parse(&format!("{}{}", entry(a), entry(b)));
+            match (r, overlap) {
+                (Ok(_), false) => {}
+                (Err(e), true) => {
+                    assert_eq!(e.line, Some(4), "{e}");
+                    assert_eq!(e.field.as_deref(), Some("expect[1].select"), "{e}");
+                    assert!(
+                        e.message
+                            .contains("selects the same nodes as expect[0] (p.yaml:1)"),
+                        "{e}"
+                    );
+                }
+                (r, _) => panic!("{a} / {b}: {r:?}"),
+            }
         }
     }
 

@@ -293,6 +293,53 @@ mod tests {
         assert_eq!(labels["topology.kubernetes.io/zone"], "us-west-2a");
     }
 
+    /// Each cloud's node controller labels its nodes its way; an on-prem machine has none of it.
+    #[test]
+    fn nodes_carry_their_clouds_labels() {
+        let catalog = Catalog::embedded().expect("catalog");
+        let load = |f: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let fixture = ClusterFixture::load(&path, &catalog).expect("fixture");
+            nodes(&fixture, &catalog, "v1.35.4")
+        };
+        let labels = |nodes: &[Node], name: &str| {
+            nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(name))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_else(|| panic!("node {name}"))
+        };
+        let clouds = load("fixtures/clusters/aks-gke.yaml");
+        let aks = labels(&clouds, "nca100-1");
+        assert_eq!(
+            aks["node.kubernetes.io/instance-type"],
+            "Standard_NC24ads_A100_v4"
+        );
+        assert_eq!(aks["kubernetes.azure.com/accelerator"], "nvidia");
+        assert_eq!(aks["kubernetes.azure.com/agentpool"], "nca100");
+        let system = labels(&clouds, "system-1");
+        assert!(!system.contains_key("kubernetes.azure.com/accelerator"));
+        let gke = labels(&clouds, "g2-1");
+        assert_eq!(gke["cloud.google.com/gke-accelerator"], "nvidia-l4");
+        assert_eq!(gke["cloud.google.com/gke-nodepool"], "g2");
+        let onprem = load("fixtures/clusters/onprem.yaml");
+        let dgx = labels(&onprem, "dgx-1");
+        for k in [
+            "node.kubernetes.io/instance-type",
+            "topology.kubernetes.io/region",
+        ] {
+            assert!(!dgx.contains_key(k), "{k} on an on-prem node");
+        }
+        let dgx_node = onprem
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some("dgx-1"))
+            .expect("dgx-1");
+        assert_eq!(
+            dgx_node.spec.as_ref().and_then(|s| s.provider_id.clone()),
+            None
+        );
+    }
+
     #[test]
     fn control_plane_is_tainted() {
         let nodes = seed_nodes();
