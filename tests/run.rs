@@ -1374,3 +1374,59 @@ fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
 
     green(3, ["nca100-1", "g2-1"]);
 }
+
+/// Teardown as real kubelets behave: allocatable drops at once, capacity may stay for the
+/// kubelet's grace period. With the check's grace shortened to 4 s, a node whose capacity is
+/// never released fails after it, naming node, resource and value; the same run's uninstall
+/// and every other case pass. (The default plan's run shows the normal case: capacity drops
+/// after the simulator's grace and teardown passes.)
+#[test]
+fn gpu_capacity_kept_past_the_grace_period_fails_teardown() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let suites = tmp.path().join("suites");
+    std::fs::create_dir(&suites).expect("mkdir");
+    for f in ["gpu-stack.yaml", "teardown.yaml"] {
+        std::fs::copy(root().join("suites").join(f), suites.join(f)).expect("copy suite");
+    }
+    let teardown = std::fs::read_to_string(suites.join("teardown.yaml")).expect("read");
+    let shortened = teardown.replace(
+        "    check: teardown\n",
+        "    check: teardown\n    timeout: 12s\n    with: {capacityGraceSeconds: 4}\n",
+    );
+    assert_ne!(shortened, teardown, "the teardown step");
+    std::fs::write(suites.join("teardown.yaml"), shortened).expect("write");
+    let p = plan(
+        tmp.path(),
+        "kept",
+        "fixtures/clusters/faults/capacity-kept.yaml",
+        "60s",
+        "30s",
+    );
+    let reports = tmp.path().join("reports");
+    let out = run_command(&p, &reports)
+        .args(["--set", "suites=[gpu-stack, teardown]"])
+        .arg("--suite-dir")
+        .arg(&suites)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let c = cases(&results(&run_dir(&reports)));
+    let failed: Vec<&(String, String, String)> = c
+        .iter()
+        .filter(|(_, s, _)| s == "failed" || s == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "teardown/verified-empty/gpu-worker-1");
+    assert!(
+        failed[0]
+            .2
+            .starts_with("gpu-worker-1: capacity nvidia.com/gpu is still 1 "),
+        "{}",
+        failed[0].2
+    );
+    assert!(
+        c.iter()
+            .any(|(n, s, _)| n == "teardown/uninstall" && s == "passed"),
+        "{c:#?}"
+    );
+}

@@ -147,7 +147,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
         CheckKind::Workload => workload::run(step, ctx, &nodes, deadline).await,
         CheckKind::Throughput => throughput::run(step, ctx, &nodes, deadline).await,
         CheckKind::Uninstall => teardown::uninstall(ctx, deadline).await,
-        CheckKind::Teardown => teardown::verify(ctx, deadline).await,
+        CheckKind::Teardown => teardown::verify(step, ctx, deadline).await,
     }
 }
 

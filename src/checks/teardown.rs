@@ -6,7 +6,7 @@
 //! default), feature labels that still claim GPUs (`gpu.product`, `gpu.count`, the NFD PCI
 //! label) always as a failure, because they attract GPU workloads to nodes without GPUs.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -70,7 +70,7 @@ pub async fn uninstall(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
 }
 
 /// Verifies that uninstalling left the cluster empty.
-pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
+pub async fn verify(step: &crate::suite::Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
     // Nothing was uninstalled, so there is no empty cluster to verify.
     if let Some(why) = ctx.install.not_ours() {
         return vec![Outcome::skip("release", None, why)];
@@ -167,69 +167,29 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
         )),
     }
 
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    // GPU resources and the labels that claim GPUs, watched until they are gone or the
+    // deadline. Allocatable must be 0 at once; capacity may stay for the kubelet's grace period.
+    let started = Instant::now();
+    let grace = Duration::from_secs(u64::try_from(step.int("capacityGraceSeconds")).unwrap_or(0));
+    let last = super::watch_nodes(ctx, &ctx.gpu_nodes, deadline, |n, _| empty(n)).await;
     for g in &ctx.gpu_nodes {
-        let node = match nodes.get(&g.name).await {
-            Ok(n) => n,
-            Err(e) => {
-                out.push(Outcome::error(
-                    g.name.clone(),
-                    Some(&g.name),
-                    format!("get node: {e}"),
-                ));
-                continue;
-            }
-        };
-        let mut fails = Vec::new();
-        let mut warns = Vec::new();
-        for (res, (cap, alloc)) in gpu_resources(&node) {
-            if cap > 0 || alloc > 0 {
-                fails.push(format!("{}: {res} is still {alloc}/{cap} (allocatable/capacity), expected 0 after uninstall", g.name));
-            }
-        }
-        let labels = node.labels();
-        let claims: Vec<&String> = labels
-            .keys()
-            .filter(|k| {
-                matches!(
-                    k.as_str(),
-                    gfd::PRODUCT
-                        | gfd::COUNT
-                        | gfd::MEMORY
-                        | "feature.node.kubernetes.io/pci-10de.present"
-                        | "feature.node.kubernetes.io/pci-0302_10de.present"
-                        | "feature.node.kubernetes.io/pci-0300_10de.present"
-                )
-            })
-            .collect();
-        if !claims.is_empty() {
-            fails.push(format!(
-                "{}: feature labels left after uninstall: {} (they still claim GPUs; expected pruned)",
-                g.name,
-                claims.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        let Some(node) = last.get(&g.name).and_then(Option::as_ref) else {
+            out.push(Outcome::error(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{}: node not seen", g.name),
             ));
-        }
-        let bookkeeping: Vec<&String> = labels
-            .keys()
-            .filter(|k| k.starts_with("nvidia.com/") && !claims.contains(k))
-            .collect();
-        if !bookkeeping.is_empty() {
-            let msg = format!(
-                "{}: {} nvidia.com labels left after uninstall: {}",
-                g.name,
-                bookkeeping.len(),
-                bookkeeping
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            match ctx.plan.leftover_labels {
-                Leftovers::Warn => warns.push(msg),
-                Leftovers::Fail => fails.push(msg),
-            }
-        }
-        let detail = labels
+            continue;
+        };
+        let (fails, warns) = node_verdict(
+            node,
+            &g.name,
+            ctx.plan.leftover_labels,
+            grace,
+            started.elapsed(),
+        );
+        let detail = node
+            .labels()
             .iter()
             .filter(|(k, _)| {
                 k.starts_with("nvidia.com/") || k.starts_with("feature.node.kubernetes.io/")
@@ -250,4 +210,146 @@ pub async fn verify(ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> {
         out.push(o);
     }
     out
+}
+
+/// The labels that claim GPUs: left behind they attract GPU workloads to nodes without GPUs.
+const CLAIMS: &[&str] = &[
+    gfd::PRODUCT,
+    gfd::COUNT,
+    gfd::MEMORY,
+    "feature.node.kubernetes.io/pci-10de.present",
+    "feature.node.kubernetes.io/pci-0302_10de.present",
+    "feature.node.kubernetes.io/pci-0300_10de.present",
+];
+
+/// Nothing left to wait for: no GPU capacity or allocatable, no label claiming GPUs.
+fn empty(node: &Node) -> bool {
+    gpu_resources(node)
+        .values()
+        .all(|(c, a)| *c == 0 && *a == 0)
+        && !node.labels().keys().any(|k| CLAIMS.contains(&k.as_str()))
+}
+
+/// What is left on a node after uninstall: failures and warnings. `waited` is how long the
+/// check watched (at most the time since uninstall). Allocatable must be 0 at once (no plugin
+/// serves the devices); capacity may stay while the kubelet's grace period for a gone device
+/// plugin runs (`endpointStopGracePeriod`, 5 min), so it fails only once `waited` exceeds
+/// `grace`, and before that it is a warning saying the check could not wait long enough.
+pub fn node_verdict(
+    node: &Node,
+    name: &str,
+    leftovers: Leftovers,
+    grace: Duration,
+    waited: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let mut fails = Vec::new();
+    let mut warns = Vec::new();
+    for (res, (cap, alloc)) in gpu_resources(node) {
+        if alloc > 0 {
+            fails.push(format!(
+                "{name}: allocatable {res} is still {alloc} after uninstall, expected 0 (no device plugin serves it)"
+            ));
+        } else if cap > 0 && waited >= grace {
+            fails.push(format!(
+                "{name}: capacity {res} is still {cap} {}s after uninstall, expected 0 once the kubelet's device grace period ({}s) has passed",
+                waited.as_secs(),
+                grace.as_secs()
+            ));
+        } else if cap > 0 {
+            warns.push(format!(
+                "{name}: capacity {res} is still {cap}; the kubelet keeps a gone device plugin's capacity for up to {}s and the step ended after {}s: give the step a timeout above the grace period to see it drop",
+                grace.as_secs(),
+                waited.as_secs()
+            ));
+        }
+    }
+    let labels = node.labels();
+    let claims: Vec<&str> = labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| CLAIMS.contains(k))
+        .collect();
+    if !claims.is_empty() {
+        fails.push(format!(
+            "{name}: feature labels left after uninstall: {} (they still claim GPUs; expected pruned)",
+            claims.join(", ")
+        ));
+    }
+    let bookkeeping: Vec<&str> = labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("nvidia.com/") && !claims.contains(k))
+        .collect();
+    if !bookkeeping.is_empty() {
+        let msg = format!(
+            "{name}: {} nvidia.com labels left after uninstall: {}",
+            bookkeeping.len(),
+            bookkeeping.join(", ")
+        );
+        match leftovers {
+            Leftovers::Warn => warns.push(msg),
+            Leftovers::Fail => fails.push(msg),
+        }
+    }
+    (fails, warns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(labels: serde_json::Value, cap: &str, alloc: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n", "labels": labels},
+            "status": {"capacity": {"nvidia.com/gpu": cap}, "allocatable": {"nvidia.com/gpu": alloc}},
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn capacity_may_stay_for_the_grace_period_allocatable_may_not() {
+        let grace = Duration::from_secs(300);
+        let s = Duration::from_secs;
+        let bare = serde_json::json!({});
+        // (capacity, allocatable, waited, failures, warnings)
+        let rows = [
+            ("0", "0", s(1), 0, 0),
+            ("8", "0", s(60), 0, 1),
+            ("8", "0", s(301), 1, 0),
+            ("8", "8", s(1), 1, 0),
+            ("0", "1", s(1), 1, 0),
+        ];
+        for (cap, alloc, waited, f, w) in rows {
+            let (fails, warns) = node_verdict(
+                &node(bare.clone(), cap, alloc),
+                "n",
+                Leftovers::Warn,
+                grace,
+                waited,
+            );
+            assert_eq!(
+                (fails.len(), warns.len()),
+                (f, w),
+                "{cap}/{alloc} after {waited:?}: {fails:?} {warns:?}"
+            );
+        }
+        let (fails, _) = node_verdict(&node(bare, "8", "0"), "n", Leftovers::Warn, grace, s(400));
+        assert_eq!(
+            fails[0],
+            "n: capacity nvidia.com/gpu is still 8 400s after uninstall, expected 0 once the kubelet's device grace period (300s) has passed"
+        );
+    }
+
+    #[test]
+    fn claims_fail_bookkeeping_follows_the_plan() {
+        let l = serde_json::json!({"nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.present": "true"});
+        let n = node(l, "0", "0");
+        let z = Duration::ZERO;
+        let (fails, warns) = node_verdict(&n, "n", Leftovers::Warn, z, z);
+        assert_eq!((fails.len(), warns.len()), (1, 1), "{fails:?} {warns:?}");
+        assert!(fails[0].contains("nvidia.com/gpu.product"), "{fails:?}");
+        let (fails, _) = node_verdict(&n, "n", Leftovers::Fail, z, z);
+        assert_eq!(fails.len(), 2);
+        assert!(!empty(&n));
+    }
 }

@@ -446,3 +446,60 @@ fn host_drivers_as_the_driver_manager_and_gfd_see_them() {
         assert_eq!(advertised, gpus, "row {i}");
     }
 }
+
+/// A kubelet whose device plugin went away: allocatable 0 at once, capacity kept for the
+/// fixture's grace period (a real kubelet's `endpointStopGracePeriod` is 5 min), then 0; with
+/// the `capacityKept` fault, kept for good.
+#[test]
+fn capacity_outlives_the_device_plugin_for_the_grace_period() {
+    let seed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SEED))
+        .expect("seed fixture");
+    let dir = tempfile::tempdir().expect("tmp");
+    let with = |extra: &str| {
+        let path = dir.path().join(format!("f{}.yaml", extra.len()));
+        std::fs::write(&path, format!("{seed}deviceCapacityGrace: 2s\n{extra}")).expect("write");
+        let catalog = Catalog::embedded().expect("catalog");
+        World::new(
+            ClusterFixture::load(&path, &catalog).expect("fixture"),
+            catalog,
+            Delays::default(),
+        )
+    };
+    let served: Arc<Node> = {
+        let mut n = (*p3_node(DISCOVERED)).clone();
+        let q = |v: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.into());
+        let status = n.status.get_or_insert_with(Default::default);
+        status.capacity = Some([("nvidia.com/gpu".to_string(), q("1"))].into());
+        status.allocatable = Some([("nvidia.com/gpu".to_string(), q("1"))].into());
+        Arc::new(n)
+    };
+    let faults = "faults:\n  - kind: capacityKept\n    node: gpu-worker-1\n";
+    // (world, seconds after the plugin went, capacity, allocatable)
+    let rows = [
+        ("", 0, 1, 0),
+        ("", 3, 0, 0),
+        (faults, 3, 1, 0),
+        (faults, 600, 1, 0),
+    ];
+    for (extra, after, cap, alloc) in rows {
+        let mut w = with(extra);
+        let nodes = vec![Arc::clone(&served)];
+        let p = policy();
+        let snap = Snapshot {
+            nodes: &nodes,
+            pods: &[],
+            daemonsets: &[],
+            config_maps: &[],
+            policy: Some(&p),
+        };
+        let t0 = Instant::now();
+        let (first, _) = w.reconcile(&snap, t0);
+        let (later, _) = w.reconcile(&snap, t0 + Duration::from_secs(after));
+        let seen = if after == 0 { &first } else { &later };
+        assert_eq!(
+            resources(seen).and_then(|r| r.get("nvidia.com/gpu").copied()),
+            Some((cap, alloc)),
+            "{extra:?} after {after}s"
+        );
+    }
+}

@@ -173,6 +173,9 @@ pub struct World {
     pub(in crate::sim) since: HashMap<(String, &'static str), Instant>,
     pub(in crate::sim) gfd_timestamp: HashMap<String, i64>,
     pub(in crate::sim) mig: HashMap<String, MigState>,
+    /// When each node's device plugin stopped serving (its capacity's grace period runs from
+    /// then).
+    pub(in crate::sim) plugin_gone: HashMap<String, Instant>,
     pub(in crate::sim) crash: HashMap<String, CrashState>,
     pub(in crate::sim) policy_seen: Option<Instant>,
     pub(in crate::sim) stopped: HashSet<String>,
@@ -200,6 +203,7 @@ impl World {
             since: HashMap::new(),
             gfd_timestamp: HashMap::new(),
             mig: HashMap::new(),
+            plugin_gone: HashMap::new(),
             crash: HashMap::new(),
             policy_seen: None,
             stopped: HashSet::new(),

@@ -111,10 +111,10 @@ impl CheckKind {
                 "helm release deployed, ClusterPolicy ready, every operand DaemonSet available, no operand container restarted too often"
             }
             Self::Labels => {
-                "NFD, operator and GFD labels on every GPU node, values consistent with the instance type and the plan's driver version"
+                "NFD, operator and GFD labels on every GPU node, values consistent with the node's expectation (plan `expect` entry or catalog) and the driver the plan expects"
             }
             Self::Allocatable => {
-                "capacity and allocatable GPU resources equal the catalog count; a pod requesting all of a node's GPUs is schedulable there"
+                "capacity and allocatable GPU resources equal the expected count; a pod requesting all of a node's GPUs is schedulable there"
             }
             Self::Workload => "a pod requesting one GPU runs to completion on every GPU node",
             Self::Throughput => {
@@ -124,7 +124,7 @@ impl CheckKind {
                 "helm uninstall of the operator release, then deletion of its namespace"
             }
             Self::Teardown => {
-                "after uninstall: release, namespaces, CRDs (with cleanupCRD) and test pods gone; GPU resources gone; leftover labels reported"
+                "after uninstall: release, namespaces, CRDs (with cleanupCRD) and test pods gone; GPU allocatable 0 at once, capacity 0 once the kubelet's device grace period has passed; leftover labels reported"
             }
         }
     }
@@ -143,8 +143,8 @@ impl CheckKind {
             Self::Labels => &[Param {
                 name: "memoryTolerancePercent",
                 ty: T::Int,
-                default: D::Int(2),
-                about: "how far gpu.memory may be below the catalog value",
+                default: D::Int(0),
+                about: "how far gpu.memory may be below the lowest value the catalog has seen for the model",
             }],
             Self::Allocatable => &[Param {
                 name: "schedule",
@@ -172,7 +172,13 @@ impl CheckKind {
                     about: "timed repetitions per metric",
                 },
             ],
-            Self::Uninstall | Self::Teardown => &[],
+            Self::Teardown => &[Param {
+                name: "capacityGraceSeconds",
+                ty: T::Int,
+                default: D::Int(300),
+                about: "how long a kubelet may keep a gone device plugin's capacity (endpointStopGracePeriod, 5 min)",
+            }],
+            Self::Uninstall => &[],
         }
     }
 

@@ -328,7 +328,7 @@ mod tests {
         let s = check("name: s\nsteps:\n  - name: a\n    check: operator\n    with: {maxRestarts: 2}\n  - name: b\n    check: labels\n    needs: [a]\nfinally:\n  - name: c\n    check: uninstall\n").expect("valid");
         assert_eq!(s.steps.len(), 2);
         assert_eq!(s.steps[0].int("maxRestarts"), 2);
-        assert_eq!(s.steps[1].int("memoryTolerancePercent"), 2, "the default");
+        assert_eq!(s.steps[1].int("memoryTolerancePercent"), 0, "the default");
         assert_eq!(s.finally[0].check, CheckKind::Uninstall);
     }
 

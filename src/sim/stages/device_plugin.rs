@@ -32,8 +32,23 @@ impl World {
         out: &mut Vec<Action>,
     ) {
         let have: BTreeMap<String, (u64, u64)> = gpu_resources(node);
-        let mut want: BTreeMap<String, (u64, u64)> =
-            have.keys().map(|k| (k.clone(), (0, 0))).collect();
+        // No plugin serving: allocatable drops to 0 at once; the kubelet keeps the devices in
+        // capacity until the plugin's grace period has passed (kubelet devicemanager
+        // `endpointStopGracePeriod`, 5 min; the fixture's `deviceCapacityGrace`), then 0.
+        let gone = *self.plugin_gone.entry(name.to_string()).or_insert(now);
+        let kept = self
+            .fixture
+            .faults_on(name)
+            .any(|f| matches!(f, Fault::CapacityKept { .. }));
+        let grace_ends = gone + self.fixture.device_capacity_grace;
+        let in_grace = kept || now < grace_ends;
+        let mut want: BTreeMap<String, (u64, u64)> = have
+            .iter()
+            .map(|(k, (cap, _))| (k.clone(), (if in_grace { *cap } else { 0 }, 0)))
+            .collect();
+        if in_grace && !kept && have.values().any(|(c, _)| *c > 0) {
+            *wake = earliest(*wake, grace_ends);
+        }
         // No driver on the node: the plugin cannot enumerate GPUs and advertises nothing.
         let has_driver = match (gpus, policy) {
             (Some(g), Some((_, pol))) => labels::node_driver(&pol.stack, g.host_driver).is_some(),
@@ -49,6 +64,7 @@ impl World {
             wake,
         ) && let (Some(g), Some((_, pol))) = (gpus, policy)
         {
+            self.plugin_gone.remove(name);
             let unhealthy = self
                 .fixture
                 .faults_on(name)
@@ -58,6 +74,10 @@ impl World {
                 })
                 .unwrap_or(0);
             let g = g.as_node_gpus();
+            want.clear();
+            for k in have.keys() {
+                want.insert(k.clone(), (0, 0));
+            }
             for (res, cap, alloc) in
                 labels::device_plugin_resources(&g, &pol.stack, layout, sharing, unhealthy)
             {
