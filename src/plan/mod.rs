@@ -47,6 +47,8 @@ struct RawPlan {
     expect: Vec<expect::RawExpect>,
     #[serde(default)]
     expect_driver: Option<Spanned<driver::RawDriver>>,
+    #[serde(default)]
+    allow_nothing_checked: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +186,8 @@ pub struct Plan {
     pub expect: Vec<expect::Expect>,
     /// The driver every GPU node must run unless its `expect` entry says otherwise.
     pub expect_driver: Option<driver::DriverRule>,
+    /// A suite whose every per-node case was skipped passes (default: it fails).
+    pub allow_nothing_checked: bool,
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -402,6 +406,7 @@ impl Plan {
         Ok(Self {
             expect,
             expect_driver,
+            allow_nothing_checked: raw.allow_nothing_checked,
             test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,

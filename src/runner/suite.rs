@@ -136,6 +136,9 @@ impl Scheduler<'_, '_, '_> {
         let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
         let mut interrupted = self.interrupts.borrow().count > 0;
         let all_nodes: Vec<String> = ctx.gpu_nodes.iter().map(|n| n.name.clone()).collect();
+        // Per-node steps run, and their cases that were not skipped: a suite whose every
+        // per-node case was skipped checked nothing, and must not pass for it.
+        let (mut per_node_steps, mut checked) = (0usize, 0usize);
         let steps = suite
             .steps
             .iter()
@@ -219,9 +222,23 @@ impl Scheduler<'_, '_, '_> {
                 for (n, why) in &skipped {
                     outcomes.push(Outcome::skip(n.clone(), Some(n), why.clone()));
                 }
+                per_node_steps += 1;
+                checked += outcomes
+                    .iter()
+                    .filter(|o| o.status != crate::report::Status::Skipped)
+                    .count();
             }
             results.insert(step.name.clone(), result_of(per_node, &outcomes, &skipped));
             self.emit_outcomes(suite, step, outcomes, seconds).await;
+        }
+        if let Some(c) = nothing_checked(
+            suite,
+            per_node_steps,
+            checked,
+            interrupted,
+            ctx.plan.allow_nothing_checked,
+        ) {
+            self.em.emit(Event::Case(c));
         }
         interrupted
     }
@@ -309,6 +326,36 @@ impl Scheduler<'_, '_, '_> {
 }
 
 /// The testcase for one outcome of a step: `<step>/<subject>` unless the subject is the step.
+/// The failing case of a suite that ran per-node steps but checked nothing on any node (every
+/// case skipped: a skipped metric, a node left out by `needs`), unless the plan allows it.
+pub fn nothing_checked(
+    suite: &Suite,
+    per_node_steps: usize,
+    checked: usize,
+    interrupted: bool,
+    allowed: bool,
+) -> Option<Case> {
+    if per_node_steps == 0 || checked > 0 || interrupted || allowed {
+        return None;
+    }
+    Some(Case {
+        suite: suite.name.clone(),
+        step: "nothing-checked".into(),
+        check: "suite".into(),
+        name: "nothing-checked".into(),
+        node: None,
+        status: crate::report::Status::Failed,
+        message: Some(format!(
+            "every per-node case of suite {} was skipped: nothing was checked (set `allowNothingChecked: true` in the plan to accept that)",
+            suite.name
+        )),
+        detail: String::new(),
+        warnings: Vec::new(),
+        seconds: 0.0,
+        diagnostics: Vec::new(),
+    })
+}
+
 pub fn case(suite: &Suite, step: &Step, o: Outcome, seconds: f64) -> Case {
     let name = if o.subject == step.name {
         step.name.clone()
@@ -334,6 +381,41 @@ pub fn case(suite: &Suite, step: &Step, o: Outcome, seconds: f64) -> Case {
 mod tests {
     use super::*;
     use crate::suite::CheckKind;
+
+    #[test]
+    fn a_suite_that_checked_nothing_fails_unless_allowed() {
+        let suite = Suite {
+            file: "suites/throughput.yaml".into(),
+            name: "throughput".into(),
+            description: None,
+            steps: Vec::new(),
+            finally: Vec::new(),
+        };
+        // (per-node steps, cases checked, interrupted, allowed, fails)
+        let rows = [
+            (1, 0, false, false, true),
+            (1, 3, false, false, false),
+            (0, 0, false, false, false),
+            (1, 0, true, false, false),
+            (1, 0, false, true, false),
+        ];
+        for (steps, checked, interrupted, allowed, fails) in rows {
+            let c = nothing_checked(&suite, steps, checked, interrupted, allowed);
+            assert_eq!(
+                c.is_some(),
+                fails,
+                "{steps} {checked} {interrupted} {allowed}"
+            );
+            if let Some(c) = c {
+                assert_eq!(c.status, crate::report::Status::Failed);
+                assert!(
+                    c.message
+                        .unwrap_or_default()
+                        .contains("suite throughput was skipped")
+                );
+            }
+        }
+    }
 
     fn step(name: &str, needs: &[&str]) -> Step {
         Step {

@@ -297,8 +297,12 @@ pub fn gfd_labels(
     set(&mut l, "gpu.machine", gpus.hardware.gfd_machine());
     set(&mut l, "gpu.mode", "compute".into());
     set(&mut l, "mig.capable", model.mig_capable().to_string());
-    set(&mut l, "mig.strategy", cfg.mig_strategy.as_str().into());
-    set(&mut l, "mps.capable", "false".into());
+    // GFD writes no strategy label for `none` (internal/lm `newMigStrategyLabeler`).
+    if cfg.mig_strategy != MigStrategy::None {
+        set(&mut l, "mig.strategy", cfg.mig_strategy.as_str().into());
+    }
+    let mps = sharing.is_some_and(|s| s.strategy == "mps" && s.replicas > 1);
+    set(&mut l, "mps.capable", mps.to_string());
     set(&mut l, "vgpu.present", "false".into());
 
     let mig_active = match layout {
@@ -321,9 +325,11 @@ pub fn gfd_labels(
                 set(&mut l, "gpu.slices.gi", g.to_string());
                 set(&mut l, "gpu.slices.ci", g.to_string());
             } else {
-                // Single strategy needs one profile on every GPU; GFD marks anything else invalid.
+                // Single strategy needs one profile on every GPU; GFD marks anything else invalid,
+                // with count, memory and replicas 0 and no sharing strategy.
                 product = format!("{}-MIG-INVALID", model.product);
                 count = 0;
+                memory = 0;
             }
         }
         Some(profiles) => {
@@ -350,11 +356,31 @@ pub fn gfd_labels(
                 let g = slices(&p.name);
                 set(&mut l, &format!("{prefix}.slices.gi"), g.to_string());
                 set(&mut l, &format!("{prefix}.slices.ci"), g.to_string());
+                // GFD v0.15+: each MIG resource's own product, replicas and sharing strategy.
+                set(
+                    &mut l,
+                    &format!("{prefix}.product"),
+                    format!("{}-MIG-{}", model.product, p.name),
+                );
+                set(&mut l, &format!("{prefix}.replicas"), "1".into());
+                set(&mut l, &format!("{prefix}.sharing-strategy"), "none".into());
             }
         }
         None => {}
     }
+    let invalid = product.ends_with("-MIG-INVALID");
+    let mixed_mig = mig_active.is_some() && cfg.mig_strategy == MigStrategy::Mixed;
     match sharing.filter(|_| mig_active.is_none()) {
+        // The whole-GPU labels of GPUs in MIG mode carry no replicas (GFD's MIG-enabled
+        // labeler: `TestMigStrategyNoneLabels`, "replicas is zero").
+        _ if invalid => {
+            set(&mut l, "gpu.replicas", "0".into());
+            set(&mut l, "gpu.sharing-strategy", String::new());
+        }
+        _ if mixed_mig => {
+            set(&mut l, "gpu.replicas", "0".into());
+            set(&mut l, "gpu.sharing-strategy", "none".into());
+        }
         Some(s) => {
             if s.replicas > 1 && !s.renamed {
                 product.push_str("-SHARED");

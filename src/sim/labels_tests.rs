@@ -175,3 +175,32 @@ fn nfd_labels_from_node_info() {
         false
     )));
 }
+
+/// The simulator's MIG-mixed labels against a real node's (NVIDIA's published Supermicro H100,
+/// all-balanced, `tests/data/real-nodes/`): every `nvidia.com/*` GFD key the simulator writes
+/// for an H100 under all-balanced is one the real GFD wrote, with the real values where they
+/// do not depend on the count of GPUs (the real node has one, p5 has eight). GFD's `engines.*`
+/// labels are not simulated.
+#[test]
+fn mig_mixed_labels_are_the_ones_real_gfd_writes() {
+    let c = Catalog::embedded().expect("catalog");
+    let g = gpus(&c, "p5.48xlarge");
+    let cf = cfg(MigStrategy::Mixed);
+    let layout = mig_layout(g.model, "all-balanced").expect("layout");
+    let sim = gfd_labels(&g, &cf, &layout, None, 0);
+    let real = crate::fixture::real_nodes::load("onprem-supermicro-pio4124gs-h100-mig-mixed.yaml");
+    let per_node = ["count", "machine", "gfd.timestamp", "cuda."];
+    // Written by GFD releases newer than the node's (v0.15, GPU Operator 24.3): gpu.mode since
+    // v0.16.0; vgpu.present is on the newer recorded nodes (L4, GTX 1660 Ti), not on this one.
+    let newer = ["nvidia.com/gpu.mode", "nvidia.com/vgpu.present"];
+    for (k, v) in &sim {
+        if newer.contains(&k.as_str()) {
+            continue;
+        }
+        assert!(real.labels.contains_key(k), "the real GFD writes no {k}");
+        let shaped_by_node = per_node.iter().any(|p| k.contains(p));
+        if !shaped_by_node {
+            assert_eq!(Some(v), real.labels.get(k), "{k}");
+        }
+    }
+}
