@@ -90,6 +90,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
 /// Every mismatch on one node: the GFD, NFD and driver parts.
 pub fn problems(node: &Node, g: &GpuNode, rule: &DriverRule, tolerance_pct: u64) -> Vec<String> {
     let mut out = operator_problems(node, g);
+    out.extend(mig_problems(node, g));
     out.extend(gfd_problems(node, g, tolerance_pct));
     out.extend(nfd_problems(node, g));
     out.extend(driver::problems(node, g, rule));
@@ -212,6 +213,34 @@ pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String>
     }
     out
 }
+
+/// A MIG layout asked for with `nvidia.com/mig.config` must be applied: mig-manager reports
+/// `mig.config.state=success`; while it is `pending` the GPUs are not yet what the layout says
+/// (the check waits), and `failed` means they never will be.
+pub fn mig_problems(node: &Node, g: &GpuNode) -> Vec<String> {
+    let labels = node.labels();
+    let Some(config) = labels.get(MIG_CONFIG) else {
+        return Vec::new();
+    };
+    match labels.get(MIG_CONFIG_STATE).map(String::as_str) {
+        Some("success") => Vec::new(),
+        Some(state) => vec![format!(
+            "{}: {MIG_CONFIG_STATE} is \"{state}\", expected \"success\" (mig-manager applying {MIG_CONFIG}={config}; {})",
+            g.name,
+            g.describe()
+        )],
+        None => vec![format!(
+            "{}: {MIG_CONFIG_STATE} is missing, expected \"success\" (mig-manager applying {MIG_CONFIG}={config}; {})",
+            g.name,
+            g.describe()
+        )],
+    }
+}
+
+/// The MIG layout asked for a node (set by its owner, or the operator's default).
+const MIG_CONFIG: &str = "nvidia.com/mig.config";
+/// mig-manager's progress applying it: `pending`, `success`, `failed`.
+const MIG_CONFIG_STATE: &str = "nvidia.com/mig.config.state";
 
 /// The operator's own label: `gpu.present` (absent where GFD runs without the operator).
 pub fn operator_problems(node: &Node, g: &GpuNode) -> Vec<String> {

@@ -1,5 +1,9 @@
-//! `workload`: a pod requesting `nvidia.com/gpu: 1` runs to completion on every GPU node — the
-//! GPU Operator e2e's vectorAdd smoke test, as a Job pinned to each node.
+//! `workload`: a pod requesting one GPU runs to completion on every GPU node — the GPU
+//! Operator e2e's vectorAdd smoke test, as a Job pinned to each node — once per kind of GPU
+//! resource the node offers: `nvidia.com/gpu`, the renamed shared `nvidia.com/gpu.shared`, and
+//! each MIG profile `nvidia.com/mig-<profile>` under the mixed strategy (requesting
+//! `nvidia.com/gpu` there would never schedule). The testcase is the node for `nvidia.com/gpu`,
+//! `<node>/<resource>` for the others.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -22,21 +26,37 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     }
     let image = step.str("image");
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    // Job name → (node, resource).
+    let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut out = Vec::new();
     let gpu_use = super::pods::gpu_use(ctx).await;
+    let seen: BTreeMap<String, k8s_openapi::api::core::v1::Node> =
+        Api::<k8s_openapi::api::core::v1::Node>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.into_iter().map(|n| (n.name_any(), n)).collect())
+            .unwrap_or_default();
+    let mut jobs_for = Vec::new();
     for g in nodes {
-        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, 1) {
-            out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
+        for kind in kinds(seen.get(&g.name)) {
+            jobs_for.push((g, kind));
+        }
+    }
+    for (g, kind) in jobs_for {
+        let subject = subject(&g.name, &kind);
+        if kind == resources::GPU
+            && let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, 1)
+        {
+            out.push(Outcome::skip(subject, Some(&g.name), why));
             continue;
         }
-        let name = format!("smoke-{}", g.name);
+        let name = job_name(&g.name, &kind);
         let labels = super::pods::labels(&ctx.run_id, "workload");
         let mut spec = serde_json::json!({
             "restartPolicy": "Never",
             "nodeSelector": {"kubernetes.io/hostname": g.name},
             "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "cuda", "image": image, "resources": {"limits": {resources::GPU: "1"}}}],
+            "containers": [{"name": "cuda", "image": image, "resources": {"limits": {kind.as_str(): "1"}}}],
         });
         // The CUDA sample images name no user: run them as a non-root one.
         super::pods::restricted(&mut spec, Some(super::pods::NON_ROOT_USER));
@@ -51,16 +71,16 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         })) {
             Ok(j) => j,
             Err(e) => {
-                out.push(Outcome::error(g.name.clone(), Some(&g.name), e.to_string()));
+                out.push(Outcome::error(subject, Some(&g.name), e.to_string()));
                 continue;
             }
         };
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {
-                names.insert(name, g.name.clone());
+                names.insert(name, (g.name.clone(), kind));
             }
             Err(e) => out.push(Outcome::error(
-                g.name.clone(),
+                subject,
                 Some(&g.name),
                 format!("create job {name}: {e}"),
             )),
@@ -117,7 +137,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     })
     .await;
 
-    for (job, node) in &names {
+    for (job, (node, kind)) in &names {
+        let subject = subject(node, kind);
         let pod = pods
             .list(&ListParams::default().labels(&format!("job-name={job}")))
             .await
@@ -131,7 +152,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             None if pull_failed.contains_key(job) => {
                 let why = pull_failed.get(job).cloned().unwrap_or_default();
                 Outcome::fail(
-                    node.clone(),
+                    subject.clone(),
                     Some(node),
                     format!("{node}: smoke {why}"),
                     pod_state.clone(),
@@ -139,24 +160,24 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             }
             Some(j) if j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0 => {
                 Outcome::pass(
-                    node.clone(),
+                    subject.clone(),
                     Some(node),
                     format!("job {job}: pod completed ({pod_state})"),
                 )
             }
             Some(_) => Outcome::fail(
-                node.clone(),
+                subject.clone(),
                 Some(node),
                 format!(
-                    "{node}: smoke pod requesting nvidia.com/gpu: 1 failed ({pod_state}), expected Succeeded"
+                    "{node}: smoke pod requesting {kind}: 1 failed ({pod_state}), expected Succeeded"
                 ),
                 pod_state.clone(),
             ),
             None => Outcome::fail(
-                node.clone(),
+                subject.clone(),
                 Some(node),
                 format!(
-                    "{node}: smoke pod requesting nvidia.com/gpu: 1 did not complete in time ({pod_state}), expected Succeeded"
+                    "{node}: smoke pod requesting {kind}: 1 did not complete in time ({pod_state}), expected Succeeded"
                 ),
                 pod_state.clone(),
             ),
@@ -169,6 +190,52 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         let _ = jobs.delete(job, &dp).await;
     }
     out
+}
+
+/// The kinds of GPU resource a node offers (allocatable > 0), `nvidia.com/gpu` first; a node
+/// offering none is still asked for `nvidia.com/gpu`, so its case fails instead of vanishing.
+pub fn kinds(node: Option<&k8s_openapi::api::core::v1::Node>) -> Vec<String> {
+    let mut out: Vec<String> = node
+        .map(crate::gpu_stack::gpu_resources)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, (_, alloc))| {
+            *alloc > 0
+                && (k == resources::GPU
+                    || k == resources::GPU_SHARED
+                    || k.starts_with(resources::MIG_PREFIX))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    out.sort_by_key(|k| (k != resources::GPU, k.clone()));
+    if out.is_empty() {
+        out.push(resources::GPU.to_string());
+    }
+    out
+}
+
+/// The testcase: the node for whole GPUs, `<node>/<resource>` for the other kinds.
+fn subject(node: &str, kind: &str) -> String {
+    match kind.strip_prefix(resources::PREFIX) {
+        _ if kind == resources::GPU => node.to_string(),
+        Some(short) => format!("{node}/{short}"),
+        None => format!("{node}/{kind}"),
+    }
+}
+
+/// A Job name (a DNS label): `smoke-<node>` for whole GPUs, `smoke-<node>-<resource>` else.
+fn job_name(node: &str, kind: &str) -> String {
+    if kind == resources::GPU {
+        return format!("smoke-{node}");
+    }
+    let short: String = kind
+        .trim_start_matches(resources::PREFIX)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut name = format!("smoke-{node}-{short}");
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
 }
 
 /// `Pending: 0/3 nodes are available: ...` or `Succeeded`.
@@ -184,5 +251,54 @@ fn describe_pod(p: &Pod) -> String {
     match why {
         Some(w) => format!("{phase}: {w}"),
         None => phase,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(alloc: serde_json::Value) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "status": {"capacity": alloc.clone(), "allocatable": alloc},
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn one_job_per_kind_of_gpu_resource() {
+        let rows = [
+            (
+                serde_json::json!({"nvidia.com/gpu": "8"}),
+                vec!["nvidia.com/gpu"],
+            ),
+            (
+                serde_json::json!({"nvidia.com/gpu": "0", "nvidia.com/mig-1g.5gb": "16", "nvidia.com/mig-3g.20gb": "8"}),
+                vec!["nvidia.com/mig-1g.5gb", "nvidia.com/mig-3g.20gb"],
+            ),
+            (
+                serde_json::json!({"nvidia.com/gpu": "0", "nvidia.com/gpu.shared": "4"}),
+                vec!["nvidia.com/gpu.shared"],
+            ),
+            (serde_json::json!({"cpu": "4"}), vec!["nvidia.com/gpu"]),
+        ];
+        for (alloc, want) in rows {
+            assert_eq!(kinds(Some(&node(alloc.clone()))), want, "{alloc}");
+        }
+        assert_eq!(kinds(None), ["nvidia.com/gpu"]);
+        assert_eq!(
+            subject("p4d-1", "nvidia.com/mig-1g.5gb"),
+            "p4d-1/mig-1g.5gb"
+        );
+        assert_eq!(subject("p4d-1", "nvidia.com/gpu"), "p4d-1");
+        assert_eq!(
+            job_name("p4d-1", "nvidia.com/mig-1g.5gb"),
+            "smoke-p4d-1-mig-1g-5gb"
+        );
+        assert_eq!(
+            job_name("p4d-1", "nvidia.com/gpu.shared"),
+            "smoke-p4d-1-gpu-shared"
+        );
     }
 }

@@ -72,6 +72,7 @@ fn shown_problems(r: &RealNode, node: &Node, g: &GpuNode, rule: &DriverRule) -> 
     let mut p = Vec::new();
     if r.shows("operator") {
         p.extend(operator_problems(node, g));
+        p.extend(mig_problems(node, g));
     }
     if r.shows("gfd") {
         p.extend(gfd_problems(node, g, 0));
@@ -297,4 +298,28 @@ fn missing_pci_label_in_every_form_fails() {
     node.labels_mut()
         .remove("feature.node.kubernetes.io/pci-0302_10de.present");
     assert_eq!(nfd_problems(&node, &g).len(), 1);
+}
+
+/// A MIG layout mig-manager has not applied (yet) fails naming the config; the recorded nodes
+/// were published after it succeeded.
+#[test]
+fn a_mig_layout_not_applied_fails_naming_the_config() {
+    let catalog = Catalog::embedded().expect("catalog");
+    let file = "onprem-supermicro-pio4124gs-h100-mig-mixed.yaml";
+    let r = real_nodes::load(file);
+    let g = expectation(file, &r, &catalog);
+    let mut node = r.node(&g.name);
+    assert!(mig_problems(&node, &g).is_empty());
+    for state in ["pending", "failed"] {
+        node.labels_mut()
+            .insert("nvidia.com/mig.config.state".into(), state.into());
+        let p = mig_problems(&node, &g);
+        assert!(
+            p.len() == 1
+                && p[0].contains(&format!("nvidia.com/mig.config.state is \"{state}\", expected \"success\" (mig-manager applying nvidia.com/mig.config=all-balanced")),
+            "{p:?}"
+        );
+    }
+    node.labels_mut().remove("nvidia.com/mig.config.state");
+    assert_eq!(mig_problems(&node, &g).len(), 1);
 }
