@@ -349,7 +349,7 @@ pub fn nothing_checked(
             "every per-node case of suite {} was skipped: nothing was checked (set `allowNothingChecked: true` in the plan to accept that)",
             suite.name
         )),
-        detail: String::new(),
+        detail: "no diagnostics: this case sums up the suite's cases, which were all skipped (each says why)".into(),
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
