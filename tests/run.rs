@@ -1436,3 +1436,74 @@ fn gpu_capacity_kept_past_the_grace_period_fails_teardown() {
         "{c:#?}"
     );
 }
+
+/// MIG layouts must be applied before the GPU checks judge a node: under the mixed strategy an
+/// `all-balanced` p5 passes labels and runs one workload Job per MIG profile; a layout
+/// mig-manager cannot apply (`all-1g.5gb` does not exist on an H100) fails the labels check
+/// naming node, state and config, instead of passing on the whole GPUs left in place.
+#[test]
+fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = root().join("plans/local.yaml");
+    let runs: [(&str, &str); 2] = [("balanced", "all-balanced"), ("bad", "all-1g.5gb")];
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(name, config)| {
+            let reports = tmp.path().join(name);
+            let child = run_command(&plan, &reports)
+                .args([
+                    "--set",
+                    "suites=[gpu-stack]",
+                    "--set",
+                    "target.local.fixture=fixtures/clusters/p5-mig.yaml",
+                    "--set",
+                    "operator.values.mig.strategy=mixed",
+                    "--set",
+                    &format!("operator.values.migManager.config.default={config}"),
+                    "--set",
+                    "timeouts.step=15s",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn run");
+            (reports, child)
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for (reports, child) in children {
+        let out = child.wait_with_output().expect("wait");
+        outcomes.push((
+            out.status.code(),
+            cases(&results(&run_dir(&reports))),
+            text(&out),
+        ));
+    }
+    let (code, c, out) = &outcomes[0];
+    assert_eq!(*code, Some(0), "{out}");
+    for case in [
+        "gpu-stack/labels/mig-worker-1",
+        "gpu-stack/workload/mig-worker-1/mig-1g.10gb",
+        "gpu-stack/workload/mig-worker-1/mig-2g.20gb",
+        "gpu-stack/workload/mig-worker-1/mig-3g.40gb",
+    ] {
+        assert!(
+            c.iter().any(|(n, s, _)| n == case && s == "passed"),
+            "{case} did not pass: {out}"
+        );
+    }
+    let (code, c, out) = &outcomes[1];
+    assert_eq!(*code, Some(1), "{out}");
+    let labels = c
+        .iter()
+        .find(|(n, _, _)| n == "gpu-stack/labels/mig-worker-1")
+        .expect("labels case");
+    assert_eq!(labels.1, "failed", "{labels:?}");
+    assert!(
+        labels.2.starts_with(
+            "mig-worker-1: nvidia.com/mig.config.state is \"failed\", expected \"success\" (mig-manager applying nvidia.com/mig.config=all-1g.5gb"
+        ),
+        "{}",
+        labels.2
+    );
+}
