@@ -1507,3 +1507,44 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
         labels.2
     );
 }
+
+/// A cluster that runs its own NFD (`externalNfd`), with the operator installed with
+/// `nfd.enabled=false` as on OpenShift: the chart deploys no NFD, the run passes, and NFD's
+/// labels still on the GPU node after the uninstall are not counted as operator leftovers.
+#[test]
+fn a_cluster_managed_nfd_is_not_an_operator_leftover() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let out = run_command(&root().join("plans/local.yaml"), &reports)
+        .args([
+            "--set",
+            "suites=[gpu-stack, teardown]",
+            "--set",
+            "target.local.fixture=fixtures/clusters/external-nfd.yaml",
+            "--set",
+            "operator.values.nfd.enabled=false",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = results(&run_dir(&reports));
+    let c = cases(&r);
+    assert!(
+        !c.iter()
+            .any(|(n, _, _)| n.contains("node-feature-discovery")),
+        "the chart deployed NFD: {c:#?}"
+    );
+    let verified = r["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == "verified-empty/gpu-worker-1")
+        .expect("teardown case of the GPU node");
+    assert_eq!(verified["status"], "passed", "{verified}");
+    let detail = verified["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("feature.node.kubernetes.io/pci-10de.present=true")
+            && !detail.contains("nvidia.com/gpu.product"),
+        "{detail}"
+    );
+}

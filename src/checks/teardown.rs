@@ -171,7 +171,14 @@ pub async fn verify(step: &crate::suite::Step, ctx: &Ctx<'_>, deadline: Instant)
     // deadline. Allocatable must be 0 at once; capacity may stay for the kubelet's grace period.
     let started = Instant::now();
     let grace = Duration::from_secs(u64::try_from(step.int("capacityGraceSeconds")).unwrap_or(0));
-    let last = super::watch_nodes(ctx, &ctx.gpu_nodes, deadline, |n, _| empty(n)).await;
+    let external = ctx
+        .plan
+        .operator
+        .values
+        .pointer("/nfd/enabled")
+        .and_then(serde_json::Value::as_bool)
+        == Some(false);
+    let last = super::watch_nodes(ctx, &ctx.gpu_nodes, deadline, |n, _| empty(n, external)).await;
     for g in &ctx.gpu_nodes {
         let Some(node) = last.get(&g.name).and_then(Option::as_ref) else {
             out.push(Outcome::error(
@@ -184,6 +191,7 @@ pub async fn verify(step: &crate::suite::Step, ctx: &Ctx<'_>, deadline: Instant)
         let (fails, warns) = node_verdict(
             node,
             &g.name,
+            external,
             ctx.plan.leftover_labels,
             grace,
             started.elapsed(),
@@ -222,12 +230,18 @@ const CLAIMS: &[&str] = &[
     "feature.node.kubernetes.io/pci-0300_10de.present",
 ];
 
+/// Whether a label claims GPUs the operator put there: with a cluster-managed NFD
+/// (`nfd.enabled=false`) NFD's own PCI labels are the cluster's, true after the uninstall too.
+fn claims(key: &str, external_nfd: bool) -> bool {
+    CLAIMS.contains(&key) && !(external_nfd && key.starts_with("feature.node.kubernetes.io/"))
+}
+
 /// Nothing left to wait for: no GPU capacity or allocatable, no label claiming GPUs.
-fn empty(node: &Node) -> bool {
+fn empty(node: &Node, external_nfd: bool) -> bool {
     gpu_resources(node)
         .values()
         .all(|(c, a)| *c == 0 && *a == 0)
-        && !node.labels().keys().any(|k| CLAIMS.contains(&k.as_str()))
+        && !node.labels().keys().any(|k| claims(k, external_nfd))
 }
 
 /// What is left on a node after uninstall: failures and warnings. `waited` is how long the
@@ -238,6 +252,7 @@ fn empty(node: &Node) -> bool {
 pub fn node_verdict(
     node: &Node,
     name: &str,
+    external_nfd: bool,
     leftovers: Leftovers,
     grace: Duration,
     waited: Duration,
@@ -267,7 +282,7 @@ pub fn node_verdict(
     let claims: Vec<&str> = labels
         .keys()
         .map(String::as_str)
-        .filter(|k| CLAIMS.contains(k))
+        .filter(|k| claims(k, external_nfd))
         .collect();
     if !claims.is_empty() {
         fails.push(format!(
@@ -323,6 +338,7 @@ mod tests {
             let (fails, warns) = node_verdict(
                 &node(bare.clone(), cap, alloc),
                 "n",
+                false,
                 Leftovers::Warn,
                 grace,
                 waited,
@@ -333,7 +349,14 @@ mod tests {
                 "{cap}/{alloc} after {waited:?}: {fails:?} {warns:?}"
             );
         }
-        let (fails, _) = node_verdict(&node(bare, "8", "0"), "n", Leftovers::Warn, grace, s(400));
+        let (fails, _) = node_verdict(
+            &node(bare, "8", "0"),
+            "n",
+            false,
+            Leftovers::Warn,
+            grace,
+            s(400),
+        );
         assert_eq!(
             fails[0],
             "n: capacity nvidia.com/gpu is still 8 400s after uninstall, expected 0 once the kubelet's device grace period (300s) has passed"
@@ -345,11 +368,24 @@ mod tests {
         let l = serde_json::json!({"nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.present": "true"});
         let n = node(l, "0", "0");
         let z = Duration::ZERO;
-        let (fails, warns) = node_verdict(&n, "n", Leftovers::Warn, z, z);
+        let (fails, warns) = node_verdict(&n, "n", false, Leftovers::Warn, z, z);
         assert_eq!((fails.len(), warns.len()), (1, 1), "{fails:?} {warns:?}");
         assert!(fails[0].contains("nvidia.com/gpu.product"), "{fails:?}");
-        let (fails, _) = node_verdict(&n, "n", Leftovers::Fail, z, z);
+        let (fails, _) = node_verdict(&n, "n", false, Leftovers::Fail, z, z);
         assert_eq!(fails.len(), 2);
-        assert!(!empty(&n));
+        assert!(!empty(&n, false));
+        // NFD's PCI label, left by a cluster-managed NFD, is the cluster's, not a leftover.
+        let l = serde_json::json!({"feature.node.kubernetes.io/pci-10de.present": "true"});
+        let n = node(l, "0", "0");
+        assert_eq!(
+            node_verdict(&n, "n", false, Leftovers::Warn, z, z).0.len(),
+            1
+        );
+        assert!(
+            node_verdict(&n, "n", true, Leftovers::Warn, z, z)
+                .0
+                .is_empty()
+        );
+        assert!(empty(&n, true) && !empty(&n, false));
     }
 }

@@ -238,8 +238,12 @@ impl World {
                 OPERATOR_CRDS.iter().map(|s| (*s).to_string()).collect(),
             ));
         }
-        let prune = std::mem::take(&mut self.prune_requested)
-            && !self.fixture.faults.contains(&Fault::LeftoverLabels);
+        let leftovers = self.fixture.faults.contains(&Fault::LeftoverLabels);
+        let prune = std::mem::take(&mut self.prune_requested) && !leftovers;
+        // A cluster-managed NFD keeps its own labels; the ones GFD published through it go once
+        // no ClusterPolicy (and so no GFD) is left.
+        let external_nfd = self.fixture.external_nfd;
+        let prune_gfd = external_nfd && policy.is_none() && !leftovers;
 
         let mut crash_targets: Vec<(String, String, String)> = self
             .fixture
@@ -269,15 +273,20 @@ impl World {
             if prune {
                 want.retain(|k, _| !prunable(k));
             }
+            if prune_gfd {
+                want.retain(|k, _| !prunable(k) || k.starts_with(nfd::PREFIX));
+            }
 
-            // NFD: kernel, OS and PCI labels, once its worker runs on the node.
-            let nfd_ready = policy.is_some()
-                && snap.pods.iter().any(|p| {
-                    on_node(p, &name)
-                        && label_is(p, "app.kubernetes.io/name", "node-feature-discovery")
-                        && label_is(p, "role", "worker")
-                        && pod_ready(p)
-                });
+            // NFD: kernel, OS and PCI labels, once its worker runs on the node (or always, when
+            // the cluster runs its own NFD).
+            let nfd_ready = external_nfd
+                || policy.is_some()
+                    && snap.pods.iter().any(|p| {
+                        on_node(p, &name)
+                            && label_is(p, "app.kubernetes.io/name", "node-feature-discovery")
+                            && label_is(p, "role", "worker")
+                            && pod_ready(p)
+                    });
             if self.due(&name, "nfd", nfd_ready, self.delays.nfd, now, &mut wake) {
                 let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
                 let os = info.map(|i| i.os_image.as_str()).unwrap_or_default();
