@@ -1440,24 +1440,36 @@ fn gpu_capacity_kept_past_the_grace_period_fails_teardown() {
 /// MIG layouts must be applied before the GPU checks judge a node: under the mixed strategy an
 /// `all-balanced` p5 passes labels and runs one workload Job per MIG profile; a layout
 /// mig-manager cannot apply (`all-1g.5gb` does not exist on an H100) fails the labels check
-/// naming node, state and config, instead of passing on the whole GPUs left in place.
+/// naming node, state and config, instead of passing on the whole GPUs left in place; and a
+/// p4d with one unhealthy A100 under MIG single fails allocatable with the count the layout
+/// and the catalog give (56), not the node's own.
 #[test]
 fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let plan = root().join("plans/local.yaml");
-    let runs: [(&str, &str); 2] = [("balanced", "all-balanced"), ("bad", "all-1g.5gb")];
+    // (name, fixture, strategy, layout)
+    let runs = [
+        ("balanced", "p5-mig.yaml", "mixed", "all-balanced"),
+        ("bad", "p5-mig.yaml", "mixed", "all-1g.5gb"),
+        (
+            "unhealthy",
+            "faults/mig-gpu-unhealthy.yaml",
+            "single",
+            "all-1g.5gb",
+        ),
+    ];
     let children: Vec<_> = runs
         .iter()
-        .map(|(name, config)| {
+        .map(|(name, fixture, strategy, config)| {
             let reports = tmp.path().join(name);
             let child = run_command(&plan, &reports)
                 .args([
                     "--set",
                     "suites=[gpu-stack]",
                     "--set",
-                    "target.local.fixture=fixtures/clusters/p5-mig.yaml",
+                    &format!("target.local.fixture=fixtures/clusters/{fixture}"),
                     "--set",
-                    "operator.values.mig.strategy=mixed",
+                    &format!("operator.values.mig.strategy={strategy}"),
                     "--set",
                     &format!("operator.values.migManager.config.default={config}"),
                     "--set",
@@ -1505,6 +1517,19 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
         ),
         "{}",
         labels.2
+    );
+    // One unhealthy A100 under MIG single all-1g.5gb: 56 devices expected, 49 allocatable.
+    let (code, c, out) = &outcomes[2];
+    assert_eq!(*code, Some(1), "{out}");
+    let failed: Vec<_> = c.iter().filter(|(_, s, _)| s == "failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].0, "gpu-stack/allocatable/gpu-worker-1");
+    assert!(
+        failed[0]
+            .2
+            .starts_with("gpu-worker-1: allocatable nvidia.com/gpu is \"49\", expected \"56\""),
+        "{}",
+        failed[0].2
     );
 }
 

@@ -1,7 +1,8 @@
-//! `allocatable`: capacity and allocatable GPU resources equal what the catalog says the node
-//! has — `nvidia.com/gpu` = GPUs × time-slicing replicas, MIG single (per-slice count) and mixed
-//! (`nvidia.com/mig-<profile>` = its count label) aware — and a pod requesting all of them is
-//! placed on the node by the scheduler.
+//! `allocatable`: capacity and allocatable GPU resources equal what the node is expected to
+//! have — `nvidia.com/gpu` = GPUs × time-slicing replicas; under MIG the devices of the layout
+//! the node is asked for × its expected GPUs ([`super::mig`]), falling back to the node's
+//! count labels only for a config mig-parted's defaults do not define — and a pod requesting
+//! all of them is placed on the node by the scheduler.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,8 +15,25 @@ use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::gpu_stack::{gfd, gpu_resources, resources};
 use crate::suite::Step;
 
-/// Expected GPU resources of a node: name → count.
-pub fn expected(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
+/// Expected GPU resources of a node under MIG strategy `strategy`: name → count, or why none
+/// can be given.
+pub fn expected(node: &Node, g: &GpuNode, strategy: &str) -> Result<BTreeMap<String, u64>, String> {
+    let labels = node.labels();
+    match super::mig::expected(
+        strategy,
+        labels.get("nvidia.com/mig.config").map(String::as_str),
+        g,
+    ) {
+        super::mig::MigExpectation::Devices(d) => return Ok(d),
+        super::mig::MigExpectation::Invalid(why) => return Err(why),
+        super::mig::MigExpectation::Off | super::mig::MigExpectation::Unknown(_) => {}
+    }
+    Ok(observed_layout(node, g))
+}
+
+/// Whole GPUs × replicas, or — for a MIG config whose layout is not known here — what the
+/// node's count labels say.
+fn observed_layout(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
     let labels = node.labels();
     let have = gpu_resources(node);
     let mig: BTreeMap<String, u64> = have
@@ -54,10 +72,14 @@ pub fn expected(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
 }
 
 /// Mismatches of capacity and allocatable against `expected`.
-pub fn problems(node: &Node, g: &GpuNode) -> Vec<String> {
+pub fn problems(node: &Node, g: &GpuNode, strategy: &str) -> Vec<String> {
     let have = gpu_resources(node);
     let mut out = Vec::new();
-    for (name, want) in expected(node, g) {
+    let want = match expected(node, g, strategy) {
+        Ok(w) => w,
+        Err(why) => return vec![format!("{}: {why} ({})", g.name, g.describe())],
+    };
+    for (name, want) in want {
         if want == 0 {
             // Never pass a node by expecting nothing of it.
             out.push(format!(
@@ -100,7 +122,19 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let last = super::watch_nodes(ctx, nodes, deadline, |n, g| problems(n, g).is_empty()).await;
+    // The strategy the plan installs (or says the cluster runs) with; the chart's default.
+    let strategy = ctx
+        .plan
+        .operator
+        .values
+        .pointer("/mig/strategy")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("single")
+        .to_string();
+    let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
+        problems(n, g, &strategy).is_empty()
+    })
+    .await;
 
     let mut out = Vec::new();
     // Free GPUs per node, listed once, for the scheduling part.
@@ -124,7 +158,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .map(|(k, (c, a))| format!("{k}: capacity {c}, allocatable {a}"))
             .collect();
         let detail = detail.join("\n");
-        let found = problems(node, g);
+        let found = problems(node, g, &strategy);
         if let Some(first) = found.first() {
             out.push(Outcome::fail(
                 g.name.clone(),
@@ -138,7 +172,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             out.push(Outcome::pass(g.name.clone(), Some(&g.name), detail));
             continue;
         }
-        let want = expected(node, g);
+        // The problems were none, so the expectation exists.
+        let want = expected(node, g, &strategy).unwrap_or_default();
         let need = want
             .get(crate::gpu_stack::resources::GPU)
             .copied()

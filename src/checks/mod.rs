@@ -7,6 +7,7 @@
 pub mod allocatable;
 pub mod driver;
 pub mod labels;
+pub mod mig;
 pub mod operator;
 pub mod pods;
 pub mod teardown;

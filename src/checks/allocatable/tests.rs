@@ -58,7 +58,7 @@ fn every_recorded_node_with_gpu_capacity_passes_as_published() {
     let catalog = Catalog::embedded().expect("catalog");
     for (file, r) in with_capacity() {
         let g = expectation(&r, &file, &catalog);
-        let p = shown(problems(&r.node(&file), &g), &r);
+        let p = shown(problems(&r.node(&file), &g, "single"), &r);
         assert!(p.is_empty(), "{file}: {p:#?}");
     }
 }
@@ -83,7 +83,7 @@ fn a_count_off_by_one_fails_naming_resource_observed_and_expected() {
                     "{file}: capacity nvidia.com/gpu is \"{cap}\", expected \"{}\"",
                     u64::from(g.count) * replicas
                 );
-                let p = shown(problems(&node, &g), &r);
+                let p = shown(problems(&node, &g, "single"), &r);
                 assert!(
                     p.first().is_some_and(|m| m.starts_with(&want)),
                     "{file} {delta:+}: {p:#?}"
