@@ -1300,29 +1300,15 @@ fn onprem_pools_get_expectations_from_the_plan_and_host_drivers_are_checked() {
             ],
         ),
     ];
-    let children: Vec<_> = runs
+    let runs: Vec<(&str, Vec<String>)> = runs
         .iter()
         .map(|(name, args)| {
-            let reports = tmp.path().join(name);
-            let child = run_command(&plan, &reports)
-                .args(["--set", "suites=[gpu-stack]"])
-                .args(*args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn run");
-            (reports, child)
+            let mut all = vec!["--set".to_string(), "suites=[gpu-stack]".to_string()];
+            all.extend(args.iter().map(|a| a.to_string()));
+            (*name, all)
         })
         .collect();
-    let mut outcomes = Vec::new();
-    for (reports, child) in children {
-        let out = child.wait_with_output().expect("wait");
-        outcomes.push((
-            out.status.code(),
-            cases(&results(&run_dir(&reports))),
-            text(&out),
-        ));
-    }
+    let outcomes = side_by_side(tmp.path(), &plan, &runs);
     let failed = |c: &[(String, String, String)]| -> Vec<(String, String)> {
         c.iter()
             .filter(|(_, s, _)| s == "failed" || s == "error")
@@ -1458,39 +1444,25 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
             "all-1g.5gb",
         ),
     ];
-    let children: Vec<_> = runs
+    let runs: Vec<(&str, Vec<String>)> = runs
         .iter()
         .map(|(name, fixture, strategy, config)| {
-            let reports = tmp.path().join(name);
-            let child = run_command(&plan, &reports)
-                .args([
-                    "--set",
-                    "suites=[gpu-stack]",
-                    "--set",
-                    &format!("target.local.fixture=fixtures/clusters/{fixture}"),
-                    "--set",
-                    &format!("operator.values.mig.strategy={strategy}"),
-                    "--set",
-                    &format!("operator.values.migManager.config.default={config}"),
-                    "--set",
-                    "timeouts.step=15s",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn run");
-            (reports, child)
+            let sets = [
+                "suites=[gpu-stack]".to_string(),
+                format!("target.local.fixture=fixtures/clusters/{fixture}"),
+                format!("operator.values.mig.strategy={strategy}"),
+                format!("operator.values.migManager.config.default={config}"),
+                "timeouts.step=15s".to_string(),
+            ];
+            (
+                *name,
+                sets.into_iter()
+                    .flat_map(|v| ["--set".to_string(), v])
+                    .collect(),
+            )
         })
         .collect();
-    let mut outcomes = Vec::new();
-    for (reports, child) in children {
-        let out = child.wait_with_output().expect("wait");
-        outcomes.push((
-            out.status.code(),
-            cases(&results(&run_dir(&reports))),
-            text(&out),
-        ));
-    }
+    let outcomes = side_by_side(tmp.path(), &plan, &runs);
     let (code, c, out) = &outcomes[0];
     assert_eq!(*code, Some(0), "{out}");
     for case in [
@@ -1572,4 +1544,36 @@ fn a_cluster_managed_nfd_is_not_an_operator_leftover() {
             && !detail.contains("nvidia.com/gpu.product"),
         "{detail}"
     );
+}
+
+/// A finished run: its exit code, its testcases (`(suite/name, status, message)`), its output.
+type Finished = (Option<i32>, Vec<(String, String, String)>, String);
+
+/// Runs `plan` once per `(name, args)` at the same time, reports under `dir/<name>`; returns
+/// each run, in order.
+fn side_by_side(dir: &Path, plan: &Path, runs: &[(&str, Vec<String>)]) -> Vec<Finished> {
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(name, args)| {
+            let reports = dir.join(name);
+            let child = run_command(plan, &reports)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn run");
+            (reports, child)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(reports, child)| {
+            let out = child.wait_with_output().expect("wait");
+            (
+                out.status.code(),
+                cases(&results(&run_dir(&reports))),
+                text(&out),
+            )
+        })
+        .collect()
 }

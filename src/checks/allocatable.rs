@@ -123,14 +123,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         return no_nodes(ctx);
     }
     // The strategy the plan installs (or says the cluster runs) with; the chart's default.
-    let strategy = ctx
-        .plan
-        .operator
-        .values
-        .pointer("/mig/strategy")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("single")
-        .to_string();
+    let strategy = ctx.plan.operator.mig_strategy();
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
         problems(n, g, &strategy).is_empty()
     })

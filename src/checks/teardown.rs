@@ -171,13 +171,7 @@ pub async fn verify(step: &crate::suite::Step, ctx: &Ctx<'_>, deadline: Instant)
     // deadline. Allocatable must be 0 at once; capacity may stay for the kubelet's grace period.
     let started = Instant::now();
     let grace = Duration::from_secs(u64::try_from(step.int("capacityGraceSeconds")).unwrap_or(0));
-    let external = ctx
-        .plan
-        .operator
-        .values
-        .pointer("/nfd/enabled")
-        .and_then(serde_json::Value::as_bool)
-        == Some(false);
+    let external = ctx.plan.operator.external_nfd();
     let last = super::watch_nodes(ctx, &ctx.gpu_nodes, deadline, |n, _| empty(n, external)).await;
     for g in &ctx.gpu_nodes {
         let Some(node) = last.get(&g.name).and_then(Option::as_ref) else {

@@ -76,6 +76,23 @@ impl OperatorSpec {
         })
     }
 
+    /// `mig.strategy` from the values, else the chart's default `single`.
+    pub fn mig_strategy(&self) -> String {
+        self.values
+            .pointer("/mig/strategy")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("single")
+            .to_string()
+    }
+
+    /// Whether the chart deploys no NFD (`nfd.enabled=false`): the cluster runs its own.
+    pub fn external_nfd(&self) -> bool {
+        self.values
+            .pointer("/nfd/enabled")
+            .and_then(serde_json::Value::as_bool)
+            == Some(false)
+    }
+
     /// Whether `operator.cleanupCRD` is set, so the CRDs must be gone after uninstall.
     pub fn cleanup_crds(&self) -> bool {
         self.values
