@@ -97,8 +97,12 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
     };
     let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);
+    let state_dir = settings.state_dir.clone();
     let record = runner::run(settings, vec![&mut terminal], interrupts).await;
     drop(terminal);
+    // The folder claimed for the run id stays empty on targets that keep no state (an existing
+    // cluster): remove it then (`remove_dir` leaves a folder that has something in it).
+    let _ = std::fs::remove_dir(&state_dir);
     let (passed, failed, errors, skipped) = record.counts();
     printer.result(format!(
         "{}: {passed} passed, {failed} failed, {errors} errors, {skipped} skipped; exit {}",
