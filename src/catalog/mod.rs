@@ -304,15 +304,6 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// A catalog from one file alone (as `mode: replace`), validated.
-    pub fn load(file: &Path) -> Result<Self, InputError> {
-        let mut catalog = Catalog::default();
-        let parsed: CatalogFile = load_yaml(file)?;
-        catalog.merge(file, parsed)?;
-        catalog.validate()?;
-        Ok(catalog)
-    }
-
     fn merge(&mut self, path: &Path, file: CatalogFile) -> Result<(), InputError> {
         if file.version != 1 {
             return Err(InputError::file(

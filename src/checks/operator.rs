@@ -11,6 +11,7 @@ use kube::api::{DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, Outcome, left};
+use crate::operator::settle::{POLICY_NAME, is_ready};
 use crate::suite::Step;
 
 /// Runs the check.
@@ -51,17 +52,12 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
         ctx.client.clone(),
         &crate::gpu_stack::operator::cluster_policy(),
     );
-    let is_ready = |o: Option<&DynamicObject>| {
-        o.and_then(|o| o.data.pointer("/status/state"))
-            .and_then(|s| s.as_str())
-            == Some("ready")
-    };
     let waited = tokio::time::timeout(
         left(deadline),
-        kube::runtime::wait::await_condition(api.clone(), "cluster-policy", is_ready),
+        kube::runtime::wait::await_condition(api.clone(), POLICY_NAME, is_ready),
     )
     .await;
-    let current = api.get_opt("cluster-policy").await;
+    let current = api.get_opt(POLICY_NAME).await;
     match (waited, current) {
         (Ok(Ok(Some(_))), _) => out.push(Outcome::pass(
             "clusterpolicy",

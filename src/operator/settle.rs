@@ -12,15 +12,18 @@ use crate::gpu_stack::operator::cluster_policy;
 /// The ClusterPolicy's name, in the real chart and the fixture chart.
 pub const POLICY_NAME: &str = "cluster-policy";
 
+/// Whether a ClusterPolicy (if there is one) reports `status.state: ready`.
+pub fn is_ready(policy: Option<&DynamicObject>) -> bool {
+    policy
+        .and_then(|o| o.data.pointer("/status/state"))
+        .and_then(|s| s.as_str())
+        == Some("ready")
+}
+
 /// Whether the ClusterPolicy reached `ready` within `limit` (a watch error or the deadline is
 /// `false`: the operator check then reports why).
 pub async fn policy_ready(client: &Client, limit: Duration) -> bool {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &cluster_policy());
-    let is_ready = |o: Option<&DynamicObject>| {
-        o.and_then(|o| o.data.pointer("/status/state"))
-            .and_then(|s| s.as_str())
-            == Some("ready")
-    };
     matches!(
         tokio::time::timeout(
             limit,
