@@ -1577,3 +1577,99 @@ fn side_by_side(dir: &Path, plan: &Path, runs: &[(&str, Vec<String>)]) -> Vec<Fi
         })
         .collect()
 }
+
+/// Time-slicing from the plan's device plugin config (`devicePlugin.config`, created by the
+/// chart): 4 replicas pass labels and allocatable; the same plan on a node whose device plugin
+/// never takes the config up fails both, the expectation coming from the config and not from
+/// the node; a renaming config (`renameByDefault`) runs its workload on `nvidia.com/gpu.shared`.
+#[test]
+fn time_slicing_is_expected_from_the_plan_config() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = root().join("plans/local.yaml");
+    let overlay = |name: &str, rename: bool| {
+        let path = tmp.path().join(format!("{name}-values.yaml"));
+        let rename = if rename {
+            "renameByDefault: true\n    "
+        } else {
+            ""
+        };
+        let config = format!(
+            "version: v1\nsharing:\n  timeSlicing:\n    {rename}resources:\n      - name: nvidia.com/gpu\n        replicas: 4\n"
+        );
+        let values = serde_json::json!({
+            "operator": {"values": {"devicePlugin": {"config": {
+                "name": "time-slicing-config",
+                "default": "ts",
+                "create": true,
+                "data": {"ts": config},
+            }}}}
+        });
+        std::fs::write(&path, serde_json::to_string(&values).expect("json")).expect("write");
+        path
+    };
+    let args = |name: &str, fixture: &str, rename: bool| {
+        let sets = [
+            "suites=[gpu-stack]".to_string(),
+            format!("target.local.fixture=fixtures/clusters/{fixture}"),
+            "timeouts.step=15s".to_string(),
+        ];
+        let mut a = vec![
+            "-f".to_string(),
+            overlay(name, rename).display().to_string(),
+        ];
+        a.extend(sets.into_iter().flat_map(|v| ["--set".to_string(), v]));
+        a
+    };
+    let runs = vec![
+        ("shared", args("shared", "seed.yaml", false)),
+        (
+            "ignored",
+            args("ignored", "faults/sharing-not-applied.yaml", false),
+        ),
+        ("renamed", args("renamed", "seed.yaml", true)),
+    ];
+    let outcomes = side_by_side(tmp.path(), &plan, &runs);
+    let (code, c, out) = &outcomes[0];
+    assert_eq!(*code, Some(0), "{out}");
+    for case in [
+        "gpu-stack/labels/gpu-worker-1",
+        "gpu-stack/allocatable/gpu-worker-1",
+        "gpu-stack/workload/gpu-worker-1",
+    ] {
+        assert!(
+            c.iter().any(|(n, s, _)| n == case && s == "passed"),
+            "{case} did not pass: {out}"
+        );
+    }
+    let (code, c, out) = &outcomes[1];
+    assert_eq!(*code, Some(1), "{out}");
+    let failed = |name: &str| {
+        c.iter()
+            .find(|(n, s, _)| n == name && s == "failed")
+            .map(|(_, _, m)| m.clone())
+            .unwrap_or_else(|| panic!("{name} did not fail: {out}"))
+    };
+    let alloc = failed("gpu-stack/allocatable/gpu-worker-1");
+    assert!(
+        alloc.starts_with("gpu-worker-1: capacity nvidia.com/gpu is \"1\", expected \"4\""),
+        "{alloc}"
+    );
+    let labels = failed("gpu-stack/labels/gpu-worker-1");
+    assert!(
+        labels.starts_with(
+            "gpu-worker-1: nvidia.com/gpu.product is \"Tesla-V100-SXM2-16GB\", expected \"Tesla-V100-SXM2-16GB-SHARED\""
+        ),
+        "{labels}"
+    );
+    let (code, c, out) = &outcomes[2];
+    assert_eq!(*code, Some(0), "{out}");
+    for case in [
+        "gpu-stack/allocatable/gpu-worker-1",
+        "gpu-stack/workload/gpu-worker-1/gpu.shared",
+    ] {
+        assert!(
+            c.iter().any(|(n, s, _)| n == case && s == "passed"),
+            "{case} did not pass: {out}"
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! `allocatable`: capacity and allocatable GPU resources equal what the node is expected to
-//! have — `nvidia.com/gpu` = GPUs × time-slicing replicas; under MIG the devices of the layout
-//! the node is asked for × its expected GPUs ([`super::mig`]), falling back to the node's
-//! count labels only for a config mig-parted's defaults do not define — and a pod requesting
-//! all of them is placed on the node by the scheduler.
+//! have — `nvidia.com/gpu` = its expected GPUs; under MIG the devices of the layout the node is
+//! asked for × its expected GPUs ([`super::mig`]), falling back to the node's count labels only
+//! for a config mig-parted's defaults do not define; then × the replicas of the sharing config
+//! it gets, under the renamed resource where the config renames ([`super::sharing`]) — and a
+//! pod requesting all of them is placed on the node by the scheduler.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,84 +12,73 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::{Ctx, GpuNode, Outcome, left, no_nodes};
+use super::asked::Asked;
+use super::mig::MigExpectation;
+use super::{Ctx, GpuNode, Outcome, left, no_nodes, sharing};
 use crate::gpu_stack::{gfd, gpu_resources, resources};
 use crate::suite::Step;
 
-/// Expected GPU resources of a node under MIG strategy `strategy`: name → count, or why none
-/// can be given.
-pub fn expected(node: &Node, g: &GpuNode, strategy: &str) -> Result<BTreeMap<String, u64>, String> {
-    let labels = node.labels();
-    match super::mig::expected(
-        strategy,
-        labels.get("nvidia.com/mig.config").map(String::as_str),
-        g,
-    ) {
-        super::mig::MigExpectation::Devices(d) => return Ok(d),
-        super::mig::MigExpectation::Invalid(why) => return Err(why),
-        super::mig::MigExpectation::Off | super::mig::MigExpectation::Unknown(_) => {}
-    }
-    Ok(observed_layout(node, g))
+/// Expected GPU resources of a node: name → count (0: must be 0 or absent), or why none can
+/// be given.
+pub fn expected(node: &Node, g: &GpuNode, asked: &Asked) -> Result<BTreeMap<String, u64>, String> {
+    let share = asked.share(node)?;
+    let unshared = match asked.mig(node, g) {
+        MigExpectation::Devices(mut d) => {
+            // Under mixed every GPU of an `all-*` layout is MIG-enabled: no whole GPUs left.
+            if asked.mig_strategy == "mixed" {
+                d.entry(resources::GPU.to_string()).or_insert(0);
+            }
+            d
+        }
+        MigExpectation::Invalid(why) => return Err(why),
+        MigExpectation::Unknown(config) => observed_mig(node, &config)?,
+        MigExpectation::Off => BTreeMap::from([(resources::GPU.to_string(), u64::from(g.count))]),
+    };
+    Ok(sharing::apply(share.as_ref(), unshared))
 }
 
-/// Whole GPUs × replicas, or — for a MIG config whose layout is not known here — what the
-/// node's count labels say.
-fn observed_layout(node: &Node, g: &GpuNode) -> BTreeMap<String, u64> {
+/// For a MIG config mig-parted's defaults do not define (a custom one): what the node's count
+/// labels say, the one place the node speaks for itself — the layout is not known here.
+fn observed_mig(node: &Node, config: &str) -> Result<BTreeMap<String, u64>, String> {
     let labels = node.labels();
-    let have = gpu_resources(node);
-    let mig: BTreeMap<String, u64> = have
-        .iter()
-        .filter(|(k, (cap, _))| k.starts_with(resources::MIG_PREFIX) && *cap > 0)
-        .map(|(k, _)| {
+    let mut out = BTreeMap::new();
+    for (k, (cap, _)) in gpu_resources(node) {
+        if k.starts_with(resources::MIG_PREFIX) && cap > 0 {
             let count = labels
                 .get(&format!("{k}.count"))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            (k.clone(), count)
-        })
-        .collect();
-    if !mig.is_empty() {
-        return mig;
+            out.insert(k, count);
+        }
     }
-    let replicas: u64 = labels
-        .get(gfd::REPLICAS)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
-    let product = labels.get(gfd::PRODUCT).cloned().unwrap_or_default();
-    let count = if product.contains("-MIG-") {
-        labels
+    if out.is_empty() {
+        let count = labels
             .get(gfd::COUNT)
             .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
-    } else {
-        u64::from(g.count) * replicas
-    };
-    let name = if have.get(resources::GPU_SHARED).is_some_and(|(c, _)| *c > 0) {
-        resources::GPU_SHARED
-    } else {
-        resources::GPU
-    };
-    BTreeMap::from([(name.to_string(), count)])
+            .unwrap_or(0);
+        out.insert(resources::GPU.to_string(), count);
+    }
+    if out.values().any(|c| *c == 0) {
+        return Err(format!(
+            "cannot tell how many devices MIG config {config} gives (not one of mig-parted's default configs, and the node's count labels are missing or 0)"
+        ));
+    }
+    Ok(out)
 }
 
-/// Mismatches of capacity and allocatable against `expected`.
-pub fn problems(node: &Node, g: &GpuNode, strategy: &str) -> Vec<String> {
+/// Mismatches of capacity and allocatable against what is expected, and a MIG layout not
+/// (yet) applied.
+pub fn problems(node: &Node, g: &GpuNode, asked: &Asked) -> Vec<String> {
     let have = gpu_resources(node);
-    let mut out = Vec::new();
-    let want = match expected(node, g, strategy) {
+    let mut out = super::labels::mig_problems(node, g);
+    let want = match expected(node, g, asked) {
         Ok(w) => w,
-        Err(why) => return vec![format!("{}: {why} ({})", g.name, g.describe())],
+        Err(why) => {
+            out.push(format!("{}: {why} ({})", g.name, g.describe()));
+            return out;
+        }
     };
     for (name, want) in want {
-        if want == 0 {
-            // Never pass a node by expecting nothing of it.
-            out.push(format!(
-                "{}: cannot tell how many {name} to expect (its count label is missing or 0) ({})",
-                g.name,
-                g.describe()
-            ));
-            continue;
-        }
         let (cap, alloc) = have.get(&name).copied().unwrap_or((0, 0));
         let shown = |v: u64| {
             if have.contains_key(&name) {
@@ -97,9 +87,14 @@ pub fn problems(node: &Node, g: &GpuNode, strategy: &str) -> Vec<String> {
                 "missing".into()
             }
         };
+        let expected = if want == 0 {
+            "\"0\" or absent".to_string()
+        } else {
+            format!("\"{want}\"")
+        };
         if cap != want {
             out.push(format!(
-                "{}: capacity {name} is {}, expected \"{want}\" ({})",
+                "{}: capacity {name} is {}, expected {expected} ({})",
                 g.name,
                 shown(cap),
                 g.describe()
@@ -107,7 +102,7 @@ pub fn problems(node: &Node, g: &GpuNode, strategy: &str) -> Vec<String> {
         }
         if alloc != want {
             out.push(format!(
-                "{}: allocatable {name} is {}, expected \"{want}\" ({})",
+                "{}: allocatable {name} is {}, expected {expected} ({})",
                 g.name,
                 shown(alloc),
                 g.describe()
@@ -122,10 +117,10 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    // The strategy the plan installs (or says the cluster runs) with; the chart's default.
-    let strategy = ctx.plan.operator.mig_strategy();
+    // The MIG strategy and sharing the plan asks for (or says the cluster runs with).
+    let asked = Asked::read(ctx).await;
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
-        problems(n, g, &strategy).is_empty()
+        problems(n, g, &asked).is_empty()
     })
     .await;
 
@@ -151,7 +146,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .map(|(k, (c, a))| format!("{k}: capacity {c}, allocatable {a}"))
             .collect();
         let detail = detail.join("\n");
-        let found = problems(node, g, &strategy);
+        let found = problems(node, g, &asked);
         if let Some(first) = found.first() {
             out.push(Outcome::fail(
                 g.name.clone(),
@@ -166,7 +161,11 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             continue;
         }
         // The problems were none, so the expectation exists.
-        let want = expected(node, g, &strategy).unwrap_or_default();
+        let want: BTreeMap<String, u64> = expected(node, g, &asked)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
         let need = want
             .get(crate::gpu_stack::resources::GPU)
             .copied()

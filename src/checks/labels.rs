@@ -10,8 +10,11 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
+use super::asked::Asked;
+use super::mig::MigExpectation;
 use super::{Ctx, GpuNode, Outcome, driver, no_nodes};
-use crate::gpu_stack::{gfd, nfd, operator};
+use crate::gpu_stack::asks::{MIG_CONFIG, MIG_CONFIG_STATE};
+use crate::gpu_stack::{gfd, nfd, operator, resources};
 use crate::plan::driver::DriverRule;
 use crate::suite::Step;
 
@@ -31,8 +34,9 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .cloned()
             .unwrap_or_else(DriverRule::none)
     };
+    let asked = Asked::read(ctx).await;
     let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
-        problems(n, g, &rule_of(g), tolerance).is_empty()
+        problems(n, g, &rule_of(g), tolerance, &asked).is_empty()
     })
     .await;
     let seen: Vec<(String, String, Option<String>)> = nodes
@@ -59,7 +63,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                 );
             };
             let rule = rule_of(g);
-            let mut found = problems(node, g, &rule, tolerance);
+            let mut found = problems(node, g, &rule, tolerance, &asked);
             found.extend(odd.get(&g.name).cloned());
             let detail = format!(
                 "expectation: {}× {} from {}; driver {} from {}\n{}",
@@ -88,18 +92,32 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
 }
 
 /// Every mismatch on one node: the GFD, NFD and driver parts.
-pub fn problems(node: &Node, g: &GpuNode, rule: &DriverRule, tolerance_pct: u64) -> Vec<String> {
+pub fn problems(
+    node: &Node,
+    g: &GpuNode,
+    rule: &DriverRule,
+    tolerance_pct: u64,
+    asked: &Asked,
+) -> Vec<String> {
     let mut out = operator_problems(node, g);
     out.extend(mig_problems(node, g));
-    out.extend(gfd_problems(node, g, tolerance_pct));
+    out.extend(gfd_problems(node, g, tolerance_pct, asked));
     out.extend(nfd_problems(node, g));
     out.extend(driver::problems(node, g, rule));
     out
 }
 
-/// GFD's and the operator's labels, each mismatch as
-/// `<node>: <label> is "<x>", expected "<y>" (<expectation>)`.
-pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String> {
+/// GFD's labels, each mismatch as `<node>: <label> is "<x>", expected "<y>" (<expectation>)`.
+/// What is right follows GFD's resource labelers (k8s-device-plugin `internal/lm/resource.go`,
+/// `mig-strategy.go`):
+/// - whole GPUs: product, count = GPUs, memory of one GPU; `replicas` = the sharing config's
+///   replicas (1 unshared), product `-SHARED` when shared and not renamed;
+/// - MIG single: product `<model>-MIG-<profile>` (then `-SHARED` likewise), count = MIG
+///   devices, memory of one MIG device;
+/// - MIG mixed: the whole-GPU labels with `replicas` 0 (sharing off on MIG-enabled GPUs), and
+///   per profile `nvidia.com/mig-<profile>.count` and `.memory`;
+/// - `sharing-strategy` (GFD v0.15 on) `none`, `time-slicing` or `mps`.
+pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64, asked: &Asked) -> Vec<String> {
     let labels = node.labels();
     let why = g.describe();
     let mut out = Vec::new();
@@ -122,20 +140,44 @@ pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String>
         }
     };
     let one = |v: &str| vec![v.to_string()];
+    let share = match asked.share(node) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![format!("{}: {e} ({why})", g.name)];
+        }
+    };
+    let mig = asked.mig(node, g);
+    let mixed = asked.mig_strategy == "mixed" && matches!(mig, MigExpectation::Devices(_));
+    let single = asked.single_profile(node, g);
+    let gpu_share = share.as_ref().and_then(|s| s.of(resources::GPU));
+    let shared_suffix = gpu_share.is_some_and(|r| r.rename.is_none()) && !mixed;
     let spellings: Vec<String> = std::iter::once(&g.model.product)
         .chain(&g.model.product_aliases)
-        .cloned()
+        .map(|p| match single {
+            Some(profile) => format!("{p}-MIG-{}", profile.name),
+            None => p.clone(),
+        })
+        .map(|p| {
+            if shared_suffix {
+                format!("{p}-SHARED")
+            } else {
+                p
+            }
+        })
         .collect();
-    let replicas: u32 = labels
-        .get(gfd::REPLICAS)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
     let product = labels.get(gfd::PRODUCT).cloned().unwrap_or_default();
-    let mig_single = product.contains("-MIG-");
-    if mig_single {
+    // A MIG single layout the catalog cannot name (a custom config): the product must still
+    // be a MIG profile of the model, the count is not known here.
+    let unknown_single = single.is_none()
+        && asked.mig_strategy == "single"
+        && matches!(mig, MigExpectation::Unknown(_))
+        && product.contains("-MIG-");
+    let mut memory = Some(g.model.memory_range());
+    if unknown_single {
         let (base, profile) = product.split_once("-MIG-").unwrap_or_default();
-        let known = g.model.mig_profiles.iter().find(|p| p.name == profile);
-        if !g.model.is_product(base) || known.is_none() {
+        let base = base.trim_end_matches("-SHARED");
+        let profile = profile.trim_end_matches("-SHARED");
+        if !g.model.is_product(base) || !g.model.mig_profiles.iter().any(|p| p.name == profile) {
             let names: Vec<&str> = g
                 .model
                 .mig_profiles
@@ -147,18 +189,54 @@ pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String>
                 &one(&format!("{}-MIG-<{}>", g.model.product, names.join("|"))),
             );
         }
-        // The single strategy's `all-<profile>` layouts fill every GPU with the profile.
-        if let Some(p) = known {
-            expect_one_of(gfd::COUNT, &one(&(g.count * p.max_instances).to_string()));
-        }
+        memory = None;
     } else {
-        // Sharing appends `-SHARED`, unless the resource is renamed instead.
-        let mut want = spellings.clone();
-        if replicas > 1 {
-            want.extend(spellings.iter().map(|p| format!("{p}-SHARED")));
+        expect_one_of(gfd::PRODUCT, &spellings);
+        let count = single.map_or(g.count, |p| g.count * p.max_instances);
+        expect_one_of(gfd::COUNT, &one(&count.to_string()));
+        if let Some(p) = single {
+            memory = Some((p.memory_mib, p.memory_mib));
         }
-        expect_one_of(gfd::PRODUCT, &want);
-        expect_one_of(gfd::COUNT, &one(&g.count.to_string()));
+    }
+    // Replicas: old GFD (before sharing existed) wrote none; when sharing is asked it must.
+    // GFD writes 0 on MIG-enabled GPUs under mixed; a layout made by hand (no
+    // `nvidia.com/mig.config`) is not known here, so either value is right then.
+    let replicas = if mixed {
+        0
+    } else {
+        gpu_share.map_or(1, |r| r.replicas)
+    };
+    let by_hand =
+        asked.mig_strategy == "mixed" && g.model.mig_capable() && !labels.contains_key(MIG_CONFIG);
+    if labels.contains_key(gfd::REPLICAS) || gpu_share.is_some() {
+        let mut want = one(&replicas.to_string());
+        if by_hand {
+            want.insert(0, "0".into());
+        }
+        expect_one_of(gfd::REPLICAS, &want);
+    }
+    if labels.contains_key(gfd::SHARING_STRATEGY) {
+        let strategy = match (&share, replicas > 1) {
+            (Some(s), true) => s.strategy.label(),
+            _ => "none",
+        };
+        expect_one_of(gfd::SHARING_STRATEGY, &one(strategy));
+    }
+    if let MigExpectation::Devices(devices) = &mig
+        && mixed
+    {
+        for (resource, count) in devices {
+            expect_one_of(&format!("{resource}.count"), &one(&count.to_string()));
+            let profile = resource.trim_start_matches(resources::MIG_PREFIX);
+            if let Some(p) = g.model.mig_profiles.iter().find(|p| p.name == profile)
+                && labels.contains_key(&format!("{resource}.memory"))
+            {
+                expect_one_of(
+                    &format!("{resource}.memory"),
+                    &one(&p.memory_mib.to_string()),
+                );
+            }
+        }
     }
     if let Some((major, minor)) = g.model.compute_capability_parts() {
         expect_one_of(gfd::COMPUTE_MAJOR, &one(&major.to_string()));
@@ -174,44 +252,55 @@ pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64) -> Vec<String>
     if labels.contains_key(gfd::MIG_CAPABLE) {
         expect_one_of(gfd::MIG_CAPABLE, &one(&g.model.mig_capable().to_string()));
     }
-
-    if !mig_single {
-        let (lo, hi) = g.model.memory_range();
-        let floor = lo - lo * tolerance_pct / 100;
-        let range = if floor == hi {
-            format!("\"{hi}\"")
-        } else {
-            format!("{floor}..{hi}")
-        };
-        // One GFD release of 2022 wrote bytes (the recorded time-sliced g4dn.xlarge:
-        // 16106127360 = 15360 MiB); a value that is a whole number of MiB in bytes is read so.
-        let mib = |m: u64| {
-            if m > 1 << 30 && m.is_multiple_of(1 << 20) {
-                m >> 20
-            } else {
-                m
-            }
-        };
-        match labels
-            .get(gfd::MEMORY)
-            .map(|m| (m, m.parse::<u64>().map(mib)))
-        {
-            Some((_, Ok(m))) if (floor..=hi).contains(&m) => {}
-            Some((_, Ok(m))) => out.push(format!(
-                "{}: nvidia.com/gpu.memory is \"{m}\", expected {range} MiB ({why})",
-                g.name
-            )),
-            Some((v, Err(_))) => out.push(format!(
-                "{}: nvidia.com/gpu.memory is \"{v}\", expected a number of MiB in {range} ({why})",
-                g.name
-            )),
-            None => out.push(format!(
-                "{}: nvidia.com/gpu.memory is missing, expected {range} MiB ({why})",
-                g.name
-            )),
-        }
+    if let Some(mem) = memory {
+        out.extend(memory_problem(
+            labels.get(gfd::MEMORY),
+            g,
+            mem,
+            tolerance_pct,
+        ));
     }
     out
+}
+
+/// `gpu.memory` within `lo..=hi` MiB, less `tolerance_pct` below.
+fn memory_problem(
+    value: Option<&String>,
+    g: &GpuNode,
+    (lo, hi): (u64, u64),
+    tolerance_pct: u64,
+) -> Option<String> {
+    let why = g.describe();
+    let floor = lo - lo * tolerance_pct / 100;
+    let range = if floor == hi {
+        format!("\"{hi}\"")
+    } else {
+        format!("{floor}..{hi}")
+    };
+    // One GFD release of 2022 wrote bytes (the recorded time-sliced g4dn.xlarge:
+    // 16106127360 = 15360 MiB); a value that is a whole number of MiB in bytes is read so.
+    let mib = |m: u64| {
+        if m > 1 << 30 && m.is_multiple_of(1 << 20) {
+            m >> 20
+        } else {
+            m
+        }
+    };
+    match value.map(|m| (m, m.parse::<u64>().map(mib))) {
+        Some((_, Ok(m))) if (floor..=hi).contains(&m) => None,
+        Some((_, Ok(m))) => Some(format!(
+            "{}: nvidia.com/gpu.memory is \"{m}\", expected {range} MiB ({why})",
+            g.name
+        )),
+        Some((v, Err(_))) => Some(format!(
+            "{}: nvidia.com/gpu.memory is \"{v}\", expected a number of MiB in {range} ({why})",
+            g.name
+        )),
+        None => Some(format!(
+            "{}: nvidia.com/gpu.memory is missing, expected {range} MiB ({why})",
+            g.name
+        )),
+    }
 }
 
 /// A MIG layout asked for with `nvidia.com/mig.config` must be applied: mig-manager reports
@@ -236,11 +325,6 @@ pub fn mig_problems(node: &Node, g: &GpuNode) -> Vec<String> {
         )],
     }
 }
-
-/// The MIG layout asked for a node (set by its owner, or the operator's default).
-const MIG_CONFIG: &str = "nvidia.com/mig.config";
-/// mig-manager's progress applying it: `pending`, `success`, `failed`.
-const MIG_CONFIG_STATE: &str = "nvidia.com/mig.config.state";
 
 /// The operator's own label: `gpu.present` (absent where GFD runs without the operator).
 pub fn operator_problems(node: &Node, g: &GpuNode) -> Vec<String> {

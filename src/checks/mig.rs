@@ -69,6 +69,16 @@ pub fn expected(strategy: &str, config: Option<&str>, g: &GpuNode) -> MigExpecta
     }
 }
 
+/// The profile of an `all-<profile>` layout on `g`'s model (the only layouts the single
+/// strategy serves), if `config` is one.
+pub fn single_profile<'g>(
+    config: Option<&str>,
+    g: &'g GpuNode,
+) -> Option<&'g crate::catalog::MigProfile> {
+    let name = config?.strip_prefix("all-")?;
+    g.model.mig_profiles.iter().find(|p| p.name == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

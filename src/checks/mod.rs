@@ -5,11 +5,13 @@
 //! cluster-wide subject). Failure messages name the node, the observed and the expected value.
 
 pub mod allocatable;
+pub mod asked;
 pub mod driver;
 pub mod labels;
 pub mod mig;
 pub mod operator;
 pub mod pods;
+pub mod sharing;
 pub mod teardown;
 pub mod throughput;
 pub mod workload;

@@ -40,12 +40,27 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     // simulated bench document is acceptable.
     let mut simulated_nodes = std::collections::BTreeSet::new();
     let gpu_use = super::pods::gpu_use(ctx).await;
+    let asked = super::asked::Asked::read(ctx).await;
     for g in nodes {
         // A node without allocatable GPUs cannot run the bench; the allocatable check reports
         // that, this one says why it measured nothing.
         if let Ok(n) = node_api.get(&g.name).await {
             if n.labels().contains_key(ours::FIXTURE_LABEL) {
                 simulated_nodes.insert(g.name.clone());
+            }
+            // Partitioned GPUs (MIG devices, time-sliced or MPS replicas) would be judged
+            // against whole-GPU floors: not measured, said so (and a suite of such skips fails
+            // as nothing checked).
+            if let Some(why) = partitioned(&n, g, &asked) {
+                out.push(Outcome::skip(
+                    g.name.clone(),
+                    Some(&g.name),
+                    format!(
+                        "{}: {why}; throughput is measured on whole, unshared GPUs only",
+                        g.name
+                    ),
+                ));
+                continue;
             }
             let alloc = crate::gpu_stack::gpu_resources(&n)
                 .get(resources::GPU)
@@ -330,6 +345,33 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         }));
     }
     out
+}
+
+/// Why `node`'s GPUs are not whole, unshared GPUs under what the run asked, if they are not.
+fn partitioned(
+    node: &k8s_openapi::api::core::v1::Node,
+    g: &GpuNode,
+    asked: &super::asked::Asked,
+) -> Option<String> {
+    let labels = node.labels();
+    if !matches!(asked.mig(node, g), super::mig::MigExpectation::Off) {
+        let config = labels
+            .get(crate::gpu_stack::asks::MIG_CONFIG)
+            .cloned()
+            .unwrap_or_default();
+        return Some(format!(
+            "its GPUs are split into MIG devices (mig.config {config}, strategy {})",
+            asked.mig_strategy
+        ));
+    }
+    match asked.share(node) {
+        Ok(Some(share)) => Some(format!(
+            "its GPUs are shared ({})",
+            share.describe(asked.plugin_source())
+        )),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    }
 }
 
 /// The pod's log; one retry after a moment if it is not a bench document yet (the log source

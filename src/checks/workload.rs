@@ -1,6 +1,6 @@
 //! `workload`: a pod requesting one GPU runs to completion on every GPU node — the GPU
 //! Operator e2e's vectorAdd smoke test, as a Job pinned to each node — once per kind of GPU
-//! resource the node offers: `nvidia.com/gpu`, the renamed shared `nvidia.com/gpu.shared`, and
+//! resource the node is expected to offer (as [`super::allocatable`] expects them): `nvidia.com/gpu`, the renamed shared `nvidia.com/gpu.shared`, and
 //! each MIG profile `nvidia.com/mig-<profile>` under the mixed strategy (requesting
 //! `nvidia.com/gpu` there would never schedule). The testcase is the node for `nvidia.com/gpu`,
 //! `<node>/<resource>` for the others.
@@ -36,10 +36,27 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .await
             .map(|l| l.items.into_iter().map(|n| (n.name_any(), n)).collect())
             .unwrap_or_default();
+    // The kinds each node is expected to offer, from the plan's MIG and sharing configs and
+    // the catalog (as `allocatable` expects them), never from what the node advertises.
+    let asked = super::asked::Asked::read(ctx).await;
     let mut jobs_for = Vec::new();
     for g in nodes {
-        for kind in kinds(seen.get(&g.name)) {
-            jobs_for.push((g, kind));
+        let want = match seen.get(&g.name) {
+            Some(node) => super::allocatable::expected(node, g, &asked),
+            None => Err("node not found".into()),
+        };
+        match want {
+            Ok(want) => {
+                for kind in kinds(&want) {
+                    jobs_for.push((g, kind));
+                }
+            }
+            Err(why) => out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{}: {why} ({})", g.name, g.describe()),
+                "",
+            )),
         }
     }
     for (g, kind) in jobs_for {
@@ -192,20 +209,14 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     out
 }
 
-/// The kinds of GPU resource a node offers (allocatable > 0), `nvidia.com/gpu` first; a node
-/// offering none is still asked for `nvidia.com/gpu`, so its case fails instead of vanishing.
-pub fn kinds(node: Option<&k8s_openapi::api::core::v1::Node>) -> Vec<String> {
-    let mut out: Vec<String> = node
-        .map(crate::gpu_stack::gpu_resources)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, (_, alloc))| {
-            *alloc > 0
-                && (k == resources::GPU
-                    || k == resources::GPU_SHARED
-                    || k.starts_with(resources::MIG_PREFIX))
-        })
-        .map(|(k, _)| k)
+/// The kinds of GPU resource a node is expected to offer (count > 0), `nvidia.com/gpu` first;
+/// a node expected to offer none is still asked for `nvidia.com/gpu`, so its case fails
+/// instead of vanishing.
+pub fn kinds(want: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut out: Vec<String> = want
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, _)| k.clone())
         .collect();
     out.sort_by_key(|k| (k != resources::GPU, k.clone()));
     if out.is_empty() {
@@ -258,35 +269,31 @@ fn describe_pod(p: &Pod) -> String {
 mod tests {
     use super::*;
 
-    fn node(alloc: serde_json::Value) -> k8s_openapi::api::core::v1::Node {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "n"},
-            "status": {"capacity": alloc.clone(), "allocatable": alloc},
-        }))
-        .expect("node")
+    fn want(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
     #[test]
     fn one_job_per_kind_of_gpu_resource() {
         let rows = [
+            (want(&[("nvidia.com/gpu", 8)]), vec!["nvidia.com/gpu"]),
             (
-                serde_json::json!({"nvidia.com/gpu": "8"}),
-                vec!["nvidia.com/gpu"],
-            ),
-            (
-                serde_json::json!({"nvidia.com/gpu": "0", "nvidia.com/mig-1g.5gb": "16", "nvidia.com/mig-3g.20gb": "8"}),
+                want(&[
+                    ("nvidia.com/gpu", 0),
+                    ("nvidia.com/mig-1g.5gb", 16),
+                    ("nvidia.com/mig-3g.20gb", 8),
+                ]),
                 vec!["nvidia.com/mig-1g.5gb", "nvidia.com/mig-3g.20gb"],
             ),
             (
-                serde_json::json!({"nvidia.com/gpu": "0", "nvidia.com/gpu.shared": "4"}),
+                want(&[("nvidia.com/gpu", 0), ("nvidia.com/gpu.shared", 4)]),
                 vec!["nvidia.com/gpu.shared"],
             ),
-            (serde_json::json!({"cpu": "4"}), vec!["nvidia.com/gpu"]),
+            (want(&[]), vec!["nvidia.com/gpu"]),
         ];
-        for (alloc, want) in rows {
-            assert_eq!(kinds(Some(&node(alloc.clone()))), want, "{alloc}");
+        for (w, expect) in rows {
+            assert_eq!(kinds(&w), expect, "{w:?}");
         }
-        assert_eq!(kinds(None), ["nvidia.com/gpu"]);
         assert_eq!(
             subject("p4d-1", "nvidia.com/mig-1g.5gb"),
             "p4d-1/mig-1g.5gb"

@@ -68,6 +68,10 @@ pub mod gfd {
     pub const COMPUTE_MINOR: &str = "nvidia.com/gpu.compute.minor";
     /// Whether the GPUs can be partitioned with MIG.
     pub const MIG_CAPABLE: &str = "nvidia.com/mig.capable";
+    /// How the GPUs are shared: `none`, `time-slicing` or `mps` (GFD v0.15 and later).
+    pub const SHARING_STRATEGY: &str = "nvidia.com/gpu.sharing-strategy";
+    /// Whether MPS sharing is in effect (`true`, only then).
+    pub const MPS_CAPABLE: &str = "nvidia.com/mps.capable";
     /// Driver version, current name (`580.95.05`).
     pub const DRIVER_VERSION_FULL: &str = "nvidia.com/cuda.driver-version.full";
     /// Driver version, deprecated names: major, minor, revision.
@@ -107,6 +111,16 @@ pub mod operator {
             "clusterpolicies",
         )
     }
+}
+
+/// The labels a node's owner sets to ask the operator's components for a configuration.
+pub mod asks {
+    /// Which of the device plugin's configs (a key of its ConfigMap) the node gets.
+    pub const PLUGIN_CONFIG: &str = "nvidia.com/device-plugin.config";
+    /// The MIG layout mig-manager applies (a name in mig-parted's config).
+    pub const MIG_CONFIG: &str = "nvidia.com/mig.config";
+    /// mig-manager's progress applying it: `pending`, `rebooting`, `success`, `failed`.
+    pub const MIG_CONFIG_STATE: &str = "nvidia.com/mig.config.state";
 }
 
 /// Extended resources the device plugin advertises.

@@ -343,7 +343,12 @@ impl World {
             {
                 crash_targets.push((name.clone(), DEVICE_PLUGIN.into(), why.clone()));
             }
-            let sharing = sharing.unwrap_or(None);
+            // A device plugin that never took up its config shares nothing.
+            let ignored = self
+                .fixture
+                .faults_on(&name)
+                .any(|f| matches!(f, Fault::SharingNotApplied { .. }));
+            let sharing = sharing.unwrap_or(None).filter(|_| !ignored);
 
             // The driver manager (the driver pod's init container) finds a host driver with
             // `chroot /host nvidia-smi`, labels the node pre-installed and the driver pod goes.

@@ -58,7 +58,10 @@ fn every_recorded_node_with_gpu_capacity_passes_as_published() {
     let catalog = Catalog::embedded().expect("catalog");
     for (file, r) in with_capacity() {
         let g = expectation(&r, &file, &catalog);
-        let p = shown(problems(&r.node(&file), &g, "single"), &r);
+        let p = shown(
+            problems(&r.node(&file), &g, &crate::checks::asked::of_real_node(&r)),
+            &r,
+        );
         assert!(p.is_empty(), "{file}: {p:#?}");
     }
 }
@@ -83,7 +86,10 @@ fn a_count_off_by_one_fails_naming_resource_observed_and_expected() {
                     "{file}: capacity nvidia.com/gpu is \"{cap}\", expected \"{}\"",
                     u64::from(g.count) * replicas
                 );
-                let p = shown(problems(&node, &g, "single"), &r);
+                let p = shown(
+                    problems(&node, &g, &crate::checks::asked::of_real_node(&r)),
+                    &r,
+                );
                 assert!(
                     p.first().is_some_and(|m| m.starts_with(&want)),
                     "{file} {delta:+}: {p:#?}"
@@ -91,5 +97,54 @@ fn a_count_off_by_one_fails_naming_resource_observed_and_expected() {
             }
             g.count = base;
         }
+    }
+}
+
+/// The recorded time-sliced nodes: 8 (and 6) replicas expected from their owners' configs; the
+/// same nodes judged as unshared, or with a renaming config, fail naming the resource.
+#[test]
+fn time_sliced_nodes_are_judged_by_their_config() {
+    let catalog = Catalog::embedded().expect("catalog");
+    let shared: Vec<_> = with_capacity()
+        .into_iter()
+        .filter(|(_, r)| r.truth.plugin_configs.is_some())
+        .collect();
+    assert_eq!(shared.len(), 2, "two recorded time-sliced nodes");
+    for (file, r) in shared {
+        let g = expectation(&r, &file, &catalog);
+        let node = r.node(&file);
+        let cap = &r.capacity.as_ref().expect("capacity")[resources::GPU];
+        let p = shown(problems(&node, &g, &Asked::plain("single")), &r);
+        assert!(
+            p.first().is_some_and(|m| m.starts_with(&format!(
+                "{file}: capacity nvidia.com/gpu is \"{cap}\", expected \"{}\"",
+                g.count
+            ))),
+            "{file}: {p:#?}"
+        );
+        let mut renamed = crate::checks::asked::of_real_node(&r);
+        if let Some(p) = renamed.plugin.as_mut()
+            && let Ok(c) = p.configs.as_mut()
+        {
+            for text in c.values_mut() {
+                *text = text.replace(
+                    "timeSlicing:\n",
+                    "timeSlicing:\n    renameByDefault: true\n",
+                );
+            }
+        }
+        let p = shown(problems(&node, &g, &renamed), &r);
+        assert!(
+            p.first().is_some_and(|m| m.starts_with(&format!(
+                "{file}: capacity nvidia.com/gpu is \"{cap}\", expected \"0\" or absent"
+            ))),
+            "{file}: {p:#?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with(&format!(
+                "{file}: capacity nvidia.com/gpu.shared is missing, expected \"{cap}\""
+            ))),
+            "{file}: {p:#?}"
+        );
     }
 }

@@ -75,7 +75,12 @@ fn shown_problems(r: &RealNode, node: &Node, g: &GpuNode, rule: &DriverRule) -> 
         p.extend(mig_problems(node, g));
     }
     if r.shows("gfd") {
-        p.extend(gfd_problems(node, g, 0));
+        p.extend(gfd_problems(
+            node,
+            g,
+            0,
+            &crate::checks::asked::of_real_node(r),
+        ));
     }
     if r.shows("nfd") {
         p.extend(nfd_problems(node, g));
@@ -165,7 +170,7 @@ fn a_removed_gfd_label_fails_naming_node_label_and_expected_value() {
         for key in keys {
             let mut node = r.node(&g.name);
             node.labels_mut().remove(key);
-            let p = gfd_problems(&node, &g, 0);
+            let p = gfd_problems(&node, &g, 0, &crate::checks::asked::of_real_node(&r));
             let want = format!("{}: {key} is missing, expected ", g.name);
             assert!(
                 names_first(&p, &want, &r.node(&g.name)),
@@ -203,7 +208,7 @@ fn a_changed_value_fails_naming_observed_and_expected() {
                 continue;
             }
             let was = node.labels_mut().insert(key.into(), value.clone());
-            let p = gfd_problems(&node, &g, 0);
+            let p = gfd_problems(&node, &g, 0, &crate::checks::asked::of_real_node(&r));
             let want = format!("{}: {key} is \"{value}\", expected ", g.name);
             assert!(
                 p.len() == 1 && p[0].starts_with(&want),
@@ -235,14 +240,21 @@ fn a_count_off_by_one_fails() {
         // Under MIG single the label counts MIG devices: GPUs × instances per GPU.
         let per_gpu = shown / g.count;
         g.count += 1;
-        let p = gfd_problems(&node, &g, 0);
+        let p = gfd_problems(&node, &g, 0, &crate::checks::asked::of_real_node(&r));
         let want = format!(
             "{}: {} is \"{shown}\", expected \"{}\"",
             g.name,
             gfd::COUNT,
             g.count * per_gpu
         );
-        assert!(p.len() == 1 && p[0].starts_with(&want), "{file}: {p:#?}");
+        // Under MIG mixed with a known layout each profile's count is off too.
+        let mixed_counts = p[1..]
+            .iter()
+            .all(|m| m.contains(": nvidia.com/mig-") && m.contains(".count is "));
+        assert!(
+            p.first().is_some_and(|m| m.starts_with(&want)) && mixed_counts,
+            "{file}: {p:#?}"
+        );
     }
 }
 
@@ -255,10 +267,13 @@ fn old_gfd_without_mig_capable_passes_on_a_gpu_without_mig() {
     let g = expectation(real_nodes::G4DN, &r, &catalog);
     let mut node = r.node(&g.name);
     assert!(!node.labels().contains_key(gfd::MIG_CAPABLE));
-    assert!(gfd_problems(&node, &g, 0).is_empty());
+    assert!(gfd_problems(&node, &g, 0, &crate::checks::asked::of_real_node(&r)).is_empty());
     node.labels_mut()
         .insert(gfd::MIG_CAPABLE.into(), "true".into());
-    assert_eq!(gfd_problems(&node, &g, 0).len(), 1);
+    assert_eq!(
+        gfd_problems(&node, &g, 0, &crate::checks::asked::of_real_node(&r)).len(),
+        1
+    );
 }
 
 #[test]
@@ -322,4 +337,59 @@ fn a_mig_layout_not_applied_fails_naming_the_config() {
     }
     node.labels_mut().remove("nvidia.com/mig.config.state");
     assert_eq!(mig_problems(&node, &g).len(), 1);
+}
+
+/// The recorded time-sliced T4 judged against the sharing its owner asked for: as published
+/// it passes; had the config never taken effect (GFD's unshared labels) it fails naming
+/// replicas and product; a renaming config expects the product without `-SHARED`.
+#[test]
+fn sharing_labels_follow_the_config_not_the_node() {
+    let catalog = Catalog::embedded().expect("catalog");
+    let (file, r) = nodes()
+        .into_iter()
+        .find(|(f, _)| f.contains("t4-timeslicing-ocp"))
+        .expect("recorded node");
+    let g = expectation(&file, &r, &catalog);
+    let asked = crate::checks::asked::of_real_node(&r);
+    let mut node = r.node(&g.name);
+    assert!(gfd_problems(&node, &g, 0, &asked).is_empty());
+    let labels = node.metadata.labels.get_or_insert_default();
+    labels.insert(gfd::REPLICAS.into(), "1".into());
+    labels.insert(gfd::PRODUCT.into(), "Tesla-T4".into());
+    let p = gfd_problems(&node, &g, 0, &asked);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!(
+            "{}: nvidia.com/gpu.product is \"Tesla-T4\", expected \"Tesla-T4-SHARED\"",
+            g.name
+        )),
+        "{p:#?}"
+    );
+    assert!(
+        p[1].starts_with(&format!(
+            "{}: nvidia.com/gpu.replicas is \"1\", expected \"8\"",
+            g.name
+        )),
+        "{p:#?}"
+    );
+    // Unshared by the plan, the published labels (replicas 8, -SHARED) fail.
+    let node = r.node(&g.name);
+    let p = gfd_problems(&node, &g, 0, &Asked::plain("single"));
+    assert_eq!(p.len(), 2, "{p:#?}");
+    // Renamed: the product keeps its name.
+    let mut renamed = asked.clone();
+    if let Some(p) = renamed.plugin.as_mut()
+        && let Ok(c) = p.configs.as_mut()
+    {
+        c.insert(
+            "Tesla-T4".into(),
+            "version: v1\nsharing:\n  timeSlicing:\n    renameByDefault: true\n    resources:\n      - name: nvidia.com/gpu\n        replicas: 8\n".into(),
+        );
+    }
+    let p = gfd_problems(&node, &g, 0, &renamed);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].contains("nvidia.com/gpu.product is \"Tesla-T4-SHARED\", expected \"Tesla-T4\""),
+        "{p:#?}"
+    );
 }
