@@ -1490,6 +1490,20 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
         "{}",
         labels.2
     );
+    // allocatable waits on mig-manager too, and names the config.
+    let alloc = c
+        .iter()
+        .find(|(n, _, _)| n == "gpu-stack/allocatable/mig-worker-1")
+        .expect("allocatable case");
+    assert_eq!(alloc.1, "failed", "{alloc:?}");
+    assert!(
+        alloc
+            .2
+            .contains("nvidia.com/mig.config.state is \"failed\"")
+            && alloc.2.contains("nvidia.com/mig.config=all-1g.5gb"),
+        "{}",
+        alloc.2
+    );
     // One unhealthy A100 under MIG single all-1g.5gb: 56 devices expected, 49 allocatable.
     let (code, c, out) = &outcomes[2];
     assert_eq!(*code, Some(1), "{out}");

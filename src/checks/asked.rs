@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
 use super::mig::{self, MigExpectation};
+use super::mig_parted::{self, MigPartedConfigs};
 use super::sharing::{self, PluginConfigs, Share};
 use super::{Ctx, GpuNode};
 use crate::gpu_stack::asks;
@@ -19,6 +20,8 @@ pub struct Asked {
     pub mig_strategy: String,
     /// The device plugin's configs, when the plan configures any.
     pub plugin: Option<PluginConfigs>,
+    /// Custom mig-parted configs, when the plan gives mig-manager any.
+    pub mig_parted: Option<MigPartedConfigs>,
 }
 
 impl Asked {
@@ -27,6 +30,7 @@ impl Asked {
         Self {
             mig_strategy: ctx.plan.operator.mig_strategy(),
             plugin: sharing::requested(ctx).await,
+            mig_parted: mig_parted::requested(ctx).await,
         }
     }
 
@@ -35,6 +39,7 @@ impl Asked {
         Self {
             mig_strategy: strategy.to_string(),
             plugin: None,
+            mig_parted: None,
         }
     }
 
@@ -46,13 +51,31 @@ impl Asked {
         }
     }
 
-    /// The MIG devices `node` must offer.
+    /// The MIG devices `node` must offer: a layout of mig-parted's defaults, else one of the
+    /// plan's custom configs.
     pub fn mig(&self, node: &Node, g: &GpuNode) -> MigExpectation {
-        mig::expected(
+        let known = mig::expected(
             &self.mig_strategy,
             node.labels().get(asks::MIG_CONFIG).map(String::as_str),
             g,
-        )
+        );
+        let (MigExpectation::Unknown(config), Some(custom)) = (&known, &self.mig_parted) else {
+            return known;
+        };
+        if self.mig_strategy == "none" || !g.model.mig_capable() {
+            return MigExpectation::Off;
+        }
+        match custom.layout(config, g) {
+            Ok(None) => known,
+            Ok(Some(per_gpu)) if per_gpu.iter().all(Option::is_none) => MigExpectation::Off,
+            Ok(Some(per_gpu)) => {
+                match mig_parted::resources(&self.mig_strategy, config, &per_gpu) {
+                    Ok(d) => MigExpectation::Devices(d),
+                    Err(why) => MigExpectation::Invalid(why),
+                }
+            }
+            Err(why) => MigExpectation::Invalid(why),
+        }
     }
 
     /// The one MIG profile every GPU of `node` is split into under the single strategy.
@@ -64,7 +87,18 @@ impl Asked {
         if self.mig_strategy != "single" {
             return None;
         }
-        mig::single_profile(node.labels().get(asks::MIG_CONFIG).map(String::as_str), g)
+        let config = node.labels().get(asks::MIG_CONFIG).map(String::as_str);
+        if let Some(p) = mig::single_profile(config, g) {
+            return Some(p);
+        }
+        // A custom config with one profile on every GPU.
+        let per_gpu = self.mig_parted.as_ref()?.layout(config?, g).ok()??;
+        let mut names = per_gpu.iter().flatten().flat_map(|l| l.keys());
+        let first = names.next()?;
+        if per_gpu.iter().any(Option::is_none) || names.any(|n| n != first) {
+            return None;
+        }
+        g.model.mig_profiles.iter().find(|p| &p.name == first)
     }
 
     /// Where the sharing configs come from, for messages.
@@ -87,5 +121,6 @@ pub fn of_real_node(r: &crate::fixture::real_nodes::RealNode) -> Asked {
             default: r.truth.plugin_default.clone(),
             configs: Ok(c.clone()),
         }),
+        mig_parted: None,
     }
 }

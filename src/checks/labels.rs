@@ -192,8 +192,16 @@ pub fn gfd_problems(node: &Node, g: &GpuNode, tolerance_pct: u64, asked: &Asked)
         memory = None;
     } else {
         expect_one_of(gfd::PRODUCT, &spellings);
-        let count = single.map_or(g.count, |p| g.count * p.max_instances);
-        expect_one_of(gfd::COUNT, &one(&count.to_string()));
+        // Under single the count is the MIG devices of the layout (all `nvidia.com/gpu`).
+        let count = match (&mig, single) {
+            (MigExpectation::Devices(d), Some(_)) => d
+                .get(resources::GPU)
+                .copied()
+                .unwrap_or_default()
+                .to_string(),
+            _ => g.count.to_string(),
+        };
+        expect_one_of(gfd::COUNT, &one(&count));
         if let Some(p) = single {
             memory = Some((p.memory_mib, p.memory_mib));
         }

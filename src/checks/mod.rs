@@ -9,6 +9,7 @@ pub mod asked;
 pub mod driver;
 pub mod labels;
 pub mod mig;
+pub mod mig_parted;
 pub mod operator;
 pub mod pods;
 pub mod sharing;

@@ -148,3 +148,104 @@ fn time_sliced_nodes_are_judged_by_their_config() {
         );
     }
 }
+
+/// 8 H100 under MIG mixed all-balanced, one GPU missing (as the device plugin shows it when a
+/// GPU fell off the bus): each profile's count is short by that GPU's share, named per
+/// resource; a GPU left out of MIG shows up as a whole `nvidia.com/gpu`, which must be 0.
+#[test]
+fn a_gpu_missing_under_mig_mixed_fails_per_profile() {
+    let catalog = Catalog::embedded().expect("catalog");
+    let g = GpuNode {
+        name: "mig-1".into(),
+        instance_type: "p5.48xlarge".into(),
+        model_key: "H100-SXM5-80GB".into(),
+        model: catalog.gpu_models["H100-SXM5-80GB"].clone(),
+        count: 8,
+        expectation: "p5.48xlarge".into(),
+        driver: None,
+    };
+    let node = |res: serde_json::Value| -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "mig-1", "labels": {
+                "nvidia.com/mig.config": "all-balanced",
+                "nvidia.com/mig.config.state": "success",
+            }},
+            "status": {"capacity": res.clone(), "allocatable": res},
+        }))
+        .expect("node")
+    };
+    let asked = Asked::plain("mixed");
+    let full = node(serde_json::json!({
+        "nvidia.com/mig-1g.10gb": "16", "nvidia.com/mig-2g.20gb": "8", "nvidia.com/mig-3g.40gb": "8",
+    }));
+    assert!(problems(&full, &g, &asked).is_empty());
+    let short = node(serde_json::json!({
+        "nvidia.com/gpu": "1",
+        "nvidia.com/mig-1g.10gb": "14", "nvidia.com/mig-2g.20gb": "7", "nvidia.com/mig-3g.40gb": "7",
+    }));
+    let p = problems(&short, &g, &asked);
+    let firsts: Vec<&str> = p
+        .iter()
+        .filter(|m| m.contains(": capacity "))
+        .map(|m| m.split(" (").next().unwrap_or(m))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "mig-1: capacity nvidia.com/gpu is \"1\", expected \"0\" or absent",
+            "mig-1: capacity nvidia.com/mig-1g.10gb is \"14\", expected \"16\"",
+            "mig-1: capacity nvidia.com/mig-2g.20gb is \"7\", expected \"8\"",
+            "mig-1: capacity nvidia.com/mig-3g.40gb is \"7\", expected \"8\"",
+        ]
+    );
+}
+
+/// A custom mig-parted config from the plan (mig-parted's example `custom-config`: four whole
+/// A100s, four split): the expectation comes from the config, the whole GPUs included.
+#[test]
+fn a_custom_mig_config_from_the_plan_gives_the_expectation() {
+    let catalog = Catalog::embedded().expect("catalog");
+    let g = GpuNode {
+        name: "p4d-1".into(),
+        instance_type: "p4d.24xlarge".into(),
+        model_key: "A100-SXM4-40GB".into(),
+        model: catalog.gpu_models["A100-SXM4-40GB"].clone(),
+        count: 8,
+        expectation: "p4d.24xlarge".into(),
+        driver: None,
+    };
+    let asked = Asked {
+        mig_parted: Some(crate::checks::mig_parted::MigPartedConfigs {
+            source: "operator.values.migManager.config.data".into(),
+            text: Ok(include_str!("../../../tests/data/mig-parted/example-config.yaml").into()),
+        }),
+        ..Asked::plain("mixed")
+    };
+    let node = |res: serde_json::Value| -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p4d-1", "labels": {
+                "nvidia.com/mig.config": "custom-config",
+                "nvidia.com/mig.config.state": "success",
+            }},
+            "status": {"capacity": res.clone(), "allocatable": res},
+        }))
+        .expect("node")
+    };
+    let good = node(serde_json::json!({
+        "nvidia.com/gpu": "4", "nvidia.com/mig-1g.5gb": "9",
+        "nvidia.com/mig-2g.10gb": "4", "nvidia.com/mig-3g.20gb": "3",
+    }));
+    assert!(problems(&good, &g, &asked).is_empty());
+    // The node's own count labels do not matter: one GPU's layout missing fails.
+    let half = node(serde_json::json!({
+        "nvidia.com/gpu": "4", "nvidia.com/mig-1g.5gb": "7",
+        "nvidia.com/mig-2g.10gb": "4", "nvidia.com/mig-3g.20gb": "3",
+    }));
+    let p = problems(&half, &g, &asked);
+    assert!(
+        p.first().is_some_and(
+            |m| m.starts_with("p4d-1: capacity nvidia.com/mig-1g.5gb is \"7\", expected \"9\"")
+        ),
+        "{p:#?}"
+    );
+}
