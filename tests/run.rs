@@ -1447,8 +1447,14 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
     let runs: Vec<(&str, Vec<String>)> = runs
         .iter()
         .map(|(name, fixture, strategy, config)| {
+            // The balanced layout is measured too: one bench pod per MIG profile.
+            let suites = if *name == "balanced" {
+                "suites=[gpu-stack,throughput]"
+            } else {
+                "suites=[gpu-stack]"
+            };
             let sets = [
-                "suites=[gpu-stack]".to_string(),
+                suites.to_string(),
                 format!("target.local.fixture=fixtures/clusters/{fixture}"),
                 format!("operator.values.mig.strategy={strategy}"),
                 format!("operator.values.migManager.config.default={config}"),
@@ -1470,12 +1476,28 @@ fn mig_layouts_must_be_applied_and_each_profile_runs_a_workload() {
         "gpu-stack/workload/mig-worker-1/mig-1g.10gb",
         "gpu-stack/workload/mig-worker-1/mig-2g.20gb",
         "gpu-stack/workload/mig-worker-1/mig-3g.40gb",
+        "throughput/bench/mig-worker-1/mig-1g.10gb",
+        "throughput/bench/mig-worker-1/mig-1g.10gb/triad",
+        "throughput/bench/mig-worker-1/mig-3g.40gb/sgemm",
+        "throughput/bench/mig-worker-1/mig-2g.20gb/straggler",
+        "throughput/bench/t4-worker-1/gpu0/triad",
     ] {
         assert!(
             c.iter().any(|(n, s, _)| n == case && s == "passed"),
             "{case} did not pass: {out}"
         );
     }
+    // Host copies share the GPU's PCIe link: not judged on a MIG device, and no peer copies.
+    let h2d = c
+        .iter()
+        .find(|(n, _, _)| n == "throughput/bench/mig-worker-1/mig-1g.10gb/h2d")
+        .expect("h2d case");
+    assert_eq!(h2d.1, "skipped", "{h2d:?}");
+    assert!(
+        !c.iter()
+            .any(|(n, _, _)| n.starts_with("throughput/bench/mig-worker-1/peer/")),
+        "{out}"
+    );
     let (code, c, out) = &outcomes[1];
     assert_eq!(*code, Some(1), "{out}");
     let labels = c

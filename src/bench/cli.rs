@@ -157,6 +157,7 @@ fn simulated(args: &Args, model: &str) -> Result<BenchReport, String> {
         slow: args.slow.iter().copied().collect::<BTreeMap<u32, f64>>(),
         driver_version: args.driver_version.clone(),
         repetitions: args.repetitions.max(1),
+        mig: None,
     });
     fill_from_catalog(&mut report, &catalog, model);
     Ok(report)

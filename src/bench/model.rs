@@ -185,6 +185,25 @@ pub struct Simulation<'a> {
     pub driver_version: String,
     /// Timed repetitions per metric.
     pub repetitions: usize,
+    /// One MIG device instead of whole GPUs.
+    pub mig: Option<SimMig>,
+}
+
+/// A MIG device as CUDA shows it inside the instance, and how fast it is next to the whole
+/// GPU: compute by its SMs, memory bandwidth by its share of the memory (and so of the memory
+/// controllers); host copies go over the GPU's own PCIe link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimMig {
+    /// Profile name (`1g.5gb`).
+    pub profile: String,
+    /// Its SMs.
+    pub sms: u32,
+    /// Its memory, MiB.
+    pub memory_mib: u64,
+    /// Compute speed next to the whole GPU.
+    pub compute: f64,
+    /// Memory bandwidth next to the whole GPU.
+    pub bandwidth: f64,
 }
 
 /// The simulated document.
@@ -192,12 +211,18 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
     let m = sim.model;
     let mut gpus = Vec::new();
     for i in 0..sim.gpus {
-        let factor = sim.slow.get(&i).copied().unwrap_or(1.0);
+        let slow = sim.slow.get(&i).copied().unwrap_or(1.0);
         let mut rng = Rng::new(&format!("{}/{}/{}", sim.node, sim.model_key, i));
         let mut measurements = Vec::new();
         for metric in Metric::ALL {
             let Some(peak) = m.peak(metric) else { continue };
             let eff = m.typical.get(metric.key()).copied().unwrap_or(0.5);
+            let share = match (&sim.mig, metric) {
+                (None, _) | (Some(_), Metric::H2d | Metric::D2h) => 1.0,
+                (Some(g), Metric::Copy | Metric::Triad) => g.bandwidth,
+                (Some(g), _) => g.compute,
+            };
+            let factor = slow * share;
             let samples: Vec<f64> = (0..sim.repetitions.max(1))
                 .map(|_| peak * eff * factor * (1.0 + 0.01 * rng.normal()))
                 .collect();
@@ -220,7 +245,10 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
         gpus.push(GpuResult {
             device: Device {
                 index: i,
-                name: sim.device_name.clone(),
+                name: match &sim.mig {
+                    Some(g) => format!("{} MIG {}", sim.device_name, g.profile),
+                    None => sim.device_name.clone(),
+                },
                 uuid: format!(
                     "GPU-{:08x}-sim0-{:04x}-0000-{:012x}",
                     rng.0 as u32,
@@ -228,8 +256,8 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
                     rng.0 >> 16
                 ),
                 compute_capability: String::new(),
-                sm_count: m.sms,
-                memory_mib: 0,
+                sm_count: sim.mig.as_ref().map_or(m.sms, |g| g.sms),
+                memory_mib: sim.mig.as_ref().map_or(0, |g| g.memory_mib),
                 l2_mib: m.l2_mib,
                 sm_clock_mhz: 0,
                 memory_clock_mhz: 0,
@@ -239,7 +267,9 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
         });
     }
     let mut peers = Vec::new();
-    for from in 0..sim.gpus {
+    // A MIG device has no peer-to-peer path.
+    let peer_gpus = if sim.mig.is_some() { 0 } else { sim.gpus };
+    for from in 0..peer_gpus {
         for to in 0..sim.gpus {
             if from == to {
                 continue;
@@ -285,7 +315,9 @@ pub fn fill_from_catalog(report: &mut BenchReport, catalog: &Catalog, model_key:
     if let Some(model) = catalog.gpu_models.get(model_key) {
         for g in &mut report.gpus {
             g.device.compute_capability = model.compute_capability.clone();
-            g.device.memory_mib = model.memory_mib;
+            if g.device.memory_mib == 0 {
+                g.device.memory_mib = model.memory_mib;
+            }
             if g.device.name.is_empty() {
                 g.device.name = model.product.replace('-', " ");
             }
@@ -331,6 +363,7 @@ mod tests {
             slow: BTreeMap::from([(3, 0.55)]),
             driver_version: "580.95.05".into(),
             repetitions: 20,
+            mig: None,
         };
         let a = simulate(&sim);
         let b = simulate(&sim);

@@ -130,7 +130,7 @@ pub struct GpuModel {
 }
 
 /// One MIG profile of a MIG-capable GPU.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MigProfile {
     /// Profile name as in the resource name (`1g.5gb`).

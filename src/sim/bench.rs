@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::world::{Action, Snapshot};
 use crate::bench::cli::table;
-use crate::bench::model::{PerfTable, Simulation, fill_from_catalog, simulate};
+use crate::bench::model::{PerfTable, SimMig, Simulation, fill_from_catalog, simulate};
 use crate::catalog::Catalog;
 use crate::fixture::{ClusterFixture, Fault};
 use crate::gpu_stack::on_node_name;
@@ -91,7 +91,12 @@ impl BenchPlayer {
             let stage = *self.pods.entry(uid.clone()).or_insert(Stage::Running(now));
             match stage {
                 Stage::Running(since) if now >= since + RUN => {
-                    if let Some(a) = self.log_action(pod, &node, driver) {
+                    let node_obj = snap
+                        .nodes
+                        .iter()
+                        .find(|n| n.name_any() == node)
+                        .map(|n| n.as_ref());
+                    if let Some(a) = self.log_action(pod, &node, driver, node_obj) {
                         out.push(a);
                     }
                     self.pods.insert(uid, Stage::Logged(now));
@@ -121,17 +126,19 @@ impl BenchPlayer {
         })
     }
 
-    /// The bench's output on this node (or a crash's), as log lines.
-    fn output(&self, node_name: &str, snap_node: Option<(&str, u32)>, driver: &str) -> Vec<String> {
+    /// The bench's output on this node (or a crash's), as log lines: what CUDA shows the pod —
+    /// the GPUs it was given, or the one MIG device.
+    fn output(&self, node_name: &str, given: Option<Given<'_>>, driver: &str) -> Vec<String> {
         if let Some(code) = self.crash(node_name) {
             return vec![
                 "gpuconform-bench: measuring 1 GPU".into(),
                 format!("Segmentation fault (core dumped); exit code {code}"),
             ];
         }
-        let (Some(perf), Some((model_key, count))) = (&self.perf, snap_node) else {
+        let (Some(perf), Some(given)) = (&self.perf, given) else {
             return vec!["error: no CUDA device visible".into()];
         };
+        let model_key = given.model_key;
         let perf_key = self
             .catalog
             .gpu_models
@@ -148,15 +155,32 @@ impl BenchPlayer {
                 _ => None,
             })
             .collect();
+        let mig = given.mig.and_then(|profile| {
+            let m = self.catalog.gpu_models.get(model_key)?;
+            let p = m.mig_profiles.iter().find(|p| p.name == profile)?;
+            // The whole GPU's memory as MIG can hand it out: its largest profile's.
+            let full = m.mig_profiles.iter().map(|p| p.memory_mib).max()?;
+            Some(SimMig {
+                profile: p.name.clone(),
+                sms: p.multiprocessors,
+                memory_mib: p.memory_mib,
+                compute: f64::from(p.multiprocessors) / f64::from(model.sms.max(1)),
+                bandwidth: p.memory_mib as f64 / full as f64,
+            })
+        });
+        if given.mig.is_some() && mig.is_none() {
+            return vec!["error: no CUDA device visible".into()];
+        }
         let mut report = simulate(&Simulation {
             model_key,
             model,
             device_name: model.names.first().cloned().unwrap_or_default(),
-            gpus: count,
+            gpus: given.devices,
             node: node_name.to_string(),
             slow,
             driver_version: driver.to_string(),
             repetitions: 20,
+            mig,
         });
         fill_from_catalog(&mut report, &self.catalog, model_key);
         report.seconds = RUN.as_secs_f64();
@@ -165,7 +189,13 @@ impl BenchPlayer {
         lines
     }
 
-    fn log_action(&self, pod: &Pod, node: &str, driver: &str) -> Option<Action> {
+    fn log_action(
+        &self,
+        pod: &Pod,
+        node: &str,
+        driver: &str,
+        node_obj: Option<&Node>,
+    ) -> Option<Action> {
         let pool = self.fixture.pool_of(node)?;
         let gpus = pool
             .hardware
@@ -181,12 +211,13 @@ impl BenchPlayer {
             pod.namespace().unwrap_or_default(),
             pod.name_any()
         ));
+        let given = gpus.and_then(|(model_key, count)| given(pod, model_key, count, node_obj));
         Some(Action::PodLog {
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
             container,
             file,
-            lines: self.output(node, gpus, driver),
+            lines: self.output(node, given, driver),
         })
     }
 
@@ -237,6 +268,77 @@ impl BenchPlayer {
             "containerStatuses": statuses,
         })
     }
+}
+
+/// What a bench pod was given on its node.
+#[derive(Debug, Clone, Copy)]
+struct Given<'a> {
+    model_key: &'a str,
+    /// Devices CUDA shows.
+    devices: u32,
+    /// The MIG profile of the (one) device, if it is a MIG device.
+    mig: Option<&'a str>,
+}
+
+/// The devices the pod's GPU request gives it, as the device plugin hands them out: a MIG
+/// resource (`nvidia.com/mig-<profile>`, mixed strategy), a MIG device under the single
+/// strategy (the node's GPUs are MIG devices — what its GFD product label says, the simulator's
+/// own world), or whole GPUs (replicas of a shared GPU are the GPU). Inside a container CUDA
+/// shows one MIG device whatever the count.
+fn given<'a>(
+    pod: &'a Pod,
+    model_key: &'a str,
+    count: u32,
+    node: Option<&'a Node>,
+) -> Option<Given<'a>> {
+    let limits = pod
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?;
+    let amount = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        q.0.parse::<u32>().unwrap_or(0)
+    };
+    for (name, q) in limits {
+        if let Some(profile) = name.strip_prefix(crate::gpu_stack::resources::MIG_PREFIX) {
+            return (amount(q) > 0).then_some(Given {
+                model_key,
+                devices: 1,
+                mig: Some(profile),
+            });
+        }
+    }
+    let whole = limits
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == crate::gpu_stack::resources::GPU
+                || k.as_str() == crate::gpu_stack::resources::GPU_SHARED
+        })
+        .map(|(_, q)| amount(q))
+        .max()?;
+    if whole == 0 {
+        return None;
+    }
+    let single = node
+        .and_then(|n| n.labels().get(crate::gpu_stack::gfd::PRODUCT))
+        .and_then(|p| p.split_once("-MIG-"))
+        .map(|(_, profile)| profile.trim_end_matches("-SHARED"));
+    Some(match single {
+        Some(profile) => Given {
+            model_key,
+            devices: 1,
+            mig: Some(profile),
+        },
+        None => Given {
+            model_key,
+            devices: whole.min(count),
+            mig: None,
+        },
+    })
 }
 
 fn is_bench(p: &Pod) -> bool {

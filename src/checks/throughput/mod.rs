@@ -1,0 +1,448 @@
+//! `throughput`: `gpuconform-bench` pods on each GPU node — one requesting all its GPUs, or
+//! on partitioned GPUs one per MIG device or profile ([`partition`]) — each pod's JSON
+//! document read from its log through the API and checked against the contract (the devices it
+//! must see, a MIG device of the right profile); then per GPU (or MIG device) × metric a
+//! testcase with the value, the floor and the percentage of peak from the GPU performance table
+//! ([`judge`], peaks scaled to a MIG device's share), and per GPU a straggler testcase (more
+//! than `stragglerPercent` below the best of the same model, or MIG profile, in this run).
+//!
+//! A crashed bench pod fails its testcase with the exit code and the end of its log; a wrong
+//! kernel result fails the metric's testcase (a wrong result is never a number).
+
+mod judge;
+pub mod partition;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, LogParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use super::{Ctx, GpuNode, Outcome, left, no_nodes};
+use crate::bench::{BenchReport, Metric, NodeBench};
+
+use crate::gpu_stack::ours::{self, BENCH_LABEL};
+use crate::gpu_stack::resources;
+use crate::report::events::Event;
+use crate::suite::Step;
+
+/// Runs the check.
+pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instant) -> Vec<Outcome> {
+    if nodes.is_empty() {
+        return no_nodes(ctx);
+    }
+    let straggler_pct = step.int("stragglerPercent").clamp(1, 90) as f64;
+    let repetitions = step.int("repetitions").clamp(3, 1000);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
+    let mut out = Vec::new();
+    let node_api: Api<k8s_openapi::api::core::v1::Node> = Api::all(ctx.client.clone());
+    // Nodes of a gpuconform local cluster (kwok, played by the GPU simulator): the only place a
+    // simulated bench document is acceptable.
+    let mut simulated_nodes = std::collections::BTreeSet::new();
+    let gpu_use = super::pods::gpu_use(ctx).await;
+    let asked = super::asked::Asked::read(ctx).await;
+    // Pod name → the job it runs.
+    let mut jobs: BTreeMap<String, partition::Job> = BTreeMap::new();
+    for g in nodes {
+        let Ok(n) = node_api.get(&g.name).await else {
+            out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{}: node not found", g.name),
+                "",
+            ));
+            continue;
+        };
+        if n.labels().contains_key(ours::FIXTURE_LABEL) {
+            simulated_nodes.insert(g.name.clone());
+        }
+        let gpu_sms = ctx
+            .perf
+            .models
+            .get(g.model.perf_key(&g.model_key))
+            .map(|p| p.sms);
+        let planned = match partition::plan(&n, g, &asked, gpu_sms) {
+            partition::Plan::Skip(why) => {
+                out.push(Outcome::skip(
+                    g.name.clone(),
+                    Some(&g.name),
+                    format!("{}: {why}; nothing measured", g.name),
+                ));
+                continue;
+            }
+            partition::Plan::Jobs(j) => j,
+        };
+        // A node without what its pods request cannot run the bench; the allocatable check
+        // reports that, this one says why it measured nothing.
+        let have = crate::gpu_stack::gpu_resources(&n);
+        let short: Vec<String> = planned
+            .iter()
+            .fold(BTreeMap::<&str, u64>::new(), |mut m, j| {
+                *m.entry(j.resource.as_str()).or_insert(0) += j.count;
+                m
+            })
+            .into_iter()
+            .filter_map(|(res, need)| {
+                let alloc = have.get(res).map_or(0, |r| r.1);
+                (alloc < need).then(|| format!("{alloc} {res} allocatable, {need} needed"))
+            })
+            .collect();
+        if !short.is_empty() {
+            out.push(Outcome::skip(
+                g.name.clone(),
+                Some(&g.name),
+                format!("{}: {}; nothing to measure", g.name, short.join(", ")),
+            ));
+            continue;
+        }
+        let need: u64 = planned
+            .iter()
+            .filter(|j| j.resource == resources::GPU)
+            .map(|j| j.count)
+            .sum();
+        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, need) {
+            out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
+            continue;
+        }
+        for job in planned {
+            match bench_pod(ctx, &job, repetitions) {
+                Ok(pod) => match pods.create(&PostParams::default(), &pod).await {
+                    Ok(_) => {
+                        jobs.insert(job.pod.clone(), job);
+                    }
+                    Err(e) => out.push(Outcome::error(
+                        job.subject.clone(),
+                        Some(&g.name),
+                        format!("create bench pod {}: {e}", job.pod),
+                    )),
+                },
+                Err(e) => out.push(Outcome::error(job.subject.clone(), Some(&g.name), e)),
+            }
+        }
+    }
+
+    // Watch until every bench pod has finished, or the deadline.
+    let mut finished: BTreeMap<String, Pod> = BTreeMap::new();
+    if jobs.is_empty() {
+        return out;
+    }
+    let cfg = watcher::Config::default().labels(&format!("{}={}", BENCH_LABEL.0, BENCH_LABEL.1));
+    let stream = watcher(pods.clone(), cfg)
+        .default_backoff()
+        .applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    // A pod whose image will not come waits forever: it fails now, naming image and reason.
+    let mut pull_failed: BTreeMap<String, String> = BTreeMap::new();
+    let _ = tokio::time::timeout(left(deadline), async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(p) = ev {
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                if phase == "Succeeded" || phase == "Failed" {
+                    finished.insert(p.name_any(), p);
+                } else if let Some(why) = super::pods::image_pull_failure(&p) {
+                    pull_failed.insert(p.name_any(), why);
+                }
+                if jobs
+                    .keys()
+                    .all(|n| finished.contains_key(n) || pull_failed.contains_key(n))
+                {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+
+    let mut results: Vec<(GpuNode, partition::Job, BenchReport)> = Vec::new();
+    for (pod_name, job) in &jobs {
+        let node = &job.node;
+        let subject = &job.subject;
+        let Some(g) = nodes.iter().find(|g| &g.name == node) else {
+            continue;
+        };
+        if let Some(why) = pull_failed.get(pod_name)
+            && !finished.contains_key(pod_name)
+        {
+            out.push(Outcome::fail(
+                subject.clone(),
+                Some(node),
+                format!("{node}: bench {why}"),
+                why.clone(),
+            ));
+            let _ = pods.delete(pod_name, &DeleteParams::default()).await;
+            continue;
+        }
+        let log = read_log(&pods, pod_name).await;
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        match finished.get(pod_name) {
+            None => out.push(Outcome::fail(
+                subject.clone(),
+                Some(node),
+                format!("{node}: the bench pod did not finish in time"),
+                tail,
+            )),
+            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") => {
+                let term = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.terminated.as_ref());
+                let code = term.map_or(-1, |t| t.exit_code);
+                let reason = term.and_then(|t| t.reason.clone()).unwrap_or_default();
+                out.push(Outcome::fail(
+                    subject.clone(),
+                    Some(node),
+                    format!(
+                        "{node}: the bench pod failed with exit code {code} ({reason}): {}",
+                        log.lines().last().unwrap_or("no log")
+                    ),
+                    tail,
+                ));
+            }
+            Some(_) => match BenchReport::parse(&log) {
+                Ok(report) => match contract(&report, job, g, simulated_nodes.contains(node)) {
+                    Err(why) => out.push(Outcome::fail(
+                        subject.clone(),
+                        Some(node),
+                        format!("{subject}: {why}"),
+                        tail,
+                    )),
+                    Ok(()) => {
+                        out.push(Outcome::pass(
+                            subject.clone(),
+                            Some(node),
+                            format!(
+                                "bench {} on {node}{}: {} device(s) ({}), driver {}",
+                                report.tool_version,
+                                if report.simulated { " (simulated)" } else { "" },
+                                report.gpus.len(),
+                                job.mig.as_ref().map_or_else(
+                                    || "whole GPUs".to_string(),
+                                    |m| format!("MIG {}", m.profile.name)
+                                ),
+                                report.driver_version
+                            ),
+                        ));
+                        results.push((g.clone(), job.clone(), report));
+                    }
+                },
+                Err(e) => out.push(Outcome::fail(
+                    subject.clone(),
+                    Some(node),
+                    format!("{node}: bench output unreadable: {e}"),
+                    tail,
+                )),
+            },
+        }
+        let _ = pods
+            .delete(pod_name, &DeleteParams::default().grace_period(0))
+            .await;
+    }
+
+    // Per GPU × metric against the floors, then stragglers within each model (MIG devices
+    // within each model and profile).
+    let group = |g: &GpuNode, job: &partition::Job| match &job.mig {
+        Some(m) => format!("{}/{}", g.model_key, m.profile.name),
+        None => g.model_key.clone(),
+    };
+    let mut best: BTreeMap<(String, Metric), f64> = BTreeMap::new();
+    for (g, job, r) in &results {
+        for gpu in &r.gpus {
+            for m in gpu.measurements.iter().filter(|m| m.verified) {
+                let e = best.entry((group(g, job), m.metric)).or_insert(0.0);
+                *e = e.max(m.summary.median);
+            }
+        }
+    }
+    for (g, job, r) in &results {
+        let perf = ctx.perf.models.get(g.model.perf_key(&g.model_key));
+        for gpu in &r.gpus {
+            let unit = match &job.mig {
+                Some(m) => judge::Unit {
+                    subject: job.subject.clone(),
+                    who: format!("{} ({})", job.subject.replace('/', " "), m.profile.name),
+                    mig: Some(m),
+                },
+                None => judge::Unit {
+                    subject: format!("{}/gpu{}", g.name, gpu.device.index),
+                    who: format!("{} gpu{}", g.name, gpu.device.index),
+                    mig: None,
+                },
+            };
+            let who = &unit.who;
+            for e in &gpu.errors {
+                out.push(Outcome::fail(
+                    format!("{}/errors", unit.subject),
+                    Some(&g.name),
+                    format!("{who}: {e}"),
+                    "",
+                ));
+            }
+            for m in &gpu.measurements {
+                out.push(judge::metric_outcome(ctx, g, &unit, m, perf));
+            }
+            // A metric the GPU has hardware for must have been measured.
+            for metric in Metric::ALL {
+                let expected = perf.is_some_and(|p| p.peak(metric).is_some());
+                if expected && !gpu.measurements.iter().any(|m| m.metric == metric) {
+                    out.push(Outcome::fail(
+                        format!("{}/{}", unit.subject, metric.key()),
+                        Some(&g.name),
+                        format!("{who}: {} was not measured", metric.key()),
+                        "",
+                    ));
+                }
+            }
+            if let Some(p) = perf
+                && job.mig.is_none()
+            {
+                out.extend(judge::peer_outcomes(ctx, g, gpu.device.index, r, p));
+            }
+            let kind = match &job.mig {
+                Some(m) => format!("{} MIG {}", g.model.product, m.profile.name),
+                None => g.model.product.clone(),
+            };
+            let slow: Vec<String> = gpu
+                .measurements
+                .iter()
+                .filter(|m| m.verified)
+                .filter_map(|m| {
+                    let b = best.get(&(group(g, job), m.metric)).copied().unwrap_or(0.0);
+                    let below = if b > 0.0 {
+                        (1.0 - m.summary.median / b) * 100.0
+                    } else {
+                        0.0
+                    };
+                    (below > straggler_pct).then(|| {
+                        format!(
+                            "{} {:.1} {} is {below:.0}% below the best {kind} in this run ({b:.1})",
+                            m.metric.key(),
+                            m.summary.median,
+                            m.metric.unit(),
+                        )
+                    })
+                })
+                .collect();
+            let subject = format!("{}/straggler", unit.subject);
+            match slow.first() {
+                None => out.push(Outcome::pass(
+                    subject,
+                    Some(&g.name),
+                    format!("within {straggler_pct}% of the best {kind} on every metric"),
+                )),
+                Some(first) => out.push(Outcome::fail(
+                    subject,
+                    Some(&g.name),
+                    format!("{who}: {first}"),
+                    slow.join("\n"),
+                )),
+            }
+        }
+    }
+    for (g, job, r) in results {
+        ctx.emit(Event::Bench(NodeBench {
+            // One document per pod: the node, or `<node>/mig3` for a MIG device.
+            node: job.subject.clone(),
+            instance_type: g.instance_type.clone(),
+            model_key: g.model_key.clone(),
+            report: r,
+        }));
+    }
+    out
+}
+
+/// The pod that runs `job`.
+fn bench_pod(ctx: &Ctx<'_>, job: &partition::Job, repetitions: i64) -> Result<Pod, String> {
+    let mut labels = super::pods::labels(&ctx.run_id, "throughput");
+    labels[BENCH_LABEL.0] = BENCH_LABEL.1.into();
+    let mut spec = serde_json::json!({
+        "restartPolicy": "Never",
+        "nodeSelector": {"kubernetes.io/hostname": job.node},
+        "tolerations": [{"key": resources::GPU, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{
+            "name": "bench",
+            "image": ctx.plan.bench_image,
+            "args": ["--repetitions", repetitions.to_string()],
+            "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            "resources": {"limits": {job.resource.as_str(): job.count.to_string()}},
+        }],
+    });
+    // The bench image runs as its own non-root user (images/bench/Dockerfile).
+    super::pods::restricted(&mut spec, None);
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": job.pod, "labels": labels},
+        "spec": spec,
+    }))
+    .map_err(|e| e.to_string())
+}
+
+/// What a bench document must show for `job`: the devices it was given (for a MIG device, one
+/// with the profile's SMs), and real numbers on a real cluster.
+fn contract(
+    report: &BenchReport,
+    job: &partition::Job,
+    g: &GpuNode,
+    simulated_node: bool,
+) -> Result<(), String> {
+    if report.gpus.len() != job.devices as usize {
+        return Err(format!(
+            "the bench saw {} device(s), expected {} ({} {} requested; {})",
+            report.gpus.len(),
+            job.devices,
+            job.count,
+            job.resource,
+            g.describe()
+        ));
+    }
+    if let Some(m) = &job.mig
+        && let Some(d) = report.gpus.first()
+        && d.device.sm_count != 0
+        && d.device.sm_count != m.profile.multiprocessors
+    {
+        return Err(format!(
+            "the bench saw {} with {} SMs, expected a MIG {} device with {} SMs",
+            d.device.name, d.device.sm_count, m.profile.name, m.profile.multiprocessors
+        ));
+    }
+    if report.simulated && !simulated_node {
+        return Err(
+            "the bench printed simulated results on a real cluster (is the image running --simulate?)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The pod's log; one retry after a moment if it is not a bench document yet (the log source
+/// of a just-finished container can lag its status by a beat).
+async fn read_log(pods: &Api<Pod>, name: &str) -> String {
+    let lp = LogParams {
+        container: Some("bench".into()),
+        ..LogParams::default()
+    };
+    let first = pods.logs(name, &lp).await.unwrap_or_default();
+    if first.contains("\"schemaVersion\"") || first.contains("exit code") {
+        return first;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    pods.logs(name, &lp).await.unwrap_or(first)
+}
