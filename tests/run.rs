@@ -1709,3 +1709,64 @@ fn time_slicing_is_expected_from_the_plan_config() {
         );
     }
 }
+
+/// MIG faults on the p5 under mixed all-balanced: one H100 fallen off the bus fails
+/// allocatable per profile (14 of 16 1g.10gb) and labels (7 of 8 GPUs); a mig-manager that
+/// cannot apply the layout fails labels and allocatable naming the config.
+#[test]
+fn mig_faults_fail_naming_node_config_and_counts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = root().join("plans/local.yaml");
+    let runs: Vec<(&str, Vec<String>)> = ["mig-gpu-missing", "mig-config-failed"]
+        .iter()
+        .map(|name| {
+            let sets = [
+                "suites=[gpu-stack]".to_string(),
+                format!("target.local.fixture=fixtures/clusters/faults/{name}.yaml"),
+                "operator.values.mig.strategy=mixed".to_string(),
+                "operator.values.migManager.config.default=all-balanced".to_string(),
+                "timeouts.step=15s".to_string(),
+            ];
+            (
+                *name,
+                sets.into_iter()
+                    .flat_map(|v| ["--set".to_string(), v])
+                    .collect(),
+            )
+        })
+        .collect();
+    let outcomes = side_by_side(tmp.path(), &plan, &runs);
+    let message = |c: &[(String, String, String)], case: &str, out: &str| {
+        c.iter()
+            .find(|(n, s, _)| n == case && s == "failed")
+            .map(|(_, _, m)| m.clone())
+            .unwrap_or_else(|| panic!("{case} did not fail: {out}"))
+    };
+    let (code, c, out) = &outcomes[0];
+    assert_eq!(*code, Some(1), "{out}");
+    let alloc = message(c, "gpu-stack/allocatable/mig-worker-1", out);
+    assert!(
+        alloc.starts_with(
+            "mig-worker-1: capacity nvidia.com/mig-1g.10gb is \"14\", expected \"16\""
+        ),
+        "{alloc}"
+    );
+    let labels = message(c, "gpu-stack/labels/mig-worker-1", out);
+    assert!(
+        labels.starts_with("mig-worker-1: nvidia.com/gpu.count is \"7\", expected \"8\""),
+        "{labels}"
+    );
+    let (code, c, out) = &outcomes[1];
+    assert_eq!(*code, Some(1), "{out}");
+    for case in [
+        "gpu-stack/labels/mig-worker-1",
+        "gpu-stack/allocatable/mig-worker-1",
+    ] {
+        let m = message(c, case, out);
+        assert!(
+            m.contains("nvidia.com/mig.config.state is \"failed\"")
+                && m.contains("nvidia.com/mig.config=all-balanced"),
+            "{case}: {m}"
+        );
+    }
+}

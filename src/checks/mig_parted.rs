@@ -32,7 +32,13 @@ pub type PerGpu = Vec<Option<BTreeMap<String, u32>>>;
 /// default config, whose layouts [`super::mig`] knows).
 pub async fn requested(ctx: &Ctx<'_>) -> Option<MigPartedConfigs> {
     let op = &ctx.plan.operator;
-    let cfg = op.values.pointer("/migManager/config")?;
+    let from_plan = op.values.pointer("/migManager/config").cloned();
+    // Verify-only with nothing in the plan: what the ClusterPolicy already on the cluster asks.
+    let cfg = match from_plan {
+        Some(c) => c,
+        None if op.mode == crate::plan::OperatorMode::Existing => policy_config(ctx).await?,
+        None => return None,
+    };
     let create = cfg.get("create").and_then(serde_json::Value::as_bool) == Some(true);
     if create && let Some(data) = cfg.get("data") {
         let source = "operator.values.migManager.config.data".to_string();
@@ -58,6 +64,20 @@ pub async fn requested(ctx: &Ctx<'_>) -> Option<MigPartedConfigs> {
         Err(e) => Err(format!("{source} could not be read: {e}")),
     };
     Some(MigPartedConfigs { source, text })
+}
+
+/// `spec.migManager.config` of the ClusterPolicy on the cluster.
+async fn policy_config(ctx: &Ctx<'_>) -> Option<serde_json::Value> {
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        ctx.client.clone(),
+        &crate::gpu_stack::operator::cluster_policy(),
+    );
+    let list = api.list(&Default::default()).await.ok()?;
+    list.items
+        .first()?
+        .data
+        .pointer("/spec/migManager/config")
+        .cloned()
 }
 
 #[derive(Deserialize)]

@@ -503,10 +503,18 @@ pub(in crate::sim) fn node_gpus<'a>(
     let pool = fixture.pool_of(&node.name_any())?;
     let gpu = pool.hardware.spec.gpu.as_ref()?;
     let model = catalog.gpu_models.get(&gpu.model)?;
+    // GPUs fallen off the bus are not there for anyone on the node.
+    let missing: u32 = fixture
+        .faults_on(&node.name_any())
+        .filter_map(|f| match f {
+            Fault::GpuMissing { count, .. } => Some(*count),
+            _ => None,
+        })
+        .sum();
     Some(OwnedGpus {
         hardware: &pool.hardware,
         model,
-        count: gpu.count,
+        count: gpu.count.saturating_sub(missing),
         host_driver: pool.host_driver.as_deref(),
     })
 }

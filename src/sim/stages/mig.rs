@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use super::super::config::{self, Policy};
 use super::super::labels::{self, Labels, MigLayout};
 use super::super::world::*;
+use crate::fixture::Fault;
 
 impl World {
     #[expect(
@@ -58,7 +59,16 @@ impl World {
             });
         if state.outcome.is_none() {
             if now >= state.since + self.delays.mig {
-                let outcome = labels::mig_layout(g.model, &config);
+                let held = config != "all-disabled"
+                    && self
+                        .fixture
+                        .faults_on(name)
+                        .any(|f| matches!(f, Fault::MigConfigFailed { .. }));
+                let outcome = if held {
+                    Err("error setting MIG mode on GPU 0: In use by another client".to_string())
+                } else {
+                    labels::mig_layout(g.model, &config)
+                };
                 if let Err(why) = &outcome {
                     out.push(Action::Event(EventSpec {
                         namespace: "default".into(),
