@@ -37,6 +37,11 @@ pub struct GpuPerf {
     pub names: Vec<String>,
     /// Streaming multiprocessors.
     pub sms: u32,
+    /// Boost clock the datasheet FP32 peak is computed at, MHz.
+    #[serde(rename = "boostClockMHz")]
+    pub boost_clock_mhz: u32,
+    /// FP32 lanes (CUDA cores) per SM: 64 on Volta, Turing and GA100, 128 on GA10x, Ada, Hopper.
+    pub fp32_lanes_per_sm: u32,
     /// L2 cache, MiB.
     #[serde(rename = "l2MiB")]
     pub l2_mib: f64,
@@ -348,6 +353,46 @@ mod tests {
         assert_eq!(t.models["V100-SXM2-16GB"].peak(Metric::Bf16Gemm), None);
         assert_eq!(t.floor(&t.models["L4"], "sgemm"), 0.30);
         assert_eq!(t.floor(&t.models["L4"], "h2d"), 0.60);
+    }
+
+    /// Every model's FP32 peak is what its SMs, lanes and boost clock give (FMA = 2 FLOP per
+    /// lane per clock), within 1%: a peak copied from a sibling part (the A10's 31.2 TFLOPS for
+    /// the A10G's 80 SMs) fails here.
+    #[test]
+    fn fp32_peaks_follow_from_sms_and_clocks() {
+        let t = PerfTable::embedded().expect("table");
+        for (key, m) in &t.models {
+            let derived = f64::from(m.sms)
+                * f64::from(m.fp32_lanes_per_sm)
+                * 2.0
+                * f64::from(m.boost_clock_mhz)
+                / 1e6;
+            assert!(
+                (derived - m.fp32_tflops).abs() / m.fp32_tflops < 0.01,
+                "{key}: {} SMs × {} lanes × 2 × {} MHz = {derived:.2} TFLOPS, the table says {}",
+                m.sms,
+                m.fp32_lanes_per_sm,
+                m.boost_clock_mhz,
+                m.fp32_tflops
+            );
+        }
+    }
+
+    /// A healthy GPU must clear its floor with room: every model's typical efficiency sits at
+    /// least 10% above the floor it is judged against, for every metric (and peer links).
+    #[test]
+    fn typical_efficiency_clears_every_floor_by_ten_percent() {
+        let t = PerfTable::embedded().expect("table");
+        let mut bad = Vec::new();
+        for (key, m) in &t.models {
+            for (metric, typical) in &m.typical {
+                let floor = t.floor(m, metric);
+                if *typical < floor * 1.1 {
+                    bad.push(format!("{key} {metric}: typical {typical}, floor {floor}"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{bad:#?}");
     }
 
     #[test]

@@ -171,6 +171,24 @@ impl CheckKind {
                     default: D::Int(20),
                     about: "timed repetitions per metric",
                 },
+                Param {
+                    name: "maxCvPercent",
+                    ty: T::Int,
+                    default: D::Int(5),
+                    about: "a metric whose samples vary more than this (coefficient of variation) fails as unstable",
+                },
+                Param {
+                    name: "peakMarginPercent",
+                    ty: T::Int,
+                    default: D::Int(5),
+                    about: "a median this far above the datasheet peak fails as impossible",
+                },
+                Param {
+                    name: "allowUnknownModels",
+                    ty: T::Bool,
+                    default: D::Bool(false),
+                    about: "report GPUs the performance table has no entry for as unjudged instead of failing them",
+                },
             ],
             Self::Teardown => &[Param {
                 name: "capacityGraceSeconds",

@@ -1,12 +1,40 @@
-//! Judging one bench document: each measurement against its floor (the performance table's
-//! fraction of the model's peak, the peak scaled to a MIG device's share of the GPU), each peer
-//! copy against the link floor, each GPU or MIG device against the best of its kind in the run
-//! (stragglers).
+//! Judging bench documents, as pure functions of the documents, the expectation and the
+//! performance table: what a document must show to count at all ([`contract`]: the devices
+//! requested, of the expected model, with distinct UUIDs), each measurement against its floor
+//! (the table's fraction of the model's peak, the peak scaled to a MIG device's share) and
+//! against what cannot be true (above the peak, or too unstable to mean anything), each peer
+//! link of a multi-GPU node, each GPU or MIG device against the best of its kind in the run.
 
-use super::partition::MigShare;
-use super::{Ctx, GpuNode, Outcome};
-use crate::bench::model::GpuPerf;
+use std::collections::BTreeMap;
+
+use super::partition::{Job, MigShare};
+use super::{GpuNode, Outcome};
+use crate::bench::model::{GpuPerf, PerfTable};
 use crate::bench::{BenchReport, Measurement, Metric};
+
+/// How strictly to judge (the step's `with:`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// A device this many percent below the best of its kind fails.
+    pub straggler_pct: f64,
+    /// A metric whose samples vary more than this (coefficient of variation, %) fails.
+    pub max_cv_pct: f64,
+    /// A median more than this many percent above the peak is impossible.
+    pub peak_margin_pct: f64,
+    /// Models without a performance entry are reported, not failed.
+    pub allow_unknown_models: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            straggler_pct: 10.0,
+            max_cv_pct: 5.0,
+            peak_margin_pct: 5.0,
+            allow_unknown_models: false,
+        }
+    }
+}
 
 /// Where a measured device's testcases go: `<node>/gpu<i>` for a whole GPU, the job's subject
 /// (`<node>/mig3`, `<node>/mig-1g.5gb`) for a MIG device; and how it is named in messages.
@@ -45,7 +73,8 @@ pub fn scaled_peak(
 
 /// One measurement's testcase.
 pub fn metric_outcome(
-    ctx: &Ctx<'_>,
+    table: &PerfTable,
+    s: &Settings,
     g: &GpuNode,
     unit: &Unit<'_>,
     m: &Measurement,
@@ -75,16 +104,41 @@ pub fn metric_outcome(
             stats,
         );
     }
-    let Some(perf) = perf else {
-        // Nothing to judge against: not a pass.
-        return Outcome::skip(
+    let cv_pct = m.summary.cv * 100.0;
+    if !cv_pct.is_finite() || cv_pct > s.max_cv_pct {
+        return Outcome::fail(
             subject,
             Some(&g.name),
             format!(
-                "{stats}; the performance table has no entry for {}: not judged",
-                g.model_key
+                "{who}: {} is unstable: CV {cv_pct:.1}% over {} samples, expected at most {}% (throttling, a noisy neighbour or a timing bug); its median {:.1} {u} does not count",
+                m.metric.key(),
+                m.summary.samples,
+                s.max_cv_pct,
+                m.summary.median
             ),
+            stats,
         );
+    }
+    let Some(perf) = perf else {
+        // Nothing to judge against: never a pass.
+        let why = format!(
+            "{stats}; the performance table has no entry for {}: not judged",
+            g.model_key
+        );
+        return if s.allow_unknown_models {
+            Outcome::skip(subject, Some(&g.name), why)
+        } else {
+            Outcome::fail(
+                subject,
+                Some(&g.name),
+                format!(
+                    "{who}: the performance table has no entry for {}, so {} cannot be judged (allowUnknownModels: true reports it unjudged)",
+                    g.model_key,
+                    m.metric.key()
+                ),
+                why,
+            )
+        };
     };
     let peak = match scaled_peak(perf, m.metric, unit.mig) {
         Err(why) => return Outcome::skip(subject, Some(&g.name), format!("{stats}; {why}")),
@@ -97,9 +151,10 @@ pub fn metric_outcome(
         }
         Ok(Some(p)) => p,
     };
-    let floor_frac = ctx.perf.floor(perf, m.metric.key());
+    let floor_frac = table.floor(perf, m.metric.key());
     let floor = floor_frac * peak;
     let pct = m.summary.median / peak * 100.0;
+    let ceiling = peak * (1.0 + s.peak_margin_pct / 100.0);
     let of = match unit.mig {
         Some(s) => format!(
             "the {} {} peak {peak:.1}, scaled to {} ({}/{} SMs, {}/8 memory slices)",
@@ -116,7 +171,19 @@ pub fn metric_outcome(
         "{stats}\npeak {peak:.1} {u}, floor {floor:.1} {u} ({:.0}% of peak), measured {pct:.1}% of peak",
         floor_frac * 100.0
     );
-    if m.summary.median >= floor {
+    if m.summary.median > ceiling {
+        Outcome::fail(
+            subject,
+            Some(&g.name),
+            format!(
+                "{who}: {} is {:.1} {u}, above {of} (+{}%): impossible result (timing or kernel bug)",
+                m.metric.key(),
+                m.summary.median,
+                s.peak_margin_pct
+            ),
+            detail,
+        )
+    } else if m.summary.median >= floor {
         Outcome::pass(subject, Some(&g.name), detail)
     } else {
         Outcome::fail(
@@ -136,16 +203,35 @@ pub fn metric_outcome(
 /// Peer copies from one GPU: one testcase per destination against the link floor (a median
 /// over destinations would hide one slow link).
 pub fn peer_outcomes(
-    ctx: &Ctx<'_>,
+    table: &PerfTable,
     g: &GpuNode,
     index: u32,
     r: &BenchReport,
     perf: &GpuPerf,
 ) -> Vec<Outcome> {
     let peak = perf.peer_peak();
-    let floor_frac = ctx.perf.floor(perf, "peer");
+    let floor_frac = table.floor(perf, "peer");
     let floor = floor_frac * peak;
-    r.peers
+    // Every other GPU of the node is a destination: a link the document leaves out fails.
+    let mut out: Vec<Outcome> = r
+        .gpus
+        .iter()
+        .map(|d| d.device.index)
+        .filter(|&to| to != index && !r.peers.iter().any(|p| p.from == index && p.to == to))
+        .map(|to| {
+            Outcome::fail(
+                format!("{}/peer/gpu{index}-gpu{to}", g.name),
+                Some(&g.name),
+                format!(
+                    "{} gpu{index} → gpu{to}: the peer copy was not measured ({} GPUs, every ordered pair is)",
+                    g.name,
+                    r.gpus.len()
+                ),
+                "",
+            )
+        })
+        .collect();
+    out.extend(r.peers
         .iter()
         .filter(|p| p.from == index)
         .map(|p| {
@@ -169,35 +255,199 @@ pub fn peer_outcomes(
             } else {
                 Outcome::pass(subject, Some(&g.name), detail)
             }
-        })
-        .collect()
+        }));
+    out
+}
+
+/// What a bench document must show for `job` to count: the devices it was given, of the
+/// expected model (the performance table's CUDA names; a MIG device as `<name> MIG <profile>`
+/// with the profile's SMs), with distinct UUIDs, and real numbers on a real cluster.
+pub fn contract(
+    report: &BenchReport,
+    job: &Job,
+    g: &GpuNode,
+    perf: Option<&GpuPerf>,
+    simulated_node: bool,
+) -> Result<(), String> {
+    if report.gpus.len() != job.devices as usize {
+        return Err(format!(
+            "the bench saw {} device(s), expected {} ({} {} requested; {})",
+            report.gpus.len(),
+            job.devices,
+            job.count,
+            job.resource,
+            g.describe()
+        ));
+    }
+    if let Some(perf) = perf {
+        for d in &report.gpus {
+            let name = d.device.name.split(" MIG ").next().unwrap_or_default();
+            if !perf.names.iter().any(|n| n == name) {
+                return Err(format!(
+                    "the bench saw \"{}\" as gpu{}, expected {} ({})",
+                    d.device.name,
+                    d.device.index,
+                    perf.names
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    g.describe()
+                ));
+            }
+        }
+    }
+    let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
+    for d in &report.gpus {
+        if d.device.uuid.is_empty() {
+            continue;
+        }
+        if let Some(first) = seen.insert(d.device.uuid.as_str(), d.device.index) {
+            return Err(format!(
+                "gpu{first} and gpu{} report the same UUID {}: one GPU counted twice",
+                d.device.index, d.device.uuid
+            ));
+        }
+    }
+    if let Some(m) = &job.mig
+        && let Some(d) = report.gpus.first()
+        && d.device.sm_count != 0
+        && d.device.sm_count != m.profile.multiprocessors
+    {
+        return Err(format!(
+            "the bench saw {} with {} SMs, expected a MIG {} device with {} SMs",
+            d.device.name, d.device.sm_count, m.profile.name, m.profile.multiprocessors
+        ));
+    }
+    if report.simulated && !simulated_node {
+        return Err(
+            "the bench printed simulated results on a real cluster (is the image running --simulate?)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Every testcase of the accepted documents: per device × metric, the peer links, stragglers.
+pub fn all(
+    table: &PerfTable,
+    s: &Settings,
+    results: &[(GpuNode, Job, BenchReport)],
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    // Stragglers within each model (MIG devices within each model and profile).
+    let group = |g: &GpuNode, job: &Job| match &job.mig {
+        Some(m) => format!("{}/{}", g.model_key, m.profile.name),
+        None => g.model_key.clone(),
+    };
+    // Only believable numbers set the best: an impossible or unstable one would make every
+    // honest device a straggler.
+    let believable = |g: &GpuNode, job: &Job, m: &Measurement| {
+        let perf = table.models.get(g.model.perf_key(&g.model_key));
+        let ceiling = perf
+            .and_then(|p| scaled_peak(p, m.metric, job.mig.as_ref()).ok().flatten())
+            .map_or(f64::INFINITY, |p| p * (1.0 + s.peak_margin_pct / 100.0));
+        m.verified && m.summary.cv * 100.0 <= s.max_cv_pct && m.summary.median <= ceiling
+    };
+    let mut best: BTreeMap<(String, Metric), f64> = BTreeMap::new();
+    for (g, job, r) in results {
+        for gpu in &r.gpus {
+            for m in gpu.measurements.iter().filter(|m| believable(g, job, m)) {
+                let e = best.entry((group(g, job), m.metric)).or_insert(0.0);
+                *e = e.max(m.summary.median);
+            }
+        }
+    }
+    for (g, job, r) in results {
+        let perf = table.models.get(g.model.perf_key(&g.model_key));
+        for gpu in &r.gpus {
+            let unit = match &job.mig {
+                Some(m) => Unit {
+                    subject: job.subject.clone(),
+                    who: format!("{} ({})", job.subject.replace('/', " "), m.profile.name),
+                    mig: Some(m),
+                },
+                None => Unit {
+                    subject: format!("{}/gpu{}", g.name, gpu.device.index),
+                    who: format!("{} gpu{}", g.name, gpu.device.index),
+                    mig: None,
+                },
+            };
+            let who = &unit.who;
+            for e in &gpu.errors {
+                out.push(Outcome::fail(
+                    format!("{}/errors", unit.subject),
+                    Some(&g.name),
+                    format!("{who}: {e}"),
+                    "",
+                ));
+            }
+            for m in &gpu.measurements {
+                out.push(metric_outcome(table, s, g, &unit, m, perf));
+            }
+            // A metric the GPU has hardware for must have been measured.
+            for metric in Metric::ALL {
+                let expected = perf.is_some_and(|p| p.peak(metric).is_some());
+                if expected && !gpu.measurements.iter().any(|m| m.metric == metric) {
+                    out.push(Outcome::fail(
+                        format!("{}/{}", unit.subject, metric.key()),
+                        Some(&g.name),
+                        format!("{who}: {} was not measured", metric.key()),
+                        "",
+                    ));
+                }
+            }
+            if let Some(p) = perf
+                && job.mig.is_none()
+            {
+                out.extend(peer_outcomes(table, g, gpu.device.index, r, p));
+            }
+            let kind = match &job.mig {
+                Some(m) => format!("{} MIG {}", g.model.product, m.profile.name),
+                None => g.model.product.clone(),
+            };
+            let slow: Vec<String> = gpu
+                .measurements
+                .iter()
+                .filter(|m| believable(g, job, m))
+                .filter_map(|m| {
+                    let b = best.get(&(group(g, job), m.metric)).copied().unwrap_or(0.0);
+                    let below = if b > 0.0 {
+                        (1.0 - m.summary.median / b) * 100.0
+                    } else {
+                        0.0
+                    };
+                    (below > s.straggler_pct).then(|| {
+                        format!(
+                            "{} {:.1} {} is {below:.0}% below the best {kind} in this run ({b:.1})",
+                            m.metric.key(),
+                            m.summary.median,
+                            m.metric.unit(),
+                        )
+                    })
+                })
+                .collect();
+            let subject = format!("{}/straggler", unit.subject);
+            match slow.first() {
+                None => out.push(Outcome::pass(
+                    subject,
+                    Some(&g.name),
+                    format!(
+                        "within {}% of the best {kind} on every metric",
+                        s.straggler_pct
+                    ),
+                )),
+                Some(first) => out.push(Outcome::fail(
+                    subject,
+                    Some(&g.name),
+                    format!("{who}: {first}"),
+                    slow.join("\n"),
+                )),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bench::model::PerfTable;
-    use crate::catalog::Catalog;
-
-    /// An A100-40GB 1g.5gb device: 14 of 108 SMs, 1 of 8 memory slices; host copies not judged.
-    #[test]
-    fn peaks_scale_to_the_mig_device() {
-        let t = PerfTable::embedded().expect("table");
-        let c = Catalog::embedded().expect("catalog");
-        let perf = &t.models["A100-SXM4-40GB"];
-        let model = &c.gpu_models["A100-SXM4-40GB"];
-        let p = model
-            .mig_profiles
-            .iter()
-            .find(|p| p.name == "1g.5gb")
-            .expect("profile");
-        let share = super::super::partition::share_of(p, model, perf.sms);
-        let peak = |m| scaled_peak(perf, m, Some(&share));
-        assert_eq!(peak(Metric::Triad), Ok(Some(1555.0 / 8.0)));
-        let sgemm = peak(Metric::Sgemm).expect("judged").expect("peak");
-        assert!((sgemm - 19.5 * 14.0 / 108.0).abs() < 1e-9, "{sgemm}");
-        assert!(peak(Metric::H2d).is_err());
-        // Whole GPUs keep the table's peaks.
-        assert_eq!(scaled_peak(perf, Metric::Triad, None), Ok(Some(1555.0)));
-    }
-}
+mod tests;

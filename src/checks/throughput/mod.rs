@@ -22,7 +22,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
-use crate::bench::{BenchReport, Metric, NodeBench};
+use crate::bench::{BenchReport, NodeBench};
 
 use crate::gpu_stack::ours::{self, BENCH_LABEL};
 use crate::gpu_stack::resources;
@@ -34,7 +34,12 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     if nodes.is_empty() {
         return no_nodes(ctx);
     }
-    let straggler_pct = step.int("stragglerPercent").clamp(1, 90) as f64;
+    let settings = judge::Settings {
+        straggler_pct: step.int("stragglerPercent").clamp(1, 90) as f64,
+        max_cv_pct: step.int("maxCvPercent").clamp(1, 100) as f64,
+        peak_margin_pct: step.int("peakMarginPercent").clamp(0, 100) as f64,
+        allow_unknown_models: step.bool("allowUnknownModels"),
+    };
     let repetitions = step.int("repetitions").clamp(3, 1000);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut out = Vec::new();
@@ -217,7 +222,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                 ));
             }
             Some(_) => match BenchReport::parse(&log) {
-                Ok(report) => match contract(&report, job, g, simulated_nodes.contains(node)) {
+                Ok(report) => match judge::contract(
+                    &report,
+                    job,
+                    g,
+                    ctx.perf.models.get(g.model.perf_key(&g.model_key)),
+                    simulated_nodes.contains(node),
+                ) {
                     Err(why) => out.push(Outcome::fail(
                         subject.clone(),
                         Some(node),
@@ -256,106 +267,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .await;
     }
 
-    // Per GPU × metric against the floors, then stragglers within each model (MIG devices
-    // within each model and profile).
-    let group = |g: &GpuNode, job: &partition::Job| match &job.mig {
-        Some(m) => format!("{}/{}", g.model_key, m.profile.name),
-        None => g.model_key.clone(),
-    };
-    let mut best: BTreeMap<(String, Metric), f64> = BTreeMap::new();
-    for (g, job, r) in &results {
-        for gpu in &r.gpus {
-            for m in gpu.measurements.iter().filter(|m| m.verified) {
-                let e = best.entry((group(g, job), m.metric)).or_insert(0.0);
-                *e = e.max(m.summary.median);
-            }
-        }
-    }
-    for (g, job, r) in &results {
-        let perf = ctx.perf.models.get(g.model.perf_key(&g.model_key));
-        for gpu in &r.gpus {
-            let unit = match &job.mig {
-                Some(m) => judge::Unit {
-                    subject: job.subject.clone(),
-                    who: format!("{} ({})", job.subject.replace('/', " "), m.profile.name),
-                    mig: Some(m),
-                },
-                None => judge::Unit {
-                    subject: format!("{}/gpu{}", g.name, gpu.device.index),
-                    who: format!("{} gpu{}", g.name, gpu.device.index),
-                    mig: None,
-                },
-            };
-            let who = &unit.who;
-            for e in &gpu.errors {
-                out.push(Outcome::fail(
-                    format!("{}/errors", unit.subject),
-                    Some(&g.name),
-                    format!("{who}: {e}"),
-                    "",
-                ));
-            }
-            for m in &gpu.measurements {
-                out.push(judge::metric_outcome(ctx, g, &unit, m, perf));
-            }
-            // A metric the GPU has hardware for must have been measured.
-            for metric in Metric::ALL {
-                let expected = perf.is_some_and(|p| p.peak(metric).is_some());
-                if expected && !gpu.measurements.iter().any(|m| m.metric == metric) {
-                    out.push(Outcome::fail(
-                        format!("{}/{}", unit.subject, metric.key()),
-                        Some(&g.name),
-                        format!("{who}: {} was not measured", metric.key()),
-                        "",
-                    ));
-                }
-            }
-            if let Some(p) = perf
-                && job.mig.is_none()
-            {
-                out.extend(judge::peer_outcomes(ctx, g, gpu.device.index, r, p));
-            }
-            let kind = match &job.mig {
-                Some(m) => format!("{} MIG {}", g.model.product, m.profile.name),
-                None => g.model.product.clone(),
-            };
-            let slow: Vec<String> = gpu
-                .measurements
-                .iter()
-                .filter(|m| m.verified)
-                .filter_map(|m| {
-                    let b = best.get(&(group(g, job), m.metric)).copied().unwrap_or(0.0);
-                    let below = if b > 0.0 {
-                        (1.0 - m.summary.median / b) * 100.0
-                    } else {
-                        0.0
-                    };
-                    (below > straggler_pct).then(|| {
-                        format!(
-                            "{} {:.1} {} is {below:.0}% below the best {kind} in this run ({b:.1})",
-                            m.metric.key(),
-                            m.summary.median,
-                            m.metric.unit(),
-                        )
-                    })
-                })
-                .collect();
-            let subject = format!("{}/straggler", unit.subject);
-            match slow.first() {
-                None => out.push(Outcome::pass(
-                    subject,
-                    Some(&g.name),
-                    format!("within {straggler_pct}% of the best {kind} on every metric"),
-                )),
-                Some(first) => out.push(Outcome::fail(
-                    subject,
-                    Some(&g.name),
-                    format!("{who}: {first}"),
-                    slow.join("\n"),
-                )),
-            }
-        }
-    }
+    out.extend(judge::all(ctx.perf, &settings, &results));
     for (g, job, r) in results {
         ctx.emit(Event::Bench(NodeBench {
             // One document per pod: the node, or `<node>/mig3` for a MIG device.
@@ -393,43 +305,6 @@ fn bench_pod(ctx: &Ctx<'_>, job: &partition::Job, repetitions: i64) -> Result<Po
         "spec": spec,
     }))
     .map_err(|e| e.to_string())
-}
-
-/// What a bench document must show for `job`: the devices it was given (for a MIG device, one
-/// with the profile's SMs), and real numbers on a real cluster.
-fn contract(
-    report: &BenchReport,
-    job: &partition::Job,
-    g: &GpuNode,
-    simulated_node: bool,
-) -> Result<(), String> {
-    if report.gpus.len() != job.devices as usize {
-        return Err(format!(
-            "the bench saw {} device(s), expected {} ({} {} requested; {})",
-            report.gpus.len(),
-            job.devices,
-            job.count,
-            job.resource,
-            g.describe()
-        ));
-    }
-    if let Some(m) = &job.mig
-        && let Some(d) = report.gpus.first()
-        && d.device.sm_count != 0
-        && d.device.sm_count != m.profile.multiprocessors
-    {
-        return Err(format!(
-            "the bench saw {} with {} SMs, expected a MIG {} device with {} SMs",
-            d.device.name, d.device.sm_count, m.profile.name, m.profile.multiprocessors
-        ));
-    }
-    if report.simulated && !simulated_node {
-        return Err(
-            "the bench printed simulated results on a real cluster (is the image running --simulate?)"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 /// The pod's log; one retry after a moment if it is not a bench document yet (the log source
