@@ -36,6 +36,28 @@ pub enum Command {
     /// Find EC2 resources gpuconform created whose expiry passed (or of one run) and delete them
     /// with --yes; a dry run by default.
     Sweep(SweepArgs),
+    /// Compare two runs' benchmarks: better, same, worse or inconclusive per benchmark, from the
+    /// raw samples; exit 5 when any got worse.
+    Compare(CompareArgs),
+}
+
+/// Flags of `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The base run: a results.json, a run folder, or a reports folder (its newest passing run
+    /// with benchmarks).
+    pub base: PathBuf,
+    /// The new run: a results.json, a run folder, or a reports folder (its newest run).
+    pub new: PathBuf,
+    /// The smallest change that counts, in percent.
+    #[arg(long, default_value_t = 3.0)]
+    pub threshold: f64,
+    /// Confidence of the interval, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub confidence: f64,
+    /// Write compare.md and compare.junit.xml into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `sweep`.

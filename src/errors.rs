@@ -23,6 +23,9 @@ pub enum ExpectedError {
     /// Stopping left something behind.
     #[error("stop everything: left behind:\n  {}", .0.join("\n  "))]
     TeardownIncomplete(Vec<String>),
+    /// Two runs could not be compared (unreadable, no benchmarks in common, other hardware).
+    #[error(transparent)]
+    Compare(#[from] crate::compare::CompareError),
 }
 
 impl From<LocalError> for ExpectedError {
@@ -42,6 +45,7 @@ impl ExpectedError {
             }
             Self::Local(_) => exit_codes::INFRA_ERROR,
             Self::TeardownIncomplete(_) => exit_codes::TEARDOWN_INCOMPLETE,
+            Self::Compare(_) => exit_codes::INPUT_ERROR,
         }
     }
 

@@ -17,5 +17,8 @@ pub const INFRA_ERROR: u8 = 3;
 /// Teardown incomplete: something the harness started or created could not be removed. The error
 /// lists what is left (process ids, ports, resource ids).
 pub const TEARDOWN_INCOMPLETE: u8 = 4;
+/// `compare`: at least one benchmark is worse in the new run (a drop of at least the threshold
+/// at the confidence asked).
+pub const REGRESSION: u8 = 5;
 /// Interrupted by SIGINT or SIGTERM; teardown ran.
 pub const INTERRUPTED: u8 = 130;

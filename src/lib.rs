@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod errors;
 pub mod exit_codes;
 pub mod fixture;

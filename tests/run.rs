@@ -1770,3 +1770,76 @@ fn mig_faults_fail_naming_node_config_and_counts() {
         );
     }
 }
+
+/// The nightly gate: three p4d runs, one with GPU 3 at 90% of its speed. `compare` of the two
+/// healthy runs finds every benchmark the same (exit 0); against the slowed run it reports
+/// exactly GPU 3's benchmarks worse and exits with the regression code, writing Markdown and
+/// JUnit.
+#[test]
+fn compare_flags_exactly_the_slowed_gpu() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plan = root().join("plans/local.yaml");
+    let p4d = std::fs::read_to_string(root().join("fixtures/clusters/p4d.yaml")).expect("p4d");
+    let slow = tmp.path().join("p4d-slow.yaml");
+    std::fs::write(
+        &slow,
+        format!(
+            "{}faults:\n  - kind: slowGpu\n    node: gpu-worker-1\n    gpu: 3\n    factor: 0.9\n",
+            p4d.replace("name: p4d", "name: p4d-slow")
+        ),
+    )
+    .expect("write fixture");
+    let args = |fixture: &str| -> Vec<String> {
+        [
+            "suites=[throughput]".to_string(),
+            format!("target.local.fixture={fixture}"),
+            "timeouts.step=60s".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|v| ["--set".to_string(), v])
+        .collect()
+    };
+    let runs = vec![
+        ("base", args("fixtures/clusters/p4d.yaml")),
+        ("again", args("fixtures/clusters/p4d.yaml")),
+        ("slow", args(&slow.display().to_string())),
+    ];
+    let outcomes = side_by_side(tmp.path(), &plan, &runs);
+    assert_eq!(outcomes[0].0, Some(0), "{}", outcomes[0].2);
+    let dir = |name: &str| run_dir(&tmp.path().join(name)).display().to_string();
+    let same = gpuconform(&["compare", &dir("base"), &dir("again")]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert!(
+        text(&same).contains(" 0 worse, 0 inconclusive, 64 same, 0 better"),
+        "{}",
+        text(&same)
+    );
+    let out = tmp.path().join("cmp");
+    let worse = gpuconform(&[
+        "compare",
+        &dir("base"),
+        &dir("slow"),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(worse.status.code(), Some(5), "{}", text(&worse));
+    let md = std::fs::read_to_string(out.join("compare.md")).expect("compare.md");
+    let worse_ids: BTreeSet<String> = md
+        .lines()
+        .filter(|l| l.ends_with("| worse |"))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_string))
+        .collect();
+    let want: BTreeSet<String> = [
+        "copy", "triad", "fp32Fma", "sgemm", "fp16Gemm", "bf16Gemm", "h2d", "d2h",
+    ]
+    .iter()
+    .map(|m| format!("gpu-worker/A100-SXM4-40GB/gpu3/{m}"))
+    .collect();
+    assert_eq!(worse_ids, want, "{md}");
+    assert!(
+        md.contains(" 8 worse, 0 inconclusive, 56 same, 0 better"),
+        "{md}"
+    );
+    let junit = std::fs::read_to_string(out.join("compare.junit.xml")).expect("junit");
+    assert!(junit.contains("tests=\"64\" failures=\"8\""), "{junit}");
+}

@@ -374,6 +374,7 @@ fn memory(
             summary: summarize(&samples).ok_or("no samples")?,
             verified: ok,
             size: n * 4,
+            samples,
         })
     };
     Ok(vec![
@@ -427,6 +428,7 @@ fn fma(
         summary: summarize(&samples).ok_or("no samples")?,
         verified: ok,
         size: threads,
+        samples,
     })
 }
 
@@ -574,6 +576,7 @@ where
         summary: summarize(&samples).ok_or("no samples")?,
         verified: ok,
         size: n as u64,
+        samples,
     })
 }
 
@@ -619,6 +622,7 @@ fn host_copies(
             summary: summarize(s).ok_or("no samples")?,
             verified: ok,
             size: len as u64,
+            samples: s.to_vec(),
         })
     };
     Ok(vec![mk(Metric::H2d, &h2d)?, mk(Metric::D2h, &d2h)?])

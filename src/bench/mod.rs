@@ -20,7 +20,7 @@ pub use stats::Summary;
 /// Version of the bench JSON document (`schemas/bench.schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// One node's bench result, kept for the benchmark reports.
+/// One bench pod's result, kept for the benchmark reports.
 #[derive(Debug, Clone)]
 pub struct NodeBench {
     /// Node name.
@@ -29,8 +29,25 @@ pub struct NodeBench {
     pub instance_type: String,
     /// Catalog GPU model key.
     pub model_key: String,
+    /// The node's pool (a pool label's value), else its instance type, else the node name:
+    /// the first part of each benchmark's stable identity.
+    pub group: String,
+    /// The measured device when it is a MIG device (`mig3`, `mig-1g.10gb`); whole GPUs are
+    /// `gpu<index>`.
+    pub mig_unit: Option<String>,
     /// The document.
     pub report: BenchReport,
+}
+
+impl NodeBench {
+    /// The stable identity of a metric of GPU `index`: `<group>/<model>/<device>/<metric>`.
+    pub fn id(&self, index: u32, metric: &str) -> String {
+        let device = self
+            .mig_unit
+            .clone()
+            .unwrap_or_else(|| format!("gpu{index}"));
+        format!("{}/{}/{device}/{metric}", self.group, self.model_key)
+    }
 }
 
 /// Exit codes of `gpuconform-bench`.
@@ -118,6 +135,14 @@ pub struct Measurement {
     pub verified: bool,
     /// Problem size (bytes per array, or matrix order).
     pub size: u64,
+    /// The timed repetitions themselves, in order (what `gpuconform compare` judges); `samples`
+    /// is their count.
+    #[serde(
+        default,
+        rename = "sampleValues",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub samples: Vec<f64>,
 }
 
 /// What the device says about itself.

@@ -245,6 +245,7 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
                     Metric::Fp32Fma => 0,
                     Metric::H2d | Metric::D2h => 256 * 1_048_576,
                 },
+                samples,
             });
         }
         gpus.push(GpuResult {

@@ -1,5 +1,6 @@
 //! What each subcommand does: resolve flags into settings, call the library, report.
 
+mod compare;
 mod dry_run;
 mod lint;
 mod list;
@@ -22,5 +23,6 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Lint(args) => lint::lint(args, printer),
         Command::List(args) => list::list(args, printer),
         Command::Sweep(args) => sweep::sweep(args, printer).await,
+        Command::Compare(args) => compare::compare(args, printer),
     }
 }

@@ -17,6 +17,8 @@ use crate::bench::model::PerfTable;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BenchRow {
+    /// Stable identity across runs: `<pool or instance type>/<GPU model>/<device>/<metric>`.
+    pub id: String,
     /// Node.
     pub node: String,
     /// Instance type.
@@ -45,6 +47,14 @@ pub struct BenchRow {
     pub simulated: bool,
     /// The kernel's output was right.
     pub verified: bool,
+    /// The CUDA device name.
+    pub device: String,
+    /// The GPU's UUID (data, not identity: it changes with the machine).
+    pub uuid: String,
+    /// The driver the bench ran on.
+    pub driver_version: String,
+    /// The timed repetitions (none for the peer summary).
+    pub samples: Vec<f64>,
 }
 
 /// Rows from this run's bench documents.
@@ -59,6 +69,7 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                     .zip(peak)
                     .map(|(p, pk)| perf.floor(p, m.metric.key()) * pk);
                 out.push(BenchRow {
+                    id: nb.id(g.device.index, m.metric.key()),
                     node: nb.node.clone(),
                     instance_type: nb.instance_type.clone(),
                     gpu: g.device.index,
@@ -73,6 +84,10 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                     peak,
                     simulated: nb.report.simulated,
                     verified: m.verified,
+                    device: g.device.name.clone(),
+                    uuid: g.device.uuid.clone(),
+                    driver_version: nb.report.driver_version.clone(),
+                    samples: m.samples.clone(),
                 });
             }
             let mine: Vec<f64> = nb
@@ -88,6 +103,7 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                 v.sort_by(f64::total_cmp);
                 let median = v[0];
                 out.push(BenchRow {
+                    id: nb.id(g.device.index, "peerSlowest"),
                     node: nb.node.clone(),
                     instance_type: nb.instance_type.clone(),
                     gpu: g.device.index,
@@ -107,6 +123,10 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                         .iter()
                         .filter(|p| p.from == g.device.index)
                         .all(|p| p.verified),
+                    device: g.device.name.clone(),
+                    uuid: g.device.uuid.clone(),
+                    driver_version: nb.report.driver_version.clone(),
+                    samples: Vec::new(),
                 });
             }
         }
@@ -114,18 +134,40 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
     out
 }
 
-/// Bencher Metric Format: benchmark `<node>/gpu<i>/<metric>` → measure → value and bounds.
+/// Bencher Metric Format: benchmark `<pool or instance type>/<model>/<device>/<metric>` (a
+/// simulated run's names end in `@simulated`, so they never mix with measured ones) → measure
+/// → value and bounds. Several nodes of one pool share an identity: the value is the median of
+/// their medians, the bounds the lowest p5 and the highest p95.
 pub fn bmf(rows: &[BenchRow]) -> Value {
-    let mut out = serde_json::Map::new();
+    let mut groups: BTreeMap<String, Vec<&BenchRow>> = BTreeMap::new();
     for r in rows {
-        let measure = if r.unit == "GB/s" {
+        let name = if r.simulated {
+            format!("{}@simulated", r.id)
+        } else {
+            r.id.clone()
+        };
+        groups.entry(name).or_default().push(r);
+    }
+    let mut out = serde_json::Map::new();
+    for (name, rs) in groups {
+        let measure = if rs[0].unit == "GB/s" {
             "throughput-gb-s"
         } else {
             "throughput-tflops"
         };
+        let mut medians: Vec<f64> = rs.iter().map(|r| r.median).collect();
+        medians.sort_by(f64::total_cmp);
+        let n = medians.len();
+        let value = if n % 2 == 1 {
+            medians[n / 2]
+        } else {
+            (medians[n / 2 - 1] + medians[n / 2]) / 2.0
+        };
+        let lower = rs.iter().map(|r| r.p5).fold(f64::INFINITY, f64::min);
+        let upper = rs.iter().map(|r| r.p95).fold(f64::NEG_INFINITY, f64::max);
         out.insert(
-            format!("{}/gpu{}/{}", r.node, r.gpu, r.metric),
-            json!({ measure: {"value": r.median, "lower_value": r.p5, "upper_value": r.p95} }),
+            name,
+            json!({ measure: {"value": value, "lower_value": lower, "upper_value": upper} }),
         );
     }
     Value::Object(out)
@@ -274,6 +316,11 @@ mod tests {
 
     fn row(gpu: u32, median: f64) -> BenchRow {
         BenchRow {
+            id: format!("p4d.24xlarge/A100-SXM4-40GB/gpu{gpu}/triad"),
+            device: "NVIDIA A100-SXM4-40GB".into(),
+            uuid: format!("GPU-{gpu}"),
+            driver_version: "580.95.05".into(),
+            samples: vec![median],
             node: "gpu-worker-1".into(),
             instance_type: "p4d.24xlarge".into(),
             gpu,
@@ -294,10 +341,24 @@ mod tests {
     #[test]
     fn bmf_has_value_and_bounds() {
         let v = bmf(&[row(3, 758.0)]);
-        let m = &v["gpu-worker-1/gpu3/triad"]["throughput-gb-s"];
+        let m = &v["p4d.24xlarge/A100-SXM4-40GB/gpu3/triad@simulated"]["throughput-gb-s"];
         assert_eq!(m["value"], 758.0);
         assert_eq!(m["lower_value"], 758.0 * 0.99);
         assert_eq!(m["upper_value"], 758.0 * 1.01);
+        // Measured runs are named without the mark; two nodes of one pool share a benchmark.
+        let measured = |node: &str, median: f64| BenchRow {
+            simulated: false,
+            node: node.into(),
+            ..row(3, median)
+        };
+        let v = bmf(&[
+            measured("ip-10-0-1-7", 1380.0),
+            measured("ip-10-0-2-9", 1360.0),
+        ]);
+        let m = &v["p4d.24xlarge/A100-SXM4-40GB/gpu3/triad"]["throughput-gb-s"];
+        assert_eq!(m["value"], 1370.0);
+        assert_eq!(m["lower_value"], 1360.0 * 0.99);
+        assert_eq!(m["upper_value"], 1380.0 * 1.01);
     }
 
     #[test]

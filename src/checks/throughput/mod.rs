@@ -270,10 +270,14 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     out.extend(judge::all(ctx.perf, &settings, &results));
     for (g, job, r) in results {
         ctx.emit(Event::Bench(NodeBench {
-            // One document per pod: the node, or `<node>/mig3` for a MIG device.
-            node: job.subject.clone(),
+            node: g.name.clone(),
             instance_type: g.instance_type.clone(),
             model_key: g.model_key.clone(),
+            group: job.group.clone(),
+            mig_unit: job
+                .mig
+                .as_ref()
+                .and_then(|_| job.subject.rsplit('/').next().map(str::to_string)),
             report: r,
         }));
     }

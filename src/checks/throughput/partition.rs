@@ -41,6 +41,9 @@ pub struct Job {
     pub devices: u32,
     /// The MIG device measured, if one is.
     pub mig: Option<MigShare>,
+    /// The node's pool (its pool label), else its instance type, else its name: the start of
+    /// its benchmarks' identities.
+    pub group: String,
 }
 
 /// A MIG device's share of its GPU.
@@ -67,6 +70,30 @@ pub enum Plan {
 
 /// The bench pods for `g`; `gpu_sms` is the whole GPU's SM count from the performance table.
 pub fn plan(node: &Node, g: &GpuNode, asked: &Asked, gpu_sms: Option<u32>) -> Plan {
+    match plan_jobs(node, g, asked, gpu_sms) {
+        Plan::Jobs(mut jobs) => {
+            let group = group_of(node, g);
+            for j in &mut jobs {
+                j.group = group.clone();
+            }
+            Plan::Jobs(jobs)
+        }
+        skip => skip,
+    }
+}
+
+/// What names the node's kind across runs: a pool label, else the instance type, else the node.
+fn group_of(node: &Node, g: &GpuNode) -> String {
+    use kube::ResourceExt;
+    let labels = node.labels();
+    crate::plan::expect::POOL_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k).filter(|v| !v.is_empty()).cloned())
+        .or_else(|| labels.get("node.kubernetes.io/instance-type").cloned())
+        .unwrap_or_else(|| g.name.clone())
+}
+
+fn plan_jobs(node: &Node, g: &GpuNode, asked: &Asked, gpu_sms: Option<u32>) -> Plan {
     let whole = |count: u64, resource: &str| Job {
         node: g.name.clone(),
         pod: format!("bench-{}", g.name),
@@ -75,6 +102,7 @@ pub fn plan(node: &Node, g: &GpuNode, asked: &Asked, gpu_sms: Option<u32>) -> Pl
         count,
         devices: u32::try_from(count).unwrap_or(u32::MAX),
         mig: None,
+        group: String::new(),
     };
     let share = match asked.share(node) {
         Ok(s) => s,
@@ -150,6 +178,7 @@ fn mig_jobs(
                 count: 1,
                 devices: 1,
                 mig: Some(share_of(profile, &g.model, gpu_sms)),
+                group: String::new(),
             });
         }
         return Plan::Jobs(jobs);
@@ -167,6 +196,7 @@ fn mig_jobs(
                 count: *n,
                 devices: u32::try_from(*n).unwrap_or(u32::MAX),
                 mig: None,
+                group: String::new(),
             });
             continue;
         }
@@ -182,6 +212,7 @@ fn mig_jobs(
             count: 1,
             devices: 1,
             mig: Some(share_of(profile, &g.model, gpu_sms)),
+            group: String::new(),
         });
     }
     Plan::Jobs(jobs)

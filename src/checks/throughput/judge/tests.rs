@@ -31,6 +31,7 @@ fn whole_job() -> Job {
         count: 8,
         devices: 8,
         mig: None,
+        group: "p4d.24xlarge".into(),
     }
 }
 

@@ -1,0 +1,52 @@
+//! `gpuconform compare BASE NEW`: flags into settings, the comparison, its report.
+
+use crate::cli::CompareArgs;
+use crate::compare::{self, CompareError, Settings};
+use crate::errors::ExpectedError;
+use crate::exit_codes;
+use crate::output::Printer;
+
+/// Compares two runs; exit `REGRESSION` when a benchmark got worse.
+pub fn compare(args: CompareArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+    let pct = |flag: &'static str, value: f64, lo: f64, hi: f64| {
+        if value.is_finite() && value > lo && value < hi {
+            Ok(value / 100.0)
+        } else {
+            Err(CompareError::Flag {
+                flag,
+                value,
+                lo,
+                hi,
+            })
+        }
+    };
+    let settings = Settings {
+        threshold: pct("threshold", args.threshold, 0.0, 100.0)?,
+        confidence: pct("confidence", args.confidence, 50.0, 100.0)?,
+        ..Settings::default()
+    };
+    let base = compare::load(&args.base, true)?;
+    let new = compare::load(&args.new, false)?;
+    let c = compare::compare(&base, &new, &settings)?;
+    let md = compare::markdown(&c, &base, &new, &settings);
+    for w in &c.warnings {
+        printer.warn(format!("software differs: {w}"));
+    }
+    printer.result(md.trim_end());
+    if let Some(dir) = &args.out {
+        for (name, text) in [
+            ("compare.md", md.clone()),
+            ("compare.junit.xml", compare::junit(&c)),
+        ] {
+            let path = dir.join(name);
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, text))
+                .map_err(|source| CompareError::Write { path, source })?;
+        }
+    }
+    Ok(if c.regressed() {
+        exit_codes::REGRESSION
+    } else {
+        exit_codes::OK
+    })
+}

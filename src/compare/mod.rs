@@ -1,0 +1,449 @@
+//! `gpuconform compare BASE NEW`: each benchmark identity of two runs judged from the raw
+//! samples ([`stats`]), the hardware behind them checked first, a Markdown report and JUnit
+//! testcases written, and an exit code CI can gate on (`exit_codes::REGRESSION`).
+//!
+//! A run is a `results.json` or a folder: a run folder holding one, or a reports folder whose
+//! newest passing run is taken. Identities are `<pool or instance type>/<GPU model>/<device>/<metric>`
+//! (`bench::BenchRow::id`), stable across runs where node names are not; rows of several nodes
+//! of one pool pool their samples.
+
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use stats::{Settings, Verdict};
+
+/// Why a comparison could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a results document.
+    #[error("{path}: not a gpuconform results.json ({why})")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A folder without a run in it.
+    #[error(
+        "{path}: no results.json here, nor a run folder below with benchmarks (a base must have passed)"
+    )]
+    NoRun {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The two runs measured different hardware.
+    #[error("the runs measured different hardware, refusing to compare:\n{0}")]
+    Hardware(String),
+    /// A flag out of range.
+    #[error("--{flag} {value}: expected a percentage above {lo} and below {hi}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: f64,
+        /// Exclusive bounds.
+        lo: f64,
+        /// Exclusive bounds.
+        hi: f64,
+    },
+    /// The report could not be written.
+    #[error("{path}: cannot write the comparison: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Nothing in common.
+    #[error("no benchmark identity is in both runs (base has {base}, new has {new})")]
+    Disjoint {
+        /// Identities in the base run.
+        base: usize,
+        /// In the new run.
+        new: usize,
+    },
+}
+
+/// One benchmark identity of one run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Series {
+    /// `GB/s` or `TFLOPS`.
+    pub unit: String,
+    /// Raw samples of every row with this identity.
+    pub samples: Vec<f64>,
+    /// CUDA device names seen.
+    pub devices: Vec<String>,
+    /// From the simulator.
+    pub simulated: bool,
+}
+
+/// The benchmarks of one run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Run {
+    /// Where it was read.
+    pub path: PathBuf,
+    /// Its run id.
+    pub run_id: String,
+    /// Identity → series.
+    pub series: BTreeMap<String, Series>,
+    /// Driver version per identity prefix (software, warned about when it differs).
+    pub drivers: BTreeMap<String, String>,
+}
+
+/// Reads a run from a `results.json`, a run folder, or a reports folder: its newest run with
+/// benchmarks, the newest one that passed when `passed` (a baseline must be a good run).
+pub fn load(path: &Path, passed: bool) -> Result<Run, CompareError> {
+    let file = resolve(path, passed)?;
+    let text = std::fs::read_to_string(&file).map_err(|source| CompareError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    parse(&file, &text)
+}
+
+/// The `results.json` a path names.
+fn resolve(path: &Path, need_pass: bool) -> Result<PathBuf, CompareError> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let direct = path.join("results.json");
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    // A reports folder: the newest run that passed (its `started_at`, then its name).
+    let mut best: Option<(String, PathBuf)> = None;
+    let entries = std::fs::read_dir(path).map_err(|source| CompareError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let f = e.path().join("results.json");
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let passed = v.get("cases").and_then(Value::as_array).is_some_and(|c| {
+            c.iter()
+                .all(|c| c.get("status").and_then(Value::as_str) != Some("failed"))
+        });
+        if (need_pass && !passed)
+            || v.get("benchmarks")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        {
+            continue;
+        }
+        let key = v
+            .get("startedAt")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, f));
+        }
+    }
+    best.map(|(_, f)| f).ok_or_else(|| CompareError::NoRun {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Reads the benchmarks of one results document.
+pub fn parse(file: &Path, text: &str) -> Result<Run, CompareError> {
+    let bad = |why: String| CompareError::Format {
+        path: file.to_path_buf(),
+        why,
+    };
+    let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let rows = v
+        .get("benchmarks")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no `benchmarks` list".into()))?;
+    let mut run = Run {
+        path: file.to_path_buf(),
+        run_id: v
+            .get("runId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        ..Run::default()
+    };
+    for (i, r) in rows.iter().enumerate() {
+        let s = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let id = s("id");
+        if id.is_empty() {
+            return Err(bad(format!(
+                "benchmarks[{i}] has no `id` (written by a gpuconform before stable identities)"
+            )));
+        }
+        let samples: Vec<f64> = r
+            .get("samples")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        if samples.is_empty() {
+            // Peer summaries carry no raw samples; they are not compared.
+            continue;
+        }
+        let entry = run.series.entry(id.clone()).or_default();
+        entry.unit = s("unit");
+        entry.samples.extend(samples);
+        let device = s("device");
+        if !device.is_empty() && !entry.devices.contains(&device) {
+            entry.devices.push(device);
+        }
+        entry.simulated |= r.get("simulated").and_then(Value::as_bool).unwrap_or(false);
+        let driver = s("driverVersion");
+        if !driver.is_empty() {
+            let prefix = id.rsplitn(3, '/').nth(2).unwrap_or(&id).to_string();
+            run.drivers.insert(prefix, driver);
+        }
+    }
+    Ok(run)
+}
+
+/// One compared identity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The identity.
+    pub id: String,
+    /// Unit.
+    pub unit: String,
+    /// Base median.
+    pub base: f64,
+    /// New median.
+    pub new: f64,
+    /// Ratio and interval.
+    pub ratio: stats::Ratio,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The comparison of two runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Per common identity.
+    pub rows: Vec<Row>,
+    /// Identities only in the base run.
+    pub only_base: Vec<String>,
+    /// Only in the new run.
+    pub only_new: Vec<String>,
+    /// Software differences worth knowing (driver versions).
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether any benchmark got worse.
+    pub fn regressed(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Worse)
+    }
+}
+
+fn seed(id: &str) -> u64 {
+    // FNV-1a: a fixed seed per identity, so a comparison is reproducible.
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Compares `new` against `base`. Refuses when an identity was measured on other devices
+/// (the hardware differs); a simulated run against a real one is refused too.
+pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, CompareError> {
+    let common: Vec<&String> = base
+        .series
+        .keys()
+        .filter(|k| new.series.contains_key(*k))
+        .collect();
+    if common.is_empty() {
+        return Err(CompareError::Disjoint {
+            base: base.series.len(),
+            new: new.series.len(),
+        });
+    }
+    let mut hardware = Vec::new();
+    for id in &common {
+        let (b, n) = (&base.series[*id], &new.series[*id]);
+        if !b.devices.is_empty() && !n.devices.is_empty() && b.devices != n.devices {
+            hardware.push(format!(
+                "  {id}: {} in {}, {} in {}",
+                b.devices.join(", "),
+                base.run_id,
+                n.devices.join(", "),
+                new.run_id
+            ));
+        }
+        if b.simulated != n.simulated {
+            hardware.push(format!(
+                "  {id}: {} in {}, {} in {}",
+                if b.simulated { "simulated" } else { "measured" },
+                base.run_id,
+                if n.simulated { "simulated" } else { "measured" },
+                new.run_id
+            ));
+        }
+    }
+    if !hardware.is_empty() {
+        return Err(CompareError::Hardware(hardware.join("\n")));
+    }
+    let mut warnings = Vec::new();
+    for (prefix, d) in &new.drivers {
+        if let Some(b) = base.drivers.get(prefix)
+            && b != d
+        {
+            warnings.push(format!(
+                "{prefix}: driver {b} in {}, {d} in {}",
+                base.run_id, new.run_id
+            ));
+        }
+    }
+    let rows = common
+        .iter()
+        .filter_map(|id| {
+            let (b, n) = (&base.series[*id], &new.series[*id]);
+            let ratio = stats::ratio_of_medians(&b.samples, &n.samples, s, seed(id))?;
+            Some(Row {
+                id: (*id).clone(),
+                unit: n.unit.clone(),
+                base: median(&b.samples),
+                new: median(&n.samples),
+                verdict: stats::verdict(&ratio, s.threshold),
+                ratio,
+            })
+        })
+        .collect();
+    let only = |a: &Run, b: &Run| -> Vec<String> {
+        a.series
+            .keys()
+            .filter(|k| !b.series.contains_key(*k))
+            .cloned()
+            .collect()
+    };
+    Ok(Comparison {
+        rows,
+        only_base: only(base, new),
+        only_new: only(new, base),
+        warnings,
+    })
+}
+
+/// The Markdown report: worst first.
+pub fn markdown(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
+    let mut rows = c.rows.clone();
+    rows.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then(a.ratio.ratio.total_cmp(&b.ratio.ratio))
+    });
+    let count = |v: Verdict| c.rows.iter().filter(|r| r.verdict == v).count();
+    let mut out = format!(
+        "# gpuconform compare\n\nbase `{}`, new `{}`: {} worse, {} inconclusive, {} same, {} better (threshold {}%, {}% interval of the ratio of medians, bootstrap)\n\n",
+        base.run_id,
+        new.run_id,
+        count(Verdict::Worse),
+        count(Verdict::Inconclusive),
+        count(Verdict::Same),
+        count(Verdict::Better),
+        s.threshold * 100.0,
+        s.confidence * 100.0
+    );
+    for w in &c.warnings {
+        out.push_str(&format!("> warning: software differs: {w}\n"));
+    }
+    out.push_str("\n| benchmark | base | new | change | interval | verdict |\n|---|---:|---:|---:|---|---|\n");
+    for r in &rows {
+        out.push_str(&format!(
+            "| `{}` | {:.2} {} | {:.2} {} | {:+.1}% | {:+.1}% … {:+.1}% | {} |\n",
+            r.id,
+            r.base,
+            r.unit,
+            r.new,
+            r.unit,
+            (r.ratio.ratio - 1.0) * 100.0,
+            (r.ratio.lo - 1.0) * 100.0,
+            (r.ratio.hi - 1.0) * 100.0,
+            r.verdict.word()
+        ));
+    }
+    for (what, ids) in [("only in base", &c.only_base), ("only in new", &c.only_new)] {
+        if !ids.is_empty() {
+            out.push_str(&format!("\n{what}: {}\n", ids.join(", ")));
+        }
+    }
+    out
+}
+
+/// JUnit: one testcase per benchmark, failed when worse.
+pub fn junit(c: &Comparison) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let failures = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Worse)
+        .count();
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"gpuconform-compare\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"compare\" tests=\"{}\" failures=\"{failures}\">\n",
+        c.rows.len(),
+        c.rows.len()
+    );
+    for r in &c.rows {
+        let detail = format!(
+            "{:.2} → {:.2} {} ({:+.1}%, interval {:+.1}% … {:+.1}%): {}",
+            r.base,
+            r.new,
+            r.unit,
+            (r.ratio.ratio - 1.0) * 100.0,
+            (r.ratio.lo - 1.0) * 100.0,
+            (r.ratio.hi - 1.0) * 100.0,
+            r.verdict.word()
+        );
+        out.push_str(&format!(
+            "    <testcase classname=\"compare\" name=\"{}\">",
+            esc(&r.id)
+        ));
+        if r.verdict == Verdict::Worse {
+            out.push_str(&format!("<failure message=\"{}\"/>", esc(&detail)));
+        } else {
+            out.push_str(&format!("<system-out>{}</system-out>", esc(&detail)));
+        }
+        out.push_str("</testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;

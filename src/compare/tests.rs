@@ -1,0 +1,146 @@
+//! Reading runs and comparing them: identities pooled across a pool's nodes, hardware
+//! differences refused, software differences warned about, worse runs flagged in JUnit.
+
+use super::*;
+
+fn doc(run: &str, rows: &[(&str, &str, f64, &str)]) -> String {
+    let rows: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, device, mean, driver))| {
+            let samples: Vec<f64> = (0..20)
+                .map(|k| mean * (1.0 + 0.002 * f64::from((k * 7 + i as i32) % 5 - 2)))
+                .collect();
+            serde_json::json!({
+                "id": id, "unit": "GB/s", "samples": samples, "device": device,
+                "simulated": false, "driverVersion": driver,
+            })
+        })
+        .collect();
+    serde_json::json!({"runId": run, "startedAt": "2026-12-01T00:00:00Z", "cases": [], "benchmarks": rows})
+        .to_string()
+}
+
+fn run(name: &str, rows: &[(&str, &str, f64, &str)]) -> Run {
+    parse(Path::new("results.json"), &doc(name, rows)).expect("parses")
+}
+
+const A100: &str = "NVIDIA A100-SXM4-40GB";
+
+#[test]
+fn a_drop_is_worse_and_the_rest_the_same() {
+    let base = run(
+        "base",
+        &[
+            (
+                "p4d.24xlarge/A100-SXM4-40GB/gpu0/triad",
+                A100,
+                1380.0,
+                "580.95.05",
+            ),
+            (
+                "p4d.24xlarge/A100-SXM4-40GB/gpu3/triad",
+                A100,
+                1380.0,
+                "580.95.05",
+            ),
+        ],
+    );
+    let new = run(
+        "new",
+        &[
+            (
+                "p4d.24xlarge/A100-SXM4-40GB/gpu0/triad",
+                A100,
+                1380.0,
+                "580.105.08",
+            ),
+            (
+                "p4d.24xlarge/A100-SXM4-40GB/gpu3/triad",
+                A100,
+                1242.0,
+                "580.105.08",
+            ),
+            (
+                "p4d.24xlarge/A100-SXM4-40GB/gpu4/triad",
+                A100,
+                1380.0,
+                "580.105.08",
+            ),
+        ],
+    );
+    let c = compare(&base, &new, &Settings::default()).expect("comparable");
+    let verdicts: Vec<(&str, Verdict)> =
+        c.rows.iter().map(|r| (r.id.as_str(), r.verdict)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("p4d.24xlarge/A100-SXM4-40GB/gpu0/triad", Verdict::Same),
+            ("p4d.24xlarge/A100-SXM4-40GB/gpu3/triad", Verdict::Worse),
+        ]
+    );
+    assert!(c.regressed());
+    assert_eq!(c.only_new, ["p4d.24xlarge/A100-SXM4-40GB/gpu4/triad"]);
+    assert_eq!(
+        c.warnings,
+        ["p4d.24xlarge/A100-SXM4-40GB: driver 580.95.05 in base, 580.105.08 in new"]
+    );
+    let md = markdown(&c, &base, &new, &Settings::default());
+    assert!(
+        md.contains("1 worse, 0 inconclusive, 1 same, 0 better"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| `p4d.24xlarge/A100-SXM4-40GB/gpu3/triad` | 1380.00 GB/s | 1242.00 GB/s | -10.0% |"
+        ),
+        "{md}"
+    );
+    let xml = junit(&c);
+    assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+    assert!(
+        xml.contains("<failure message=\"1380.00 → 1242.00 GB/s (-10.0%"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn other_hardware_is_refused() {
+    let base = run(
+        "base",
+        &[("p4d.24xlarge/A100-SXM4-40GB/gpu0/triad", A100, 1380.0, "")],
+    );
+    let new = run(
+        "new",
+        &[(
+            "p4d.24xlarge/A100-SXM4-40GB/gpu0/triad",
+            "NVIDIA A100-SXM4-80GB",
+            1380.0,
+            "",
+        )],
+    );
+    let e = compare(&base, &new, &Settings::default()).expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "the runs measured different hardware, refusing to compare:\n  p4d.24xlarge/A100-SXM4-40GB/gpu0/triad: NVIDIA A100-SXM4-40GB in base, NVIDIA A100-SXM4-80GB in new"
+    );
+    let other = run(
+        "other",
+        &[("g5.xlarge/A10G/gpu0/triad", "NVIDIA A10G", 480.0, "")],
+    );
+    assert!(matches!(
+        compare(&base, &other, &Settings::default()),
+        Err(CompareError::Disjoint { base: 1, new: 1 })
+    ));
+}
+
+#[test]
+fn rows_without_identities_or_samples() {
+    let old = r#"{"runId": "old", "benchmarks": [{"node": "n", "gpu": 0, "metric": "triad"}]}"#;
+    let e = parse(Path::new("r/results.json"), old).expect_err("no id");
+    assert_eq!(
+        e.to_string(),
+        "r/results.json: not a gpuconform results.json (benchmarks[0] has no `id` (written by a gpuconform before stable identities))"
+    );
+    assert!(parse(Path::new("x"), "[]").is_err());
+}
