@@ -39,6 +39,19 @@ pub enum Command {
     /// Compare two runs' benchmarks: better, same, worse or inconclusive per benchmark, from the
     /// raw samples; exit 5 when any got worse.
     Compare(CompareArgs),
+    /// An HTML page of each benchmark's median and p5–p95 over the runs in these folders.
+    Trend(TrendArgs),
+}
+
+/// Flags of `trend`.
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// Run folders or reports folders (every run folder in them).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(long, default_value = "trend.html")]
+    pub out: PathBuf,
 }
 
 /// Flags of `compare`.
@@ -117,6 +130,11 @@ pub struct RunArgs {
     /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
     #[arg(long)]
     pub tools: Option<PathBuf>,
+    /// Compare this run's benchmarks with a baseline once it ends: a results.json, a run
+    /// folder, or a reports folder (its newest passing run); writes compare.md and
+    /// compare.junit.xml into the run folder and exits 5 on a regression.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub baseline: Option<PathBuf>,
 }
 
 impl RunArgs {

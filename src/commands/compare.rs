@@ -1,6 +1,7 @@
-//! `gpuconform compare BASE NEW`: flags into settings, the comparison, its report.
+//! `gpuconform compare BASE NEW` and `gpuconform trend DIR…`: flags into settings, the
+//! comparison or the trend, its report.
 
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, TrendArgs};
 use crate::compare::{self, CompareError, Settings};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
@@ -49,4 +50,20 @@ pub fn compare(args: CompareArgs, printer: &Printer) -> Result<u8, ExpectedError
     } else {
         exit_codes::OK
     })
+}
+
+/// Writes the trend page of the runs in `args.dirs`.
+pub fn trend(args: TrendArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+    let t = compare::trend::collect(&args.dirs)?;
+    std::fs::write(&args.out, compare::trend::html(&t)).map_err(|source| CompareError::Write {
+        path: args.out.clone(),
+        source,
+    })?;
+    printer.result(format!(
+        "{} runs, {} benchmarks: {}",
+        t.runs,
+        t.series.len(),
+        args.out.display()
+    ));
+    Ok(exit_codes::OK)
 }

@@ -24,5 +24,6 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::List(args) => list::list(args, printer),
         Command::Sweep(args) => sweep::sweep(args, printer).await,
         Command::Compare(args) => compare::compare(args, printer),
+        Command::Trend(args) => compare::trend(args, printer),
     }
 }

@@ -2,6 +2,8 @@
 //! before anything starts, so a bad file never leaves a cluster behind — then hand over to the
 //! runner and report.
 
+use std::path::Path;
+
 use crate::catalog::Catalog;
 use crate::cli::RunArgs;
 use crate::errors::ExpectedError;
@@ -26,6 +28,11 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         )]));
     }
     let plan = Plan::load(&args.plan, &args.layers(), &args.suite_dir, &catalog)?;
+    // A baseline that cannot be read is bad input: said before anything starts.
+    let baseline = match &args.baseline {
+        Some(b) => Some(crate::compare::load(b, true)?),
+        None => None,
+    };
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {
@@ -112,7 +119,59 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
     for l in &record.leftovers {
         printer.warn(format!("left behind: {l}"));
     }
-    Ok(record.exit_code)
+    let Some(base) = baseline else {
+        return Ok(record.exit_code);
+    };
+    Ok(against_baseline(&base, &dir, record.exit_code, printer))
+}
+
+/// Compares the finished run in `dir` with `base`; the run's exit code wins over a regression
+/// (a failed check says more), a regression over a pass.
+fn against_baseline(base: &crate::compare::Run, dir: &Path, code: u8, printer: &Printer) -> u8 {
+    let settings = crate::compare::Settings::default();
+    let result = crate::compare::load(dir, false)
+        .and_then(|new| crate::compare::compare(base, &new, &settings).map(|c| (new, c)));
+    let (new, c) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            printer.warn(format!("baseline {}: {e}", base.path.display()));
+            return if code == crate::exit_codes::OK {
+                crate::exit_codes::INPUT_ERROR
+            } else {
+                code
+            };
+        }
+    };
+    let md = crate::compare::markdown(&c, base, &new, &settings);
+    let _ = std::fs::write(dir.join("compare.md"), &md);
+    let _ = std::fs::write(dir.join("compare.junit.xml"), crate::compare::junit(&c));
+    for w in &c.warnings {
+        printer.warn(format!("software differs from the baseline: {w}"));
+    }
+    for r in c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == crate::compare::Verdict::Worse)
+    {
+        printer.warn(format!(
+            "worse than the baseline: {} {:.2} → {:.2} {} ({:+.1}%)",
+            r.id,
+            r.base,
+            r.new,
+            r.unit,
+            (r.ratio.ratio - 1.0) * 100.0
+        ));
+    }
+    printer.result(format!(
+        "baseline {}: {}",
+        base.run_id,
+        md.lines().nth(2).unwrap_or_default()
+    ));
+    if code == crate::exit_codes::OK && c.regressed() {
+        crate::exit_codes::REGRESSION
+    } else {
+        code
+    }
 }
 
 /// The default run id: `base`, or `base-2`, `base-3`, … when a run of the same plan started in

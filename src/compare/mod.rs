@@ -8,6 +8,7 @@
 //! of one pool pool their samples.
 
 pub mod stats;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
