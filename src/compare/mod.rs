@@ -169,7 +169,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Run, CompareError> {
         path: file.to_path_buf(),
         why,
     };
-    let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    // A results.json, or a bench document (gpuconform-bench's stdout: the JSON is its last line).
+    let v: Value = serde_json::from_str(text)
+        .or_else(|e| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map_or(Err(e), serde_json::from_str)
+        })
+        .map_err(|e| bad(e.to_string()))?;
+    if v.get("benchmarks").is_none() && v.get("gpus").is_some() {
+        return Ok(from_bench_document(file, &v));
+    }
     let rows = v
         .get("benchmarks")
         .and_then(Value::as_array)
@@ -220,6 +231,61 @@ pub fn parse(file: &Path, text: &str) -> Result<Run, CompareError> {
         }
     }
     Ok(run)
+}
+
+/// The benchmarks of one bench document: identities `bench/<device name>/gpu<i>/<metric>`, so
+/// two documents of the same machine (scripts/gpu-check) compare GPU by GPU.
+fn from_bench_document(file: &Path, v: &Value) -> Run {
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut run = Run {
+        path: file.to_path_buf(),
+        run_id: file.display().to_string(),
+        ..Run::default()
+    };
+    let simulated = v.get("simulated").and_then(Value::as_bool).unwrap_or(false);
+    for g in v
+        .get("gpus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let device = g.get("device").cloned().unwrap_or_default();
+        let name = s(&device, "name");
+        let index = device.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let model = name.replace(' ', "-");
+        run.drivers
+            .insert(format!("bench/{model}"), s(v, "driverVersion"));
+        for m in g
+            .get("measurements")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let samples: Vec<f64> = m
+                .get("sampleValues")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            if samples.is_empty() {
+                continue;
+            }
+            run.series.insert(
+                format!("bench/{model}/gpu{index}/{}", s(m, "metric")),
+                Series {
+                    unit: s(m, "unit"),
+                    samples,
+                    devices: vec![name.clone()],
+                    simulated,
+                },
+            );
+        }
+    }
+    run
 }
 
 /// One compared identity.

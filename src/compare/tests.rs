@@ -144,3 +144,30 @@ fn rows_without_identities_or_samples() {
     );
     assert!(parse(Path::new("x"), "[]").is_err());
 }
+
+/// Two bench documents of one machine (scripts/gpu-check runs the bench twice): the same GPUs,
+/// every benchmark the same.
+#[test]
+fn bench_documents_compare_gpu_by_gpu() {
+    let table = crate::bench::model::PerfTable::embedded().expect("table");
+    let doc = crate::bench::model::simulate(&crate::bench::model::Simulation {
+        model_key: "H200-SXM-141GB",
+        model: &table.models["H200-SXM-141GB"],
+        device_name: "NVIDIA H200".into(),
+        gpus: 1,
+        node: "h200".into(),
+        slow: Default::default(),
+        driver_version: "580.95.05".into(),
+        repetitions: 20,
+        mig: None,
+    });
+    let text = format!(
+        "table line\n{}\n",
+        serde_json::to_string(&doc).expect("json")
+    );
+    let a = parse(Path::new("bench.json"), &text).expect("bench document");
+    assert_eq!(a.series.len(), 8, "{:?}", a.series.keys());
+    assert!(a.series.contains_key("bench/NVIDIA-H200/gpu0/triad"));
+    let c = compare(&a, &a, &Settings::default()).expect("comparable");
+    assert!(c.rows.iter().all(|r| r.verdict == Verdict::Same), "{c:?}");
+}

@@ -104,6 +104,19 @@ fn properties(r: &RunRecord) -> Vec<Property> {
         ("operator-chart-version", r.operator_chart_version.clone()),
         ("driver-version", r.driver_version.clone()),
         ("gpu-models", r.gpu_models.join("; ")),
+        // Whether the throughput numbers were measured or come from the simulator's model:
+        // a dashboard must never mix the two.
+        (
+            "benchmarks",
+            match (
+                r.benchmarks.is_empty(),
+                r.benchmarks.iter().any(|b| b.simulated),
+            ) {
+                (true, _) => "none".to_string(),
+                (false, true) => "simulated".to_string(),
+                (false, false) => "measured".to_string(),
+            },
+        ),
     ]
     .into_iter()
     .map(|(k, v)| Property::new(k, v))
