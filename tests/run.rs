@@ -301,6 +301,12 @@ fn fault_fixtures_fail_exactly_their_testcase() {
             &["throughput/bench/gpu-worker-1"],
             "gpu-worker-1: the bench pod failed with exit code 139",
         ),
+        (
+            // Exit 1 with a complete document: the other 63 measurements keep their verdicts.
+            "wrong-result",
+            &["throughput/bench/gpu-worker-1/gpu3/sgemm"],
+            "gpu-worker-1 gpu3: sgemm produced a wrong result",
+        ),
     ];
     // Three clusters at a time.
     for batch in expectations.chunks(3) {

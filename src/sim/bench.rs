@@ -119,6 +119,17 @@ impl BenchPlayer {
         out
     }
 
+    /// GPUs whose SGEMM comes out wrong.
+    fn wrong(&self, node: &str) -> Vec<u32> {
+        self.fixture
+            .faults_on(node)
+            .filter_map(|f| match f {
+                Fault::WrongResult { gpu, .. } => Some(*gpu),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn crash(&self, node: &str) -> Option<i32> {
         self.fixture.faults_on(node).find_map(|f| match f {
             Fault::BenchCrash { exit_code, .. } => Some(*exit_code),
@@ -184,6 +195,17 @@ impl BenchPlayer {
         });
         fill_from_catalog(&mut report, &self.catalog, model_key);
         report.seconds = RUN.as_secs_f64();
+        for gpu in self.wrong(node_name) {
+            for m in report
+                .gpus
+                .iter_mut()
+                .filter(|d| d.device.index == gpu)
+                .flat_map(|d| d.measurements.iter_mut())
+                .filter(|m| m.metric == crate::bench::Metric::Sgemm)
+            {
+                m.verified = false;
+            }
+        }
         let mut lines: Vec<String> = table(&report).lines().map(str::to_string).collect();
         lines.push(serde_json::to_string(&report).unwrap_or_default());
         lines
@@ -237,6 +259,8 @@ impl BenchPlayer {
             Some(code) => ("Failed", code, "Error"),
             // What the real bench does without a GPU: exit::NO_CUDA.
             None if !has_gpu => ("Failed", 3, "Error"),
+            // A wrong result: the document is printed, exit::VERIFICATION_FAILED.
+            None if !self.wrong(node).is_empty() => ("Failed", 1, "Error"),
             None => ("Succeeded", 0, "Completed"),
         };
         let statuses: Vec<Value> = pod

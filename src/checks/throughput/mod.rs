@@ -211,15 +211,58 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                     .and_then(|s| s.terminated.as_ref());
                 let code = term.map_or(-1, |t| t.exit_code);
                 let reason = term.and_then(|t| t.reason.clone()).unwrap_or_default();
-                out.push(Outcome::fail(
-                    subject.clone(),
-                    Some(node),
-                    format!(
-                        "{node}: the bench pod failed with exit code {code} ({reason}): {}",
-                        log.lines().last().unwrap_or("no log")
-                    ),
-                    tail,
-                ));
+                // Exit 1 is the bench's "a kernel produced a wrong result": its document is
+                // complete otherwise, and one wrong metric must not hide the others' verdicts.
+                let partial = (code == i32::from(crate::bench::exit::VERIFICATION_FAILED))
+                    .then(|| BenchReport::parse(&log).ok())
+                    .flatten()
+                    .filter(|r| {
+                        judge::contract(
+                            r,
+                            job,
+                            g,
+                            ctx.perf.models.get(g.model.perf_key(&g.model_key)),
+                            simulated_nodes.contains(node),
+                        )
+                        .is_ok()
+                    });
+                if let Some(report) = partial {
+                    let wrong: Vec<String> = report
+                        .gpus
+                        .iter()
+                        .flat_map(|d| {
+                            d.measurements
+                                .iter()
+                                .filter(|m| !m.verified)
+                                .map(move |m| format!("gpu{} {}", d.device.index, m.metric.key()))
+                        })
+                        .collect();
+                    let mut o = Outcome::pass(
+                        subject.clone(),
+                        Some(node),
+                        format!(
+                            "bench {} on {node}: exit {code}, a complete document with {} wrong result(s); every measurement is judged",
+                            report.tool_version,
+                            wrong.len()
+                        ),
+                    );
+                    o.warnings.push(format!(
+                        "{subject}: the bench exited {code}: wrong results in {} (their testcases fail)",
+                        wrong.join(", ")
+                    ));
+                    out.push(o);
+                    results.push((g.clone(), job.clone(), report));
+                } else {
+                    out.push(Outcome::fail(
+                        subject.clone(),
+                        Some(node),
+                        format!(
+                            "{node}: the bench pod failed with exit code {code} ({reason}): {}",
+                            log.lines().last().unwrap_or("no log")
+                        ),
+                        tail,
+                    ));
+                }
             }
             Some(_) => match BenchReport::parse(&log) {
                 Ok(report) => match judge::contract(
