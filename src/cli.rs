@@ -65,12 +65,34 @@ pub struct CompareArgs {
     /// The smallest change that counts, in percent.
     #[arg(long, default_value_t = 3.0)]
     pub threshold: f64,
+    /// A metric's own threshold in percent, `METRIC=PCT` (repeatable), e.g. `h2d=6`.
+    #[arg(long = "metric-threshold", value_parser = parse_metric_threshold)]
+    pub metric_thresholds: Vec<(String, f64)>,
     /// Confidence of the interval, in percent.
     #[arg(long, default_value_t = 95.0)]
     pub confidence: f64,
-    /// Write compare.md and compare.junit.xml into this folder.
+    /// Write compare.md, compare.html and compare.junit.xml into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+fn parse_metric_threshold(s: &str) -> Result<(String, f64), String> {
+    let (m, v) = s
+        .split_once('=')
+        .ok_or("expected METRIC=PERCENT, e.g. h2d=6")?;
+    let known: Vec<&str> = crate::bench::Metric::ALL
+        .iter()
+        .map(|m| m.key())
+        .chain(["peerSlowest"])
+        .collect();
+    if !known.contains(&m) {
+        return Err(format!(
+            "unknown metric `{m}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    let v: f64 = v.parse().map_err(|e| format!("`{v}`: {e}"))?;
+    Ok((m.to_string(), v))
 }
 
 /// Flags of `sweep`.

@@ -1850,6 +1850,22 @@ fn compare_flags_exactly_the_slowed_gpu() {
     );
     let junit = std::fs::read_to_string(out.join("compare.junit.xml")).expect("junit");
     assert!(junit.contains("tests=\"64\" failures=\"8\""), "{junit}");
+    let html = std::fs::read_to_string(out.join("compare.html")).expect("compare.html");
+    assert_eq!(html.matches("<svg").count(), 64, "one plot per benchmark");
+    // A metric's own threshold: host copies allowed 6%, so GPU 3's 5% slower h2d is the same.
+    let lenient = gpuconform(&[
+        "compare",
+        &dir("base"),
+        &dir("slow"),
+        "--metric-threshold",
+        "h2d=6",
+    ]);
+    assert_eq!(lenient.status.code(), Some(5), "{}", text(&lenient));
+    assert!(
+        text(&lenient).contains(" 7 worse, 0 inconclusive, 57 same, 0 better"),
+        "{}",
+        text(&lenient)
+    );
 
     // The same gate inside a run: `--baseline` with the healthy run's reports folder.
     let reports = tmp.path().join("gated");

@@ -1,5 +1,7 @@
-//! The `gpuconform-bench` command line: measure (default), `--simulate <model>`, or `ptx`.
-//! The JSON document goes to stdout as one line; a human table goes to stderr.
+//! The `gpuconform-bench` command line: measure (default), `--simulate <model>`, or `compile`.
+//! The JSON document goes to stdout as one line, whatever happened; a human table goes to
+//! stderr; the exit status says complete (0), a wrong result (1), partial (4) or nothing
+//! measured (3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,9 +44,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compile the kernels to PTX with NVRTC for each architecture and print their sizes
-    /// (checks the kernels build for every target without a GPU).
-    Ptx {
+    /// Compile the kernels with NVRTC to machine code for each architecture and print what
+    /// came back (checks the kernels build for every target without a GPU).
+    #[command(alias = "ptx")]
+    Compile {
         /// Target architectures, e.g. `sm_70`.
         #[arg(long = "arch", required = true)]
         arch: Vec<String>,
@@ -77,12 +80,19 @@ pub fn main() -> ExitCode {
         }
     };
     let mut err = std::io::stderr().lock();
-    if let Some(Command::Ptx { arch }) = &args.command {
+    if let Some(Command::Compile { arch }) = &args.command {
         let mut failed = false;
         for a in arch {
             match cuda::compile(a) {
-                Ok(ptx) => {
-                    let _ = writeln!(std::io::stdout().lock(), "{a} {} bytes of PTX", ptx.len());
+                Ok((bytes, object)) => {
+                    let _ = writeln!(
+                        std::io::stdout().lock(),
+                        "{a}: {} bytes of sm_{} machine code (CUDA ELF ABI {}), kernels {}",
+                        bytes.len(),
+                        object.sm,
+                        object.abi_version,
+                        object.kernels.join(", ")
+                    );
                 }
                 Err(e) => {
                     failed = true;
@@ -102,10 +112,11 @@ pub fn main() -> ExitCode {
         },
         None => {
             let opts = cuda::Options {
+                // At least 10 samples: fewer cannot carry a compare verdict.
                 repetitions: if args.quick {
-                    5
+                    10
                 } else {
-                    args.repetitions.max(3)
+                    args.repetitions.max(10)
                 },
                 warmup: if args.quick { 1 } else { 3 },
                 gemm_n: if args.quick { 2048 } else { 8192 },
@@ -116,12 +127,14 @@ pub fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = writeln!(err, "error: {e}");
-                    return ExitCode::from(exit::NO_CUDA);
+                    nothing_measured(e, args.node.clone())
                 }
             }
         }
     };
-    let _ = write!(err, "{}", table(&report));
+    if !report.gpus.is_empty() {
+        let _ = write!(err, "{}", table(&report));
+    }
     match serde_json::to_string(&report) {
         Ok(json) => {
             let _ = writeln!(std::io::stdout().lock(), "{json}");
@@ -131,11 +144,27 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::NO_CUDA);
         }
     }
-    ExitCode::from(if report.all_verified() {
-        exit::OK
-    } else {
-        exit::VERIFICATION_FAILED
-    })
+    ExitCode::from(report.exit_code())
+}
+
+/// The document of a run that measured nothing: no GPU, and the reason.
+fn nothing_measured(why: String, node: Option<String>) -> BenchReport {
+    BenchReport {
+        schema_version: super::SCHEMA_VERSION,
+        tool: "gpuconform-bench".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        simulated: false,
+        node,
+        driver_version: String::new(),
+        cuda_version: String::new(),
+        nvrtc_version: None,
+        cublas_version: None,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        seconds: 0.0,
+        gpus: Vec::new(),
+        peers: Vec::new(),
+        errors: vec![why],
+    }
 }
 
 fn simulated(args: &Args, model: &str) -> Result<BenchReport, String> {

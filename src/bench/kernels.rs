@@ -1,5 +1,6 @@
-//! The bench's CUDA kernels, compiled by NVRTC at run time for the device's compute capability
-//! (no nvcc at build time), and the host-side expectations their outputs are checked against.
+//! The bench's CUDA kernels, compiled by NVRTC at run time to machine code for the device's
+//! compute capability (no nvcc at build time, no PTX JIT in the driver), and the host-side
+//! expectations their outputs are checked against.
 //!
 //! Memory kernels use 16-byte (`float4`) loads in a grid-stride loop, the pattern that gets
 //! within a few percent of peak on HBM parts (a one-element-per-thread kernel reaches only
@@ -104,6 +105,35 @@ pub fn gemm_reference(a: &[f32], b: &[f32], n: usize, i: usize, j: usize) -> f64
         .sum()
 }
 
+/// The GEMM inputs: `n×n` values in [-1, 1) from a fixed xorshift stream, the same on every
+/// run (random data, since zeros let the GPU run cooler and faster than real work).
+pub fn gemm_inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        ((rng >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let a = (0..n * n).map(|_| next()).collect();
+    let b = (0..n * n).map(|_| next()).collect();
+    (a, b)
+}
+
+/// Each timed sample should last at least this long, so the launch gap and the event
+/// resolution (about 0.5 µs) are noise, not signal.
+pub const SAMPLE_MS: f64 = 5.0;
+/// Most launches between one pair of events.
+pub const MAX_LAUNCHES: usize = 64;
+
+/// Launches per timed sample for a kernel that took `one_ms` alone (from the warm-up).
+pub fn launches_per_sample(one_ms: f64) -> usize {
+    if !(one_ms.is_finite() && one_ms > 0.0) {
+        return MAX_LAUNCHES;
+    }
+    ((SAMPLE_MS / one_ms).ceil() as usize).clamp(1, MAX_LAUNCHES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +171,28 @@ mod tests {
         let b = [1.0, 0.0, 0.0, 1.0];
         assert_eq!(gemm_reference(&a, &b, 2, 0, 1), 2.0);
         assert_eq!(gemm_reference(&a, &b, 2, 1, 0), 3.0);
+    }
+
+    #[test]
+    fn launches_amortise_short_kernels_only() {
+        // An H200 Triad over 3 GiB: about 0.65 ms, so 8 launches per sample.
+        assert_eq!(launches_per_sample(0.65), 8);
+        // An SGEMM of 22 ms: one.
+        assert_eq!(launches_per_sample(22.0), 1);
+        // A timer that read zero or garbage: the most.
+        for t in [0.0, -1.0, f64::NAN, 1e-6] {
+            assert_eq!(launches_per_sample(t), MAX_LAUNCHES, "{t}");
+        }
+    }
+
+    #[test]
+    fn gemm_inputs_are_fixed_and_spread() {
+        let (a, b) = gemm_inputs(64);
+        assert_eq!(gemm_inputs(64).0, a);
+        assert_ne!(a, b);
+        assert!(a.iter().all(|x| (-1.0..1.0).contains(x)));
+        let mean = a.iter().map(|x| f64::from(*x)).sum::<f64>() / a.len() as f64;
+        assert!(mean.abs() < 0.05, "{mean}");
     }
 
     #[test]

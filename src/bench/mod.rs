@@ -1,19 +1,27 @@
 //! `gpuconform-bench`: CUDA throughput measured inside a pod, and the JSON document it prints —
 //! the contract between the bench pod and the harness.
 //!
-//! The real bench (`cuda.rs`) compiles its kernels with NVRTC at run time for the device's
-//! compute capability, times them with CUDA events after a warm-up, verifies every result on
-//! the device, and reports median, p5, p95 and CV per metric. `--simulate <model>` produces the
+//! The real bench (`cuda/`) compiles its kernels with NVRTC at run time to machine code for the
+//! device's compute capability, times batches of launches with CUDA events after a warm-up,
+//! verifies every result, records each GPU's environment ([`fingerprint`]), and reports every
+//! sample with its median, p5, p95 and CV per metric. A metric, GPU or peer link that fails is
+//! named in the document, which always prints; the exit status says complete or not. `--simulate <model>` produces the
 //! same document from the performance model in `fixtures/catalog/gpu-performance.yaml`, marked
 //! `simulated: true`; the GPU simulator uses it for bench pods on the local cluster.
 
 pub mod cli;
+pub mod cubin;
 pub mod cuda;
+pub mod fingerprint;
 pub mod kernels;
 pub mod model;
+pub mod numa;
+pub mod precision;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
+
+pub use fingerprint::Fingerprint;
 
 pub use stats::Summary;
 
@@ -58,8 +66,11 @@ pub mod exit {
     pub const VERIFICATION_FAILED: u8 = 1;
     /// Bad usage.
     pub const USAGE: u8 = 2;
-    /// No CUDA driver, no GPU, or a CUDA call failed.
+    /// No CUDA driver, NVRTC or cuBLAS, or no GPU: nothing could be measured.
     pub const NO_CUDA: u8 = 3;
+    /// The document is partial: a metric, GPU or peer link failed (a CUDA error, a kernel
+    /// the compiler could not build); every other result is in it.
+    pub const PARTIAL: u8 = 4;
 }
 
 /// A measured quantity.
@@ -143,6 +154,13 @@ pub struct Measurement {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub samples: Vec<f64>,
+    /// Kernel launches timed together per sample (short kernels are batched so the launch gap
+    /// does not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launches: Option<u32>,
+    /// SGEMM: the largest error of the checked entries, normalised (see [`precision`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error: Option<f64>,
 }
 
 /// What the device says about itself.
@@ -179,6 +197,12 @@ pub struct GpuResult {
     pub measurements: Vec<Measurement>,
     /// Failures on this GPU (a wrong result, a CUDA error), as lowercase fragments.
     pub errors: Vec<String>,
+    /// The environment it was measured in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// Wall time of this GPU's measurements, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// A peer copy between two GPUs of the node.
@@ -214,6 +238,12 @@ pub struct BenchReport {
     pub driver_version: String,
     /// CUDA version the driver supports (`13.0`).
     pub cuda_version: String,
+    /// NVRTC that compiled the kernels (`12.4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvrtc_version: Option<String>,
+    /// cuBLAS that ran the GEMMs (`12.4.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cublas_version: Option<String>,
     /// RFC 3339.
     pub started_at: String,
     /// Wall time.
@@ -222,6 +252,9 @@ pub struct BenchReport {
     pub gpus: Vec<GpuResult>,
     /// Peer copies, every ordered pair (multi-GPU nodes).
     pub peers: Vec<PeerResult>,
+    /// Failures of the whole run (no driver, NVRTC or cuBLAS); then `gpus` is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl BenchReport {
@@ -231,6 +264,25 @@ impl BenchReport {
             .iter()
             .all(|g| g.errors.is_empty() && g.measurements.iter().all(|m| m.verified))
             && self.peers.iter().all(|p| p.verified)
+    }
+
+    /// The bench's exit status for this document: a wrong result first, then anything
+    /// missing, else complete.
+    pub fn exit_code(&self) -> u8 {
+        let wrong = self
+            .gpus
+            .iter()
+            .any(|g| g.measurements.iter().any(|m| !m.verified))
+            || self.peers.iter().any(|p| !p.verified);
+        if wrong {
+            exit::VERIFICATION_FAILED
+        } else if !self.errors.is_empty() && self.gpus.is_empty() {
+            exit::NO_CUDA
+        } else if self.gpus.iter().any(|g| !g.errors.is_empty()) {
+            exit::PARTIAL
+        } else {
+            exit::OK
+        }
     }
 
     /// Parses and checks a document (as read from a pod log): version, units, finite values.

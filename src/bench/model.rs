@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::fingerprint::{Fingerprint, Observed};
 use super::stats::summarize;
 use super::{BenchReport, Device, GpuResult, Measurement, Metric, PeerResult, SCHEMA_VERSION};
 use crate::catalog::Catalog;
@@ -211,6 +212,11 @@ pub struct SimMig {
     pub bandwidth: f64,
 }
 
+/// The NVRTC of the bench image (`images/bench/Dockerfile`: CUDA 12.4.1), reported by simulated runs.
+pub const IMAGE_NVRTC: &str = "12.4";
+/// Its cuBLAS.
+pub const IMAGE_CUBLAS: &str = "12.4.5";
+
 /// The simulated document.
 pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
     let m = sim.model;
@@ -246,8 +252,25 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
                     Metric::H2d | Metric::D2h => 256 * 1_048_576,
                 },
                 samples,
+                launches: None,
+                max_error: None,
             });
         }
+        // What the bench reads through NVML, as far as the model knows it: the boost clock
+        // (held below it on a slowed GPU, the way a power- or thermally-capped one shows).
+        let clock = (f64::from(m.boost_clock_mhz) * slow).round() as u32;
+        let fingerprint = (m.boost_clock_mhz > 0).then(|| Fingerprint {
+            max_sm_clock_mhz: Some(m.boost_clock_mhz),
+            sm_clock_mhz: Observed::of(&[clock]),
+            mig: Some(sim.mig.is_some()),
+            persistence: Some(true),
+            throttle_reasons: if slow < 1.0 {
+                vec!["swPowerCap".into()]
+            } else {
+                Vec::new()
+            },
+            ..Fingerprint::default()
+        });
         gpus.push(GpuResult {
             device: Device {
                 index: i,
@@ -270,6 +293,8 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
             },
             measurements,
             errors: Vec::new(),
+            fingerprint,
+            seconds: None,
         });
     }
     let mut peers = Vec::new();
@@ -309,10 +334,13 @@ pub fn simulate(sim: &Simulation<'_>) -> BenchReport {
         node: Some(sim.node.clone()),
         driver_version: sim.driver_version.clone(),
         cuda_version: String::new(),
+        nvrtc_version: Some(IMAGE_NVRTC.into()),
+        cublas_version: Some(IMAGE_CUBLAS.into()),
         started_at: chrono::Utc::now().to_rfc3339(),
         seconds: 0.0,
         gpus,
         peers,
+        errors: Vec::new(),
     }
 }
 

@@ -21,11 +21,16 @@ pub fn compare(args: CompareArgs, printer: &Printer) -> Result<u8, ExpectedError
             })
         }
     };
-    let settings = Settings {
+    let mut settings = Settings {
         threshold: pct("threshold", args.threshold, 0.0, 100.0)?,
         confidence: pct("confidence", args.confidence, 50.0, 100.0)?,
         ..Settings::default()
     };
+    for (metric, value) in &args.metric_thresholds {
+        settings
+            .metric_thresholds
+            .insert(metric.clone(), pct("metric-threshold", *value, 0.0, 100.0)?);
+    }
     let base = compare::load(&args.base, true)?;
     let new = compare::load(&args.new, false)?;
     let c = compare::compare(&base, &new, &settings)?;
@@ -38,6 +43,10 @@ pub fn compare(args: CompareArgs, printer: &Printer) -> Result<u8, ExpectedError
         for (name, text) in [
             ("compare.md", md.clone()),
             ("compare.junit.xml", compare::junit(&c)),
+            (
+                "compare.html",
+                compare::html::html(&c, &base, &new, &settings),
+            ),
         ] {
             let path = dir.join(name);
             std::fs::create_dir_all(dir)

@@ -33,6 +33,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         Some(b) => Some(crate::compare::load(b, true)?),
         None => None,
     };
+    let compare_settings = plan.compare.clone();
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {
@@ -122,15 +123,26 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
     let Some(base) = baseline else {
         return Ok(record.exit_code);
     };
-    Ok(against_baseline(&base, &dir, record.exit_code, printer))
+    Ok(against_baseline(
+        &base,
+        &dir,
+        record.exit_code,
+        &compare_settings,
+        printer,
+    ))
 }
 
 /// Compares the finished run in `dir` with `base`; the run's exit code wins over a regression
 /// (a failed check says more), a regression over a pass.
-fn against_baseline(base: &crate::compare::Run, dir: &Path, code: u8, printer: &Printer) -> u8 {
-    let settings = crate::compare::Settings::default();
+fn against_baseline(
+    base: &crate::compare::Run,
+    dir: &Path,
+    code: u8,
+    settings: &crate::compare::Settings,
+    printer: &Printer,
+) -> u8 {
     let result = crate::compare::load(dir, false)
-        .and_then(|new| crate::compare::compare(base, &new, &settings).map(|c| (new, c)));
+        .and_then(|new| crate::compare::compare(base, &new, settings).map(|c| (new, c)));
     let (new, c) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -142,9 +154,13 @@ fn against_baseline(base: &crate::compare::Run, dir: &Path, code: u8, printer: &
             };
         }
     };
-    let md = crate::compare::markdown(&c, base, &new, &settings);
+    let md = crate::compare::markdown(&c, base, &new, settings);
     let _ = std::fs::write(dir.join("compare.md"), &md);
     let _ = std::fs::write(dir.join("compare.junit.xml"), crate::compare::junit(&c));
+    let _ = std::fs::write(
+        dir.join("compare.html"),
+        crate::compare::html::html(&c, base, &new, settings),
+    );
     for w in &c.warnings {
         printer.warn(format!("software differs from the baseline: {w}"));
     }

@@ -7,10 +7,11 @@
 //! (`bench::BenchRow::id`), stable across runs where node names are not; rows of several nodes
 //! of one pool pool their samples.
 
+pub mod html;
 pub mod stats;
 pub mod trend;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -89,6 +90,8 @@ pub struct Series {
     pub devices: Vec<String>,
     /// From the simulator.
     pub simulated: bool,
+    /// Hardware and configuration seen (`Fingerprint::hardware`): name → every value seen.
+    pub hardware: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The benchmarks of one run.
@@ -100,8 +103,20 @@ pub struct Run {
     pub run_id: String,
     /// Identity → series.
     pub series: BTreeMap<String, Series>,
-    /// Driver version per identity prefix (software, warned about when it differs).
-    pub drivers: BTreeMap<String, String>,
+    /// Software per identity prefix (driver, CUDA, NVRTC, cuBLAS, persistence mode; warned
+    /// about when it differs).
+    pub software: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Reads a `name → value` object.
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads a run from a `results.json`, a run folder, or a reports folder: its newest run with
@@ -224,10 +239,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Run, CompareError> {
             entry.devices.push(device);
         }
         entry.simulated |= r.get("simulated").and_then(Value::as_bool).unwrap_or(false);
+        for (k, v) in string_map(r.get("hardware")) {
+            entry.hardware.entry(k).or_default().insert(v);
+        }
+        let mut software = string_map(r.get("software"));
         let driver = s("driverVersion");
         if !driver.is_empty() {
+            software.entry("driver".into()).or_insert(driver);
+        }
+        if !software.is_empty() {
             let prefix = id.rsplitn(3, '/').nth(2).unwrap_or(&id).to_string();
-            run.drivers.insert(prefix, driver);
+            run.software.entry(prefix).or_default().extend(software);
         }
     }
     Ok(run)
@@ -258,8 +280,27 @@ fn from_bench_document(file: &Path, v: &Value) -> Run {
         let name = s(&device, "name");
         let index = device.get("index").and_then(Value::as_u64).unwrap_or(0);
         let model = name.replace(' ', "-");
-        run.drivers
-            .insert(format!("bench/{model}"), s(v, "driverVersion"));
+        let fp: crate::bench::Fingerprint = g
+            .get("fingerprint")
+            .cloned()
+            .and_then(|f| serde_json::from_value(f).ok())
+            .unwrap_or_default();
+        let software = crate::bench::fingerprint::software(
+            &s(v, "driverVersion"),
+            &s(v, "cudaVersion"),
+            v.get("nvrtcVersion").and_then(Value::as_str),
+            v.get("cublasVersion").and_then(Value::as_str),
+            fp.persistence,
+        );
+        run.software
+            .entry(format!("bench/{model}/gpu{index}"))
+            .or_default()
+            .extend(software);
+        let hardware: BTreeMap<String, BTreeSet<String>> = fp
+            .hardware()
+            .into_iter()
+            .map(|(k, v)| (k, BTreeSet::from([v])))
+            .collect();
         for m in g
             .get("measurements")
             .and_then(Value::as_array)
@@ -281,6 +322,7 @@ fn from_bench_document(file: &Path, v: &Value) -> Run {
                     samples,
                     devices: vec![name.clone()],
                     simulated,
+                    hardware: hardware.clone(),
                 },
             );
         }
@@ -303,6 +345,8 @@ pub struct Row {
     pub ratio: stats::Ratio,
     /// The verdict.
     pub verdict: Verdict,
+    /// The threshold it was judged with (the metric's own, or the default).
+    pub threshold: f64,
 }
 
 /// The comparison of two runs.
@@ -342,8 +386,9 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Compares `new` against `base`. Refuses when an identity was measured on other devices
-/// (the hardware differs); a simulated run against a real one is refused too.
+/// Compares `new` against `base`. Refuses when an identity was measured on other devices or
+/// on hardware configured otherwise (clocks, power limit, ECC, MIG mode, PCIe link); a
+/// simulated run against a real one is refused too. Software differences are warnings.
 pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, CompareError> {
     let common: Vec<&String> = base
         .series
@@ -368,6 +413,21 @@ pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, Compar
                 new.run_id
             ));
         }
+        for (k, bv) in &b.hardware {
+            if let Some(nv) = n.hardware.get(k)
+                && nv != bv
+            {
+                let join =
+                    |v: &BTreeSet<String>| v.iter().cloned().collect::<Vec<_>>().join(" and ");
+                hardware.push(format!(
+                    "  {id}: {k} {} in {}, {} in {}",
+                    join(bv),
+                    base.run_id,
+                    join(nv),
+                    new.run_id
+                ));
+            }
+        }
         if b.simulated != n.simulated {
             hardware.push(format!(
                 "  {id}: {} in {}, {} in {}",
@@ -382,14 +442,19 @@ pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, Compar
         return Err(CompareError::Hardware(hardware.join("\n")));
     }
     let mut warnings = Vec::new();
-    for (prefix, d) in &new.drivers {
-        if let Some(b) = base.drivers.get(prefix)
-            && b != d
-        {
-            warnings.push(format!(
-                "{prefix}: driver {b} in {}, {d} in {}",
-                base.run_id, new.run_id
-            ));
+    for (prefix, sw) in &new.software {
+        let Some(old) = base.software.get(prefix) else {
+            continue;
+        };
+        for (k, d) in sw {
+            if let Some(b) = old.get(k)
+                && b != d
+            {
+                warnings.push(format!(
+                    "{prefix}: {k} {b} in {}, {d} in {}",
+                    base.run_id, new.run_id
+                ));
+            }
         }
     }
     let rows = common
@@ -397,13 +462,15 @@ pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, Compar
         .filter_map(|id| {
             let (b, n) = (&base.series[*id], &new.series[*id]);
             let ratio = stats::ratio_of_medians(&b.samples, &n.samples, s, seed(id))?;
+            let threshold = s.threshold_for(id);
             Some(Row {
                 id: (*id).clone(),
                 unit: n.unit.clone(),
                 base: median(&b.samples),
                 new: median(&n.samples),
-                verdict: stats::verdict(&ratio, s.threshold),
+                verdict: stats::verdict(&ratio, threshold),
                 ratio,
+                threshold,
             })
         })
         .collect();
@@ -442,6 +509,14 @@ pub fn markdown(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
         s.threshold * 100.0,
         s.confidence * 100.0
     );
+    if !s.metric_thresholds.is_empty() {
+        let own: Vec<String> = s
+            .metric_thresholds
+            .iter()
+            .map(|(m, t)| format!("{m} {}%", t * 100.0))
+            .collect();
+        out.push_str(&format!("metric thresholds: {}\n\n", own.join(", ")));
+    }
     for w in &c.warnings {
         out.push_str(&format!("> warning: software differs: {w}\n"));
     }

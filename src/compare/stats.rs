@@ -16,10 +16,13 @@
 use serde::Serialize;
 
 /// How to compare.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The smallest change that counts, as a fraction (0.03 = 3%).
     pub threshold: f64,
+    /// Per metric (`h2d`, `peerSlowest`, …): its own threshold, for metrics noisier than the
+    /// rest (host copies share the PCIe root with whatever else the node does).
+    pub metric_thresholds: std::collections::BTreeMap<String, f64>,
     /// Two-sided confidence of the interval (0.95).
     pub confidence: f64,
     /// Bootstrap resamples.
@@ -30,9 +33,21 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             threshold: 0.03,
+            metric_thresholds: std::collections::BTreeMap::new(),
             confidence: 0.95,
             resamples: 2000,
         }
+    }
+}
+
+impl Settings {
+    /// The threshold of a benchmark identity: its metric's, else the default.
+    pub fn threshold_for(&self, id: &str) -> f64 {
+        let metric = id.rsplit('/').next().unwrap_or(id);
+        self.metric_thresholds
+            .get(metric)
+            .copied()
+            .unwrap_or(self.threshold)
     }
 }
 

@@ -171,3 +171,74 @@ fn bench_documents_compare_gpu_by_gpu() {
     let c = compare(&a, &a, &Settings::default()).expect("comparable");
     assert!(c.rows.iter().all(|r| r.verdict == Verdict::Same), "{c:?}");
 }
+
+fn with_environment(run: &str, power: &str, cublas: &str) -> Run {
+    let samples: Vec<f64> = (0..20).map(|k| 19.5 + 0.01 * f64::from(k % 5)).collect();
+    let text = serde_json::json!({
+        "runId": run, "startedAt": "2026-12-01T00:00:00Z", "cases": [],
+        "benchmarks": [{
+            "id": "p4d.24xlarge/A100-SXM4-40GB/gpu0/sgemm", "unit": "TFLOPS", "samples": samples,
+            "device": A100, "simulated": false, "driverVersion": "580.95.05",
+            "hardware": {"power limit": power, "ECC": "on", "PCIe link": "gen4 x16"},
+            "software": {"driver": "580.95.05", "cuBLAS": cublas},
+        }],
+    })
+    .to_string();
+    parse(Path::new("results.json"), &text).expect("parses")
+}
+
+#[test]
+fn a_configuration_difference_is_refused_and_a_software_one_named() {
+    let base = with_environment("base", "400 W", "12.4.5");
+    let upgraded = with_environment("new", "400 W", "12.9.1");
+    let c = compare(&base, &upgraded, &Settings::default()).expect("same hardware");
+    assert_eq!(
+        c.warnings,
+        ["p4d.24xlarge/A100-SXM4-40GB: cuBLAS 12.4.5 in base, 12.9.1 in new"]
+    );
+    assert_eq!(c.rows[0].verdict, Verdict::Same);
+    // A power cap changes what the numbers can be: refused, naming the setting.
+    let capped = with_environment("capped", "250 W", "12.4.5");
+    match compare(&base, &capped, &Settings::default()) {
+        Err(CompareError::Hardware(why)) => assert!(
+            why.contains("gpu0/sgemm: power limit 400 W in base, 250 W in capped"),
+            "{why}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn bench_documents_carry_their_fingerprint() {
+    let doc = |ecc: bool, nvrtc: &str| {
+        let samples: Vec<f64> = (0..12).map(|k| 4400.0 + f64::from(k)).collect();
+        serde_json::json!({
+            "schemaVersion": 1, "driverVersion": "580.95.05", "cudaVersion": "13.0",
+            "nvrtcVersion": nvrtc, "simulated": false,
+            "gpus": [{
+                "device": {"index": 0, "name": "NVIDIA H200"},
+                "measurements": [{"metric": "triad", "unit": "GB/s", "sampleValues": samples}],
+                "fingerprint": {"ecc": ecc, "maxSmClockMhz": 1980, "persistence": true},
+            }],
+        })
+        .to_string()
+    };
+    let read = |name: &str, text: String| parse(Path::new(name), &text).expect("parses");
+    let first = read("first.json", doc(true, "12.4"));
+    let again = read("again.json", doc(true, "12.8"));
+    let c = compare(&first, &again, &Settings::default()).expect("comparable");
+    assert_eq!(
+        c.warnings,
+        ["bench/NVIDIA-H200/gpu0: NVRTC 12.4 in first.json, 12.8 in again.json"]
+    );
+    let no_ecc = read("no-ecc.json", doc(false, "12.4"));
+    match compare(&first, &no_ecc, &Settings::default()) {
+        Err(CompareError::Hardware(why)) => {
+            assert!(
+                why.contains("ECC on in first.json, off in no-ecc.json"),
+                "{why}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

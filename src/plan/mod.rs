@@ -7,6 +7,7 @@
 //! current directory, like kubectl's `-f`.
 
 pub mod aws;
+mod compare;
 pub mod driver;
 pub mod expect;
 mod namespace;
@@ -49,6 +50,8 @@ struct RawPlan {
     expect_driver: Option<Spanned<driver::RawDriver>>,
     #[serde(default)]
     allow_nothing_checked: bool,
+    #[serde(default)]
+    compare: compare::RawCompare,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,6 +191,8 @@ pub struct Plan {
     pub expect_driver: Option<driver::DriverRule>,
     /// A suite whose every per-node case was skipped passes (default: it fails).
     pub allow_nothing_checked: bool,
+    /// How `run --baseline` compares (`compare:`; the defaults without it).
+    pub compare: crate::compare::Settings,
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -407,6 +412,7 @@ impl Plan {
             expect,
             expect_driver,
             allow_nothing_checked: raw.allow_nothing_checked,
+            compare: compare::validate(file, &raw.compare)?,
             test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::RunRecord;
-use crate::bench::NodeBench;
 use crate::bench::model::PerfTable;
+use crate::bench::{NodeBench, fingerprint};
 
 /// One measured value with what it is judged against.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,6 +55,13 @@ pub struct BenchRow {
     pub driver_version: String,
     /// The timed repetitions (none for the peer summary).
     pub samples: Vec<f64>,
+    /// The GPU's hardware and configuration (`Fingerprint::hardware`): a compare refuses when
+    /// it differs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hardware: BTreeMap<String, String>,
+    /// Driver, CUDA, NVRTC, cuBLAS, persistence mode: a compare names what differs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub software: BTreeMap<String, String>,
 }
 
 /// Rows from this run's bench documents.
@@ -62,7 +69,17 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
     let mut out = Vec::new();
     for nb in results {
         let model = perf.models.get(&nb.model_key);
+        let r = &nb.report;
         for g in &nb.report.gpus {
+            let fp = g.fingerprint.clone().unwrap_or_default();
+            let hardware = fp.hardware();
+            let software = fingerprint::software(
+                &r.driver_version,
+                &r.cuda_version,
+                r.nvrtc_version.as_deref(),
+                r.cublas_version.as_deref(),
+                fp.persistence,
+            );
             for m in &g.measurements {
                 let peak = model.and_then(|p| p.peak(m.metric));
                 let floor = model
@@ -88,6 +105,8 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                     uuid: g.device.uuid.clone(),
                     driver_version: nb.report.driver_version.clone(),
                     samples: m.samples.clone(),
+                    hardware: hardware.clone(),
+                    software: software.clone(),
                 });
             }
             let mine: Vec<f64> = nb
@@ -127,6 +146,8 @@ pub fn rows(results: &[NodeBench], perf: &PerfTable) -> Vec<BenchRow> {
                     uuid: g.device.uuid.clone(),
                     driver_version: nb.report.driver_version.clone(),
                     samples: Vec::new(),
+                    hardware: hardware.clone(),
+                    software: software.clone(),
                 });
             }
         }
@@ -335,6 +356,8 @@ mod tests {
             peak: Some(1555.0),
             simulated: true,
             verified: true,
+            hardware: BTreeMap::new(),
+            software: BTreeMap::new(),
         }
     }
 

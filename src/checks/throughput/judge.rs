@@ -281,6 +281,10 @@ pub fn contract(
     }
     if let Some(perf) = perf {
         for d in &report.gpus {
+            // A GPU the bench could not even describe fails as `…/errors`; its name is unknown.
+            if d.device.name.is_empty() && !d.errors.is_empty() {
+                continue;
+            }
             let name = d.device.name.split(" MIG ").next().unwrap_or_default();
             if !perf.names.iter().any(|n| n == name) {
                 return Err(format!(

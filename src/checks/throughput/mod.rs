@@ -211,9 +211,16 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                     .and_then(|s| s.terminated.as_ref());
                 let code = term.map_or(-1, |t| t.exit_code);
                 let reason = term.and_then(|t| t.reason.clone()).unwrap_or_default();
-                // Exit 1 is the bench's "a kernel produced a wrong result": its document is
-                // complete otherwise, and one wrong metric must not hide the others' verdicts.
-                let partial = (code == i32::from(crate::bench::exit::VERIFICATION_FAILED))
+                // Exit 1 (a kernel produced a wrong result) and exit 4 (a metric, GPU or peer
+                // link failed) come with a document holding everything else: one failure must
+                // not hide the others' verdicts. The failures are testcases of their own.
+                let judged = [
+                    crate::bench::exit::VERIFICATION_FAILED,
+                    crate::bench::exit::PARTIAL,
+                ];
+                let partial = judged
+                    .iter()
+                    .any(|c| i32::from(*c) == code)
                     .then(|| BenchReport::parse(&log).ok())
                     .flatten()
                     .filter(|r| {
@@ -237,19 +244,36 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                                 .map(move |m| format!("gpu{} {}", d.device.index, m.metric.key()))
                         })
                         .collect();
+                    let failed: Vec<String> = report
+                        .gpus
+                        .iter()
+                        .filter(|d| !d.errors.is_empty())
+                        .map(|d| format!("gpu{}", d.device.index))
+                        .collect();
+                    let what = if wrong.is_empty() {
+                        format!("a partial document (errors on {})", failed.join(", "))
+                    } else {
+                        format!("a complete document with {} wrong result(s)", wrong.len())
+                    };
                     let mut o = Outcome::pass(
                         subject.clone(),
                         Some(node),
                         format!(
-                            "bench {} on {node}: exit {code}, a complete document with {} wrong result(s); every measurement is judged",
+                            "bench {} on {node}: exit {code}, {what}; every measurement is judged",
                             report.tool_version,
-                            wrong.len()
                         ),
                     );
-                    o.warnings.push(format!(
-                        "{subject}: the bench exited {code}: wrong results in {} (their testcases fail)",
-                        wrong.join(", ")
-                    ));
+                    o.warnings.push(if wrong.is_empty() {
+                        format!(
+                            "{subject}: the bench exited {code}: errors on {} (their testcases fail)",
+                            failed.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "{subject}: the bench exited {code}: wrong results in {} (their testcases fail)",
+                            wrong.join(", ")
+                        )
+                    });
                     out.push(o);
                     results.push((g.clone(), job.clone(), report));
                 } else {

@@ -150,6 +150,51 @@ fn each_impossible_measurement_fails_exactly_its_testcase() {
         passed_elsewhere, 9,
         "gpu0: 8 metrics and its straggler case"
     );
+    // A GPU whose context could not even be created (the bench's exit 4): its name is unknown,
+    // the document still meets the contract, and it fails as that GPU's errors.
+    let mut r = healthy(&table);
+    r.gpus[5].measurements.clear();
+    r.gpus[5].device.name.clear();
+    r.gpus[5].device.uuid.clear();
+    r.gpus[5].errors = vec!["create context: CUDA_ERROR_ECC_UNCORRECTABLE".into()];
+    r.peers.retain(|p| p.from != 5);
+    assert_eq!(r.exit_code(), crate::bench::exit::PARTIAL);
+    let perf = table.models.get("A100-SXM4-40GB");
+    assert_eq!(contract(&r, &whole_job(), &g, perf, true), Ok(()));
+    let out = judge(&table, &g, r, &s);
+    let f = failed(&out);
+    assert!(
+        f.iter()
+            .any(|(s, m)| *s == "p4d-1/gpu5/errors" && m.contains("ECC")),
+        "{f:#?}"
+    );
+    // Its errors, its 8 unmeasured metrics, its 7 outgoing peer links; nothing of another GPU.
+    assert!(
+        f.iter()
+            .all(|(s, _)| s.starts_with("p4d-1/gpu5/") || s.starts_with("p4d-1/peer/gpu5-")),
+        "{f:#?}"
+    );
+    assert_eq!(f.len(), 1 + 8 + 7, "{f:#?}");
+}
+
+#[test]
+fn the_exit_status_follows_the_document() {
+    let table = PerfTable::embedded().expect("table");
+    let r = healthy(&table);
+    assert_eq!(r.exit_code(), crate::bench::exit::OK);
+    let mut wrong = r.clone();
+    wrong.gpus[2].measurements[3].verified = false;
+    wrong.gpus[4].errors.push("h2d, d2h: pinned alloc".into());
+    assert_eq!(
+        wrong.exit_code(),
+        crate::bench::exit::VERIFICATION_FAILED,
+        "wrong wins"
+    );
+    let mut nothing = r.clone();
+    nothing.gpus.clear();
+    nothing.peers.clear();
+    nothing.errors.push("cannot load libcuda.so".into());
+    assert_eq!(nothing.exit_code(), crate::bench::exit::NO_CUDA);
 }
 
 #[test]

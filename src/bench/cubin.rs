@@ -1,0 +1,167 @@
+//! What NVRTC hands back, read without a GPU: a CUDA ELF code object (CUBIN) built for one
+//! real SM architecture.
+//!
+//! Why CUBIN and not PTX: PTX is compiled again by the driver's JIT when the module loads, and
+//! a driver older than the NVRTC that wrote it rejects the newer PTX ISA (PTX 8.4 from NVRTC
+//! 12.4 needs an R550 driver), so the first run on an R535 node would fail. Machine code for the
+//! device's exact architecture needs no JIT, and CUDA's minor-version compatibility lets any
+//! CUDA 12 driver (R525 and later) load it.
+//!
+//! The layout read here is the ELF64 header (`EI_OSABI` 0x33 for CUDA, `e_machine` 190 =
+//! `EM_CUDA`) and the SM number in `e_flags`: bits 0–7 up to ELF ABI version 7 (CUDA ≤ 12.7,
+//! `EF_CUDA_SM` in cuobjdump's headers), bits 8–15 from ABI version 8 (CUDA 12.8's new format).
+//! Kernels show as `.text.<name>` sections.
+
+/// `e_machine` of a CUDA code object.
+pub const EM_CUDA: u16 = 190;
+/// `EI_OSABI` of a CUDA code object.
+pub const ELFOSABI_CUDA: u8 = 0x33;
+
+/// A code object's target, as read from its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeObject {
+    /// SM architecture number (`90` for `sm_90`).
+    pub sm: u32,
+    /// The CUDA ELF ABI version (`EI_ABIVERSION`).
+    pub abi_version: u8,
+    /// Which of the expected kernels it holds.
+    pub kernels: Vec<String>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads the header of `bytes`, and which of `expected` kernels it contains.
+pub fn inspect(bytes: &[u8], expected: &[&str]) -> Result<CodeObject, String> {
+    if bytes.starts_with(b"//") || bytes.starts_with(b".version") {
+        return Err("PTX text, not machine code (the driver would have to JIT it)".into());
+    }
+    if bytes.get(..4) != Some(b"\x7fELF") {
+        return Err("not an ELF code object".into());
+    }
+    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        return Err("not a little-endian ELF64 object".into());
+    }
+    if bytes.get(7) != Some(&ELFOSABI_CUDA) {
+        return Err(format!(
+            "ELF OS ABI {:#x}, not CUDA's {ELFOSABI_CUDA:#x}",
+            bytes.get(7).copied().unwrap_or(0)
+        ));
+    }
+    let machine = u16_at(bytes, 18).ok_or("truncated ELF header")?;
+    if machine != EM_CUDA {
+        return Err(format!("e_machine {machine}, not EM_CUDA ({EM_CUDA})"));
+    }
+    let abi_version = bytes.get(8).copied().unwrap_or(0);
+    let flags = u32_at(bytes, 48).ok_or("truncated ELF header")?;
+    let sm = if abi_version >= 8 {
+        (flags >> 8) & 0xff
+    } else {
+        flags & 0xff
+    };
+    let kernels = expected
+        .iter()
+        .filter(|k| contains(bytes, format!(".text.{k}\0").as_bytes()))
+        .map(|k| (*k).to_string())
+        .collect();
+    Ok(CodeObject {
+        sm,
+        abi_version,
+        kernels,
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `sm_90` from a compute capability `9.0`; `None` for anything else.
+pub fn arch_of(compute_capability: &str) -> Option<String> {
+    let (major, minor) = compute_capability.split_once('.')?;
+    let (major, minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+    (minor < 10).then(|| format!("sm_{}", major * 10 + minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal header: ELF64 LE, CUDA OS ABI, `abi`, EM_CUDA, `flags`, then `tail`.
+    fn header(abi: u8, machine: u16, flags: u32, tail: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[7] = ELFOSABI_CUDA;
+        b[8] = abi;
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b[48..52].copy_from_slice(&flags.to_le_bytes());
+        b.extend_from_slice(tail);
+        b
+    }
+
+    #[test]
+    fn reads_the_sm_of_both_flag_layouts() {
+        // ABI 7: EF_CUDA_SM in the low byte, the virtual arch in bits 16–23 (0x005a005a = sm_90).
+        let o = inspect(&header(7, EM_CUDA, 0x005a_005a, b""), &[]).expect("test data");
+        assert_eq!((o.sm, o.abi_version), (90, 7));
+        // ABI 8: the SM in bits 8–15.
+        let o = inspect(&header(8, EM_CUDA, 0x0000_6400, b""), &[]).expect("test data");
+        assert_eq!(o.sm, 100);
+    }
+
+    #[test]
+    fn lists_the_kernels_it_holds() {
+        let o = inspect(
+            &header(
+                7,
+                EM_CUDA,
+                70,
+                b"\0.text.copy4\0.text.fma8\0.text.fill_more\0",
+            ),
+            &["fill", "copy4", "fma8"],
+        )
+        .expect("test data");
+        assert_eq!(o.kernels, ["copy4", "fma8"]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_cuda_machine_code() {
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"//\n// Generated by NVIDIA NVVM Compiler\n.version 8.4",
+                "PTX text",
+            ),
+            (b"\x7fELF", "not a little-endian ELF64"),
+            (b"garbage", "not an ELF"),
+            (&header(7, 62, 0, b""), "e_machine 62"),
+            (&header(7, EM_CUDA, 0, b"")[..30], "truncated"),
+        ];
+        for (bytes, want) in cases {
+            let e = inspect(bytes, &[]).expect_err("an error");
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
+        let mut linux = header(7, EM_CUDA, 0, b"");
+        linux[7] = 0;
+        assert!(
+            inspect(&linux, &[])
+                .expect_err("an error")
+                .contains("OS ABI")
+        );
+    }
+
+    #[test]
+    fn architecture_from_compute_capability() {
+        assert_eq!(arch_of("9.0").as_deref(), Some("sm_90"));
+        assert_eq!(arch_of("8.6").as_deref(), Some("sm_86"));
+        assert_eq!(arch_of("7.5").as_deref(), Some("sm_75"));
+        assert_eq!(arch_of("10.0").as_deref(), Some("sm_100"));
+        assert_eq!(arch_of("nine"), None);
+        assert_eq!(arch_of(""), None);
+    }
+}
