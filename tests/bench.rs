@@ -126,6 +126,8 @@ fn kernels_compile_to_machine_code_for_every_catalog_architecture() {
             err.contains(&format!("NVRTC 12.4 cannot build machine code for {a}")),
             "{err}"
         );
+        // The range NVRTC itself reports is the one the image states.
+        assert!(err.contains("(it builds sm_50…sm_90)"), "{err}");
     }
     // Without NVRTC: an error, not a panic.
     let out = Command::new(bench_bin())
@@ -137,6 +139,27 @@ fn kernels_compile_to_machine_code_for_every_catalog_architecture() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("NVRTC (libnvrtc.so.12) not found"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The image, the test venv and the simulated documents name one CUDA: the image's base tag, its
+/// labels, the NVRTC wheel the tests compile with, and what simulated runs report.
+#[test]
+fn the_image_states_the_range_the_tests_check() {
+    let dockerfile =
+        std::fs::read_to_string(root().join("images/bench/Dockerfile")).expect("Dockerfile");
+    let requirements = std::fs::read_to_string(root().join("scripts/requirements-test.txt"))
+        .expect("requirements");
+    let cuda = gpuconform::bench::model::IMAGE_NVRTC;
+    assert!(
+        dockerfile.contains(&format!("FROM nvcr.io/nvidia/cuda:{cuda}.")),
+        "{dockerfile}"
+    );
+    assert!(dockerfile.contains(&format!("io.gpuconform.bench.cuda=\"{cuda}\"")));
+    assert!(dockerfile.contains("io.gpuconform.bench.architectures=\"sm_50-sm_90\""));
+    assert!(
+        requirements.contains(&format!("nvidia-cuda-nvrtc-cu12=={cuda}.")),
+        "{requirements}"
+    );
 }
 
 #[test]
