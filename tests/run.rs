@@ -307,6 +307,15 @@ fn fault_fixtures_fail_exactly_their_testcase() {
             &["throughput/bench/gpu-worker-1/gpu3/sgemm"],
             "gpu-worker-1 gpu3: sgemm produced a wrong result",
         ),
+        (
+            // Exit 4, a partial document: the metric that failed and its error, nothing else.
+            "bench-error",
+            &[
+                "throughput/bench/gpu-worker-1/gpu5/errors",
+                "throughput/bench/gpu-worker-1/gpu5/fp16Gemm",
+            ],
+            "gpu-worker-1 gpu5: fp16Gemm: CUDA_ERROR_LAUNCH_FAILED",
+        ),
     ];
     // Three clusters at a time.
     for batch in expectations.chunks(3) {

@@ -130,6 +130,17 @@ impl BenchPlayer {
             .collect()
     }
 
+    /// `(gpu, metric)` pairs that fail with a CUDA error.
+    fn errored(&self, node: &str) -> Vec<(u32, String)> {
+        self.fixture
+            .faults_on(node)
+            .filter_map(|f| match f {
+                Fault::BenchError { gpu, metric, .. } => Some((*gpu, metric.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn crash(&self, node: &str) -> Option<i32> {
         self.fixture.faults_on(node).find_map(|f| match f {
             Fault::BenchCrash { exit_code, .. } => Some(*exit_code),
@@ -206,6 +217,16 @@ impl BenchPlayer {
                 m.verified = false;
             }
         }
+        // A metric that failed with a CUDA error: gone from the document, named in its GPU's
+        // errors, as the real bench reports it (then it exits 4).
+        for (gpu, metric) in self.errored(node_name) {
+            for d in report.gpus.iter_mut().filter(|d| d.device.index == gpu) {
+                d.measurements.retain(|m| m.metric.key() != metric);
+                d.errors.push(format!(
+                    "{metric}: CUDA_ERROR_LAUNCH_FAILED, unspecified launch failure"
+                ));
+            }
+        }
         let mut lines: Vec<String> = table(&report).lines().map(str::to_string).collect();
         lines.push(serde_json::to_string(&report).unwrap_or_default());
         lines
@@ -261,6 +282,8 @@ impl BenchPlayer {
             None if !has_gpu => ("Failed", 3, "Error"),
             // A wrong result: the document is printed, exit::VERIFICATION_FAILED.
             None if !self.wrong(node).is_empty() => ("Failed", 1, "Error"),
+            // A metric failed: the rest is in the document, exit::PARTIAL.
+            None if !self.errored(node).is_empty() => ("Failed", 4, "Error"),
             None => ("Succeeded", 0, "Completed"),
         };
         let statuses: Vec<Value> = pod

@@ -31,8 +31,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig};
 pub use compile::{compile, cublas_present, nvrtc_present, nvrtc_version, supported_archs};
 
 use super::kernels::launches_per_sample;
-use super::precision::{self, Precision};
-use super::{BenchReport, Device, Fingerprint, GpuResult, Measurement, Metric, SCHEMA_VERSION};
+use super::{BenchReport, Device, Fingerprint, GpuResult, Measurement, SCHEMA_VERSION};
 
 /// Options of a real run.
 #[derive(Debug, Clone)]
@@ -301,18 +300,6 @@ fn time_samples(
     Ok((out, launches as u32))
 }
 
-/// Why a measurement is unverified, in the words of the GPU's errors.
-fn wrong_why(m: &Measurement) -> String {
-    match (m.metric, m.max_error.map(precision::classify)) {
-        (Metric::Sgemm, Some(Precision::Reduced)) => format!(
-            "sgemm: TF32-like precision, not FP32 (largest normalised error {:.1e}, FP32 stays below {:.0e}): tensor-core math ran (NVIDIA_TF32_OVERRIDE, the cuBLAS math mode)",
-            m.max_error.unwrap_or(0.0),
-            precision::FP32_LIMIT
-        ),
-        _ => format!("{}: wrong result", m.metric.key()),
-    }
-}
-
 fn one_gpu(
     ctx: &Arc<CudaContext>,
     index: u32,
@@ -365,14 +352,11 @@ fn one_gpu(
         sampled.fill(&mut fp);
     }
     fp.host_buffers_local = numa_node.map(|_| local);
+    // A wrong result is its measurement's `verified: false` (with `maxError` for SGEMM);
+    // `errors` are the failures that left no measurement.
     for o in outcomes {
         match o {
-            Ok(m) => {
-                if !m.verified {
-                    result.errors.push(wrong_why(&m));
-                }
-                result.measurements.push(m);
-            }
+            Ok(m) => result.measurements.push(m),
             Err(e) => result.errors.push(e),
         }
     }

@@ -93,11 +93,18 @@ pub fn metric_outcome(
         m.size
     );
     if !m.verified {
+        use crate::bench::precision::{FP32_LIMIT, Precision, classify};
+        let what = match m.max_error {
+            Some(e) if m.metric == Metric::Sgemm && classify(e) == Precision::Reduced => format!(
+                "ran with TF32-like precision, not FP32 (largest normalised error {e:.1e}, FP32 stays below {FP32_LIMIT:.0e}: tensor-core math)"
+            ),
+            _ => "produced a wrong result".into(),
+        };
         return Outcome::fail(
             subject,
             Some(&g.name),
             format!(
-                "{who}: {} produced a wrong result; its {:.1} {u} does not count",
+                "{who}: {} {what}; its {:.1} {u} does not count",
                 m.metric.key(),
                 m.summary.median
             ),

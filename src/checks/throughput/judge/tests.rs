@@ -178,6 +178,36 @@ fn each_impossible_measurement_fails_exactly_its_testcase() {
 }
 
 #[test]
+fn tf32_math_is_named_not_counted_as_fp32() {
+    let table = PerfTable::embedded().expect("table");
+    let g = a100_node("A100-SXM4-40GB");
+    let mut r = healthy(&table);
+    // What the bench records when cuBLAS ran SGEMM on TF32 tensor cores: 8× the FP32 rate,
+    // the errors of 10-bit inputs (the CPU emulation in bench::precision gives 6.6e-4).
+    let sgemm = r.gpus[2]
+        .measurements
+        .iter_mut()
+        .find(|m| m.metric == Metric::Sgemm)
+        .expect("sgemm");
+    sgemm.verified = false;
+    sgemm.max_error = Some(6.6e-4);
+    let out = judge(&table, &g, r, &Settings::default());
+    let f = failed(&out);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].0, "p4d-1/gpu2/sgemm");
+    assert!(
+        f[0].1
+            .contains("sgemm ran with TF32-like precision, not FP32"),
+        "{}",
+        f[0].1
+    );
+    assert_eq!(
+        crate::bench::precision::classify(6.6e-4),
+        crate::bench::precision::Precision::Reduced
+    );
+}
+
+#[test]
 fn the_exit_status_follows_the_document() {
     let table = PerfTable::embedded().expect("table");
     let r = healthy(&table);
