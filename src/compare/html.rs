@@ -89,23 +89,12 @@ fn strip(base: &[f64], new: &[f64], threshold: f64, verdict: Verdict) -> String 
 
 /// The page: a summary line, warnings, then per benchmark (worst first) its numbers and plot.
 pub fn html(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
-    let mut rows = c.rows.clone();
-    rows.sort_by(|a, b| {
-        a.verdict
-            .cmp(&b.verdict)
-            .then(a.ratio.ratio.total_cmp(&b.ratio.ratio))
-    });
-    let count = |v: Verdict| c.rows.iter().filter(|r| r.verdict == v).count();
+    let rows = c.worst_first();
     let mut out = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>gpuconform compare</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:left}}.w{{color:#c62828}}</style></head><body><h1>gpuconform compare</h1><p>base <code>{}</code>, new <code>{}</code>: {} worse, {} inconclusive, {} same, {} better (threshold {}%, {}% interval of the ratio of medians, bootstrap)</p>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>gpuconform compare</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:left}}.w{{color:#c62828}}</style></head><body><h1>gpuconform compare</h1><p>base <code>{}</code>, new <code>{}</code>: {}</p>",
         esc(&base.run_id),
         esc(&new.run_id),
-        count(Verdict::Worse),
-        count(Verdict::Inconclusive),
-        count(Verdict::Same),
-        count(Verdict::Better),
-        s.threshold * 100.0,
-        s.confidence * 100.0
+        esc(&c.tally(s))
     );
     for w in &c.warnings {
         let _ = write!(out, "<p class=\"w\">software differs: {}</p>", esc(w));

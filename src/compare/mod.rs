@@ -489,25 +489,41 @@ pub fn compare(base: &Run, new: &Run, s: &Settings) -> Result<Comparison, Compar
     })
 }
 
+impl Comparison {
+    /// The rows, worst first (by verdict, then by ratio).
+    pub fn worst_first(&self) -> Vec<Row> {
+        let mut rows = self.rows.clone();
+        rows.sort_by(|a, b| {
+            a.verdict
+                .cmp(&b.verdict)
+                .then(a.ratio.ratio.total_cmp(&b.ratio.ratio))
+        });
+        rows
+    }
+
+    /// `3 worse, 0 inconclusive, 61 same, 0 better (threshold 3%, 95% interval …)`.
+    pub fn tally(&self, s: &Settings) -> String {
+        let count = |v: Verdict| self.rows.iter().filter(|r| r.verdict == v).count();
+        format!(
+            "{} worse, {} inconclusive, {} same, {} better (threshold {}%, {}% interval of the ratio of medians, bootstrap)",
+            count(Verdict::Worse),
+            count(Verdict::Inconclusive),
+            count(Verdict::Same),
+            count(Verdict::Better),
+            s.threshold * 100.0,
+            s.confidence * 100.0
+        )
+    }
+}
+
 /// The Markdown report: worst first.
 pub fn markdown(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
-    let mut rows = c.rows.clone();
-    rows.sort_by(|a, b| {
-        a.verdict
-            .cmp(&b.verdict)
-            .then(a.ratio.ratio.total_cmp(&b.ratio.ratio))
-    });
-    let count = |v: Verdict| c.rows.iter().filter(|r| r.verdict == v).count();
+    let rows = c.worst_first();
     let mut out = format!(
-        "# gpuconform compare\n\nbase `{}`, new `{}`: {} worse, {} inconclusive, {} same, {} better (threshold {}%, {}% interval of the ratio of medians, bootstrap)\n\n",
+        "# gpuconform compare\n\nbase `{}`, new `{}`: {}\n\n",
         base.run_id,
         new.run_id,
-        count(Verdict::Worse),
-        count(Verdict::Inconclusive),
-        count(Verdict::Same),
-        count(Verdict::Better),
-        s.threshold * 100.0,
-        s.confidence * 100.0
+        c.tally(s)
     );
     if !s.metric_thresholds.is_empty() {
         let own: Vec<String> = s
