@@ -41,6 +41,7 @@ pub mod signals;
 pub mod sim;
 pub mod suite;
 pub mod target;
+pub mod upgrade;
 
 use std::process::ExitCode;
 

@@ -115,6 +115,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         &["target", "runner", "checks", "sim", "commands"],
         "resolved input sits below everything that acts on it",
     ),
+    (
+        "upgrade",
+        &["sim", "commands"],
+        "the upgrade workflow watches the real controller's states, never the simulator's",
+    ),
 ];
 
 #[test]

@@ -10,6 +10,7 @@
 //! checks'.
 
 pub mod driver;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 

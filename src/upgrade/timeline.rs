@@ -1,0 +1,257 @@
+//! What a driver upgrade did, from the node states observed while it ran: each node's segments
+//! of time per state, and the verdicts a platform engineer needs — a node stuck in a state past
+//! its deadline, a node that failed, a node that flipped from `upgrade-failed` to `upgrade-done`
+//! without going through the upgrade again (gpu-operator #2549), and more nodes taken out of
+//! scheduling at once than the plan's `driver.upgradePolicy` allows (`maxParallelUpgrades`,
+//! `maxUnavailable`). Pure: the watch feeds it observations, the tests feed it tables.
+
+use std::collections::BTreeMap;
+
+use crate::gpu_stack::upgrade::State;
+
+/// One node's state at one moment (seconds since the upgrade began).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Node name.
+    pub node: String,
+    /// Seconds since the upgrade began.
+    pub at: f64,
+    /// The state label's value.
+    pub state: State,
+    /// `spec.unschedulable`.
+    pub unschedulable: bool,
+}
+
+/// A stretch of time a node spent in one state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    /// The state.
+    pub state: State,
+    /// From (seconds).
+    pub from: f64,
+    /// Until (seconds; the end of the watch for the last one).
+    pub until: f64,
+}
+
+/// What the plan's upgrade policy allows, resolved to node counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Nodes upgraded at once (`maxParallelUpgrades`; 0 is no limit, as in the operator).
+    pub max_parallel: u32,
+    /// Nodes unavailable at once (`maxUnavailable`, resolved by [`resolve_max_unavailable`]).
+    pub max_unavailable: Option<u32>,
+    /// Longest a node may stay in one non-final state, seconds.
+    pub state_deadline: f64,
+}
+
+/// A verdict on the upgrade.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// A node stayed in a state past the deadline (still there, or until it moved on).
+    Stuck {
+        /// Node.
+        node: String,
+        /// The state.
+        state: State,
+        /// For how long, seconds.
+        seconds: f64,
+    },
+    /// A node ended in `upgrade-failed`.
+    Failed {
+        /// Node.
+        node: String,
+    },
+    /// A node went from `upgrade-failed` straight to `upgrade-done`: nothing was upgraded.
+    FlippedToDone {
+        /// Node.
+        node: String,
+        /// When, seconds.
+        at: f64,
+    },
+    /// More nodes upgrading or unschedulable at once than allowed.
+    TooMany {
+        /// `maxParallelUpgrades` or `maxUnavailable`.
+        limit: &'static str,
+        /// Allowed.
+        allowed: u32,
+        /// Seen.
+        seen: Vec<String>,
+        /// When, seconds.
+        at: f64,
+    },
+    /// A node the watch never saw reach a final state.
+    Unfinished {
+        /// Node.
+        node: String,
+        /// Its last state.
+        state: State,
+    },
+}
+
+/// Each node's segments, from observations in any order.
+pub fn segments(obs: &[Observation], end: f64) -> BTreeMap<String, Vec<Segment>> {
+    let mut by_node: BTreeMap<String, Vec<&Observation>> = BTreeMap::new();
+    for o in obs {
+        by_node.entry(o.node.clone()).or_default().push(o);
+    }
+    by_node
+        .into_iter()
+        .map(|(node, mut v)| {
+            v.sort_by(|a, b| a.at.total_cmp(&b.at));
+            let mut segs: Vec<Segment> = Vec::new();
+            for o in v {
+                match segs.last_mut() {
+                    Some(last) if last.state == o.state => {}
+                    Some(last) => {
+                        last.until = o.at;
+                        segs.push(Segment {
+                            state: o.state,
+                            from: o.at,
+                            until: o.at,
+                        });
+                    }
+                    None => segs.push(Segment {
+                        state: o.state,
+                        from: o.at,
+                        until: o.at,
+                    }),
+                }
+            }
+            if let Some(last) = segs.last_mut() {
+                last.until = end.max(last.from);
+            }
+            (node, segs)
+        })
+        .collect()
+}
+
+/// `maxUnavailable` as a count of `nodes`: an integer, or a percentage rounded up, as
+/// k8s-operator-libs resolves it (`intstr.GetScaledValueFromIntOrPercent(…, roundUp=true)`).
+pub fn resolve_max_unavailable(value: &str, nodes: u32) -> Option<u32> {
+    let v = value.trim();
+    match v.strip_suffix('%') {
+        Some(p) => {
+            let p: u32 = p.trim().parse().ok()?;
+            Some((u64::from(p) * u64::from(nodes)).div_ceil(100) as u32)
+        }
+        None => v.parse().ok(),
+    }
+}
+
+/// The state in force for `node` at `t`, with its schedulability.
+fn state_at(obs: &[Observation], node: &str, t: f64) -> Option<(State, bool)> {
+    obs.iter()
+        .filter(|o| o.node == node && o.at <= t)
+        .max_by(|a, b| a.at.total_cmp(&b.at))
+        .map(|o| (o.state, o.unschedulable))
+}
+
+/// Seconds of `seg` during which the controller had room to start another node: a node waits
+/// in `upgrade-required` while others take the `maxParallelUpgrades` slots, and that wait is
+/// the policy working, not the node stuck.
+fn waiting_with_room(seg: &Segment, moments: &[(f64, usize)], end: f64, cap: usize) -> f64 {
+    let mut total = 0.0;
+    for (k, (t, busy)) in moments.iter().enumerate() {
+        let next = moments.get(k + 1).map_or(end, |m| m.0);
+        let overlap = next.min(seg.until) - t.max(seg.from);
+        if overlap > 0.0 && *busy < cap {
+            total += overlap;
+        }
+    }
+    total
+}
+
+/// Every verdict on a watched upgrade that ended at `end` seconds.
+pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
+    let segs = segments(obs, end);
+    let mut times: Vec<f64> = obs.iter().map(|o| o.at).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    // At every moment something changed: who was upgrading, who was unschedulable.
+    let mut moments = Vec::new();
+    let mut worst: [Option<(Vec<String>, f64)>; 2] = [None, None];
+    for t in times {
+        let mut upgrading = Vec::new();
+        let mut unavailable = Vec::new();
+        for node in segs.keys() {
+            if let Some((state, unschedulable)) = state_at(obs, node, t) {
+                if state.unavailable() {
+                    upgrading.push(node.clone());
+                }
+                if state.unavailable() || unschedulable {
+                    unavailable.push(node.clone());
+                }
+            }
+        }
+        moments.push((t, upgrading.len()));
+        for (i, set) in [upgrading, unavailable].into_iter().enumerate() {
+            if worst[i].as_ref().is_none_or(|(w, _)| set.len() > w.len()) {
+                worst[i] = Some((set, t));
+            }
+        }
+    }
+    let cap = if policy.max_parallel == 0 {
+        usize::MAX
+    } else {
+        policy.max_parallel as usize
+    };
+    let mut out = Vec::new();
+    for (node, v) in &segs {
+        for s in v
+            .iter()
+            .filter(|s| !s.state.terminal() && s.state != State::Unknown)
+        {
+            let counted = if s.state == State::UpgradeRequired {
+                waiting_with_room(s, &moments, end, cap)
+            } else {
+                s.until - s.from
+            };
+            if counted > policy.state_deadline {
+                out.push(Finding::Stuck {
+                    node: node.clone(),
+                    state: s.state,
+                    seconds: counted,
+                });
+            }
+        }
+        for w in v.windows(2) {
+            if w[0].state == State::UpgradeFailed && w[1].state == State::UpgradeDone {
+                out.push(Finding::FlippedToDone {
+                    node: node.clone(),
+                    at: w[1].from,
+                });
+            }
+        }
+        match v.last().map(|s| s.state) {
+            Some(State::UpgradeFailed) => out.push(Finding::Failed { node: node.clone() }),
+            Some(s) if !s.terminal() => out.push(Finding::Unfinished {
+                node: node.clone(),
+                state: s,
+            }),
+            _ => {}
+        }
+    }
+    let limits = [
+        (
+            "maxParallelUpgrades",
+            (policy.max_parallel > 0).then_some(policy.max_parallel),
+        ),
+        ("maxUnavailable", policy.max_unavailable),
+    ];
+    for ((limit, allowed), w) in limits.into_iter().zip(worst) {
+        if let (Some(allowed), Some((seen, at))) = (allowed, w)
+            && seen.len() > allowed as usize
+        {
+            out.push(Finding::TooMany {
+                limit,
+                allowed,
+                seen,
+                at,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
