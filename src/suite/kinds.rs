@@ -214,10 +214,13 @@ impl CheckKind {
     }
 
     /// Its time limit when the step sets none: the operator check waits for the whole stack
-    /// to come up, so it gets the install limit; the others the plan's step limit.
+    /// to come up, so it gets the install limit; the uninstall waits for helm and the
+    /// namespace's finalizers, so it gets the teardown limit (a short step limit, there,
+    /// fails a good uninstall on a busy machine); the others the plan's step limit.
     pub fn default_timeout(self, t: &Timeouts) -> Duration {
         match self {
             Self::Operator => t.install,
+            Self::Uninstall => t.teardown,
             _ => t.step,
         }
     }
@@ -248,5 +251,20 @@ mod tests {
             }
         }
         assert_eq!(CheckKind::parse("labelz"), None);
+    }
+
+    #[test]
+    fn limits_follow_what_a_check_waits_for() {
+        let s = Duration::from_secs;
+        let t = Timeouts {
+            provision: s(1),
+            install: s(2),
+            step: s(3),
+            teardown: s(4),
+        };
+        assert_eq!(CheckKind::Operator.default_timeout(&t), s(2));
+        assert_eq!(CheckKind::Uninstall.default_timeout(&t), s(4));
+        assert_eq!(CheckKind::Labels.default_timeout(&t), s(3));
+        assert_eq!(CheckKind::Teardown.default_timeout(&t), s(3));
     }
 }
