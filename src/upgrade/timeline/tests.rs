@@ -3,17 +3,10 @@
 
 use super::*;
 
-const WALK: [State; 9] = [
-    State::UpgradeRequired,
-    State::CordonRequired,
-    State::WaitForJobsRequired,
-    State::PodDeletionRequired,
-    State::DrainRequired,
-    State::PodRestartRequired,
-    State::ValidationRequired,
-    State::UncordonRequired,
-    State::UpgradeDone,
-];
+/// The happy path: everything in the controller's order up to `upgrade-done`.
+fn walk() -> &'static [State] {
+    &State::ORDER[..9]
+}
 
 fn obs(node: &str, at: f64, state: State) -> Observation {
     Observation {
@@ -33,7 +26,7 @@ fn rolling(nodes: usize) -> (Vec<Observation>, f64) {
         out.push(obs(&format!("gpu-{n}"), 0.0, State::UpgradeRequired));
     }
     for n in 0..nodes {
-        for s in &WALK[1..] {
+        for s in &walk()[1..] {
             t += 10.0;
             out.push(obs(&format!("gpu-{n}"), t, *s));
         }
@@ -55,6 +48,7 @@ fn a_rolling_upgrade_one_node_at_a_time_passes() {
     assert_eq!(judge(&o, end, &policy()), Vec::<Finding>::new());
     let segs = segments(&o, end);
     assert_eq!(segs["gpu-3"].len(), 9);
+    assert_eq!(walk().last(), Some(&State::UpgradeDone));
     // gpu-3 waited its turn for 240 s: the policy at work, not a stuck node.
     assert_eq!(segs["gpu-3"][0].until, 250.0);
 }
