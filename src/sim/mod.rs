@@ -19,6 +19,7 @@ pub mod labels;
 mod stages;
 #[cfg(test)]
 mod tests;
+pub mod upgrade;
 pub mod world;
 
 use std::io::Write;
