@@ -32,22 +32,17 @@ pub enum NodeFault {
     FailsIn(State),
 }
 
-/// The states a node in progress walks, in order (`upgrade-required` and the final ones aside).
-const WALK: [State; 8] = [
-    State::CordonRequired,
-    State::WaitForJobsRequired,
-    State::PodDeletionRequired,
-    State::DrainRequired,
-    State::PodRestartRequired,
-    State::ValidationRequired,
-    State::UncordonRequired,
-    State::UpgradeDone,
-];
+/// The states a node in progress walks, in the controller's order: from `cordon-required` to
+/// `upgrade-done` (`upgrade-required` before, `upgrade-failed` aside).
+fn walk() -> &'static [State] {
+    &State::ORDER[1..9]
+}
 
 fn next(s: State) -> State {
-    WALK.iter()
+    walk()
+        .iter()
         .position(|w| *w == s)
-        .and_then(|i| WALK.get(i + 1))
+        .and_then(|i| walk().get(i + 1))
         .copied()
         .unwrap_or(s)
 }
