@@ -258,14 +258,6 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// Whether every measurement verified and no GPU reported an error.
-    pub fn all_verified(&self) -> bool {
-        self.gpus
-            .iter()
-            .all(|g| g.errors.is_empty() && g.measurements.iter().all(|m| m.verified))
-            && self.peers.iter().all(|p| p.verified)
-    }
-
     /// The bench's exit status for this document: a wrong result first, then anything
     /// missing, else complete.
     pub fn exit_code(&self) -> u8 {

@@ -3,16 +3,10 @@
 //! the base median), so a reader sees whether "worse" is a shift or one noisy run. Plain SVG,
 //! no scripts, like `report.html`.
 
+use crate::report::escape_markup as esc;
 use std::fmt::Write as _;
 
 use super::{Comparison, Run, Settings, Verdict};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn colour(v: Verdict) -> &'static str {
     match v {

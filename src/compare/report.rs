@@ -2,6 +2,7 @@
 //! JUnit testcase per benchmark so CI shows each regression by name.
 
 use super::{Comparison, Run, Settings, Verdict};
+use crate::report::escape_markup as esc;
 
 /// The Markdown report: worst first.
 pub fn markdown(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
@@ -48,12 +49,6 @@ pub fn markdown(c: &Comparison, base: &Run, new: &Run, s: &Settings) -> String {
 
 /// JUnit: one testcase per benchmark, failed when worse.
 pub fn junit(c: &Comparison) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
     let failures = c
         .rows
         .iter()

@@ -1,6 +1,7 @@
 //! `gpuconform trend DIR…`: each benchmark identity's median with its p5–p95 band over the runs
 //! found, as one self-contained HTML page (an SVG chart per identity, oldest run left).
 
+use crate::report::escape_markup as esc;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -136,13 +137,6 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Trend, CompareError> {
         });
     }
     Ok(trend)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The HTML page.

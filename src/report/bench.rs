@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::RunRecord;
+use super::{RunRecord, escape_markup as esc};
 use crate::bench::model::PerfTable;
 use crate::bench::{NodeBench, fingerprint};
 
@@ -322,13 +322,6 @@ pub fn html(record: &RunRecord) -> String {
     }
     s.push_str("</body></html>\n");
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

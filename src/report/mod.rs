@@ -14,6 +14,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
+/// Text escaped for HTML, SVG and XML attributes and content (`&`, `<`, `>`, `"`): the one
+/// escape every HTML page and JUnit file gpuconform writes by hand uses.
+pub fn escape_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Version of the `results.json` format; bump on incompatible changes.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
 

@@ -138,14 +138,6 @@ pub fn resolve_max_unavailable(value: &str, nodes: u32) -> Option<u32> {
     }
 }
 
-/// The state in force for `node` at `t`, with its schedulability.
-fn state_at(obs: &[Observation], node: &str, t: f64) -> Option<(State, bool)> {
-    obs.iter()
-        .filter(|o| o.node == node && o.at <= t)
-        .max_by(|a, b| a.at.total_cmp(&b.at))
-        .map(|o| (o.state, o.unschedulable))
-}
-
 /// Seconds of `seg` during which the controller had room to start another node: a node waits
 /// in `upgrade-required` while others take the `maxParallelUpgrades` slots, and that wait is
 /// the policy working, not the node stuck.
@@ -164,29 +156,32 @@ fn waiting_with_room(seg: &Segment, moments: &[(f64, usize)], end: f64, cap: usi
 /// Every verdict on a watched upgrade that ended at `end` seconds.
 pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
     let segs = segments(obs, end);
-    let mut times: Vec<f64> = obs.iter().map(|o| o.at).collect();
-    times.sort_by(f64::total_cmp);
-    times.dedup();
-    // At every moment something changed: who was upgrading, who was unschedulable.
+    // One sweep in time order: after the observations of each moment, who was upgrading and
+    // who was unschedulable (each node's latest observation is in force).
+    let mut ordered: Vec<&Observation> = obs.iter().collect();
+    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut current: BTreeMap<&str, (State, bool)> = BTreeMap::new();
     let mut moments = Vec::new();
     let mut worst: [Option<(Vec<String>, f64)>; 2] = [None, None];
-    for t in times {
-        let mut upgrading = Vec::new();
-        let mut unavailable = Vec::new();
-        for node in segs.keys() {
-            if let Some((state, unschedulable)) = state_at(obs, node, t) {
-                if state.unavailable() {
-                    upgrading.push(node.clone());
-                }
-                if state.unavailable() || unschedulable {
-                    unavailable.push(node.clone());
-                }
-            }
+    for (k, o) in ordered.iter().enumerate() {
+        current.insert(o.node.as_str(), (o.state, o.unschedulable));
+        if ordered.get(k + 1).is_some_and(|n| n.at == o.at) {
+            continue;
         }
-        moments.push((t, upgrading.len()));
+        let upgrading: Vec<String> = current
+            .iter()
+            .filter(|(_, (s, _))| s.unavailable())
+            .map(|(n, _)| (*n).to_string())
+            .collect();
+        let unavailable: Vec<String> = current
+            .iter()
+            .filter(|(_, (s, u))| s.unavailable() || *u)
+            .map(|(n, _)| (*n).to_string())
+            .collect();
+        moments.push((o.at, upgrading.len()));
         for (i, set) in [upgrading, unavailable].into_iter().enumerate() {
             if worst[i].as_ref().is_none_or(|(w, _)| set.len() > w.len()) {
-                worst[i] = Some((set, t));
+                worst[i] = Some((set, o.at));
             }
         }
     }
