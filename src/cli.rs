@@ -41,6 +41,34 @@ pub enum Command {
     Compare(CompareArgs),
     /// An HTML page of each benchmark's median and p5–p95 over the runs in these folders.
     Trend(TrendArgs),
+    /// Pre-upgrade validation: the plan's suites on the current driver, the new driver through
+    /// the operator's upgrade controller (every node's state watched), the suites again, and the
+    /// benchmarks compared; exit 6 when the upgrade fails, 5 on a regression.
+    Upgrade(UpgradeArgs),
+}
+
+/// Flags of `upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The driver version to upgrade to (`595.91.07`).
+    #[arg(long, value_name = "DRIVER")]
+    pub to: String,
+    /// Also move the operator chart to this version.
+    #[arg(long)]
+    pub chart_version: Option<String>,
+    /// When the upgrade fails, roll the release back to the revision before it and verify
+    /// the old driver is back on every node.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// Longest a node may stay in one upgrade state (waiting its turn does not count).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub state_timeout: Duration,
+    /// Longest the whole upgrade may take.
+    #[arg(long = "upgrade-timeout", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Everything `run` takes.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `trend`.

@@ -20,5 +20,9 @@ pub const TEARDOWN_INCOMPLETE: u8 = 4;
 /// `compare`: at least one benchmark is worse in the new run (a drop of at least the threshold
 /// at the confidence asked).
 pub const REGRESSION: u8 = 5;
+/// `upgrade`: the driver upgrade did not complete: helm could not apply it, or a node failed,
+/// got stuck in a state past its deadline, flipped from failed to done, never finished, or more
+/// nodes were out at once than the upgrade policy allows.
+pub const UPGRADE_FAILED: u8 = 6;
 /// Interrupted by SIGINT or SIGTERM; teardown ran.
 pub const INTERRUPTED: u8 = 130;

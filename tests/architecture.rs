@@ -86,7 +86,7 @@ const RULES: &[(&str, &[&str], &str)] = &[
     (
         "sim",
         &[
-            "target", "checks", "runner", "report", "operator", "commands",
+            "target", "checks", "runner", "report", "operator", "commands", "upgrade",
         ],
         "the simulator imitates the real stack; it knows neither the local cluster nor the checks",
     ),

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::catalog::Catalog;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, UpgradeArgs};
 use crate::errors::ExpectedError;
 use crate::fixture::ClusterFixture;
 use crate::output::Printer;
@@ -16,8 +16,42 @@ use crate::suite::Suite;
 use crate::target::TargetFlags;
 use crate::target::local::tools::Tools;
 
-/// Runs a plan; the exit code is the run's.
-pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+/// `gpuconform upgrade`: a run with the upgrade between a baseline and an after pass. A plan
+/// that may not change the operator (verify-only), or a driver that is not a version, or the
+/// driver the plan already asks for, is refused before anything starts.
+pub async fn upgrade(args: UpgradeArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+    let bad = |what: &str, why: String| {
+        ExpectedError::Inputs(vec![crate::input::InputError::file(Path::new(what), why)])
+    };
+    let to = args.to.trim().to_string();
+    if crate::gpu_stack::driver::DriverVersion::parse(&to).is_none() {
+        return Err(bad(
+            &format!("--to {to}"),
+            "not a driver version such as 580.95.05".into(),
+        ));
+    }
+    if args.state_timeout.is_zero() || args.timeout.is_zero() {
+        return Err(bad(
+            "--state-timeout/--upgrade-timeout",
+            "must be longer than 0s".into(),
+        ));
+    }
+    let settings = crate::upgrade::Settings {
+        to,
+        chart_version: args.chart_version,
+        rollback_on_failure: args.rollback_on_failure,
+        state_timeout: args.state_timeout,
+        timeout: args.timeout,
+    };
+    run(args.run, Some(settings), printer).await
+}
+
+/// Runs a plan (with an upgrade in it, for `gpuconform upgrade`); the exit code is the run's.
+pub async fn run(
+    args: RunArgs,
+    upgrade: Option<crate::upgrade::Settings>,
+    printer: &Printer,
+) -> Result<u8, ExpectedError> {
     let catalog = Catalog::resolve(&args.catalog)?;
     if let Some(ns) = &args.namespace
         && !crate::plan::is_dns_label(ns)
@@ -28,6 +62,22 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         )]));
     }
     let plan = Plan::load(&args.plan, &args.layers(), &args.suite_dir, &catalog)?;
+    if let Some(up) = &upgrade {
+        let refuse = |why: String| {
+            ExpectedError::Inputs(vec![crate::input::InputError::file(&plan.file, why)])
+        };
+        if plan.operator.mode == crate::plan::OperatorMode::Existing {
+            return Err(refuse(
+                "operator.mode: existing is verify-only and never changes the operator; `upgrade` needs `mode: install` (with `adopt: true` for a release already there)".into(),
+            ));
+        }
+        if plan.operator.driver_version().as_deref() == Some(up.to.as_str()) {
+            return Err(refuse(format!(
+                "operator.values.driver.version is already {}: nothing to upgrade",
+                up.to
+            )));
+        }
+    }
     // A baseline that cannot be read is bad input: said before anything starts.
     let baseline = match &args.baseline {
         Some(b) => Some(crate::compare::load(b, true)?),
@@ -102,6 +152,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<u8, ExpectedError> 
         dir: dir.clone(),
         perf: crate::bench::model::PerfTable::embedded()?,
         companion: Some(std::sync::Arc::new(super::simulator::GpuSimulator)),
+        upgrade,
     };
     let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);

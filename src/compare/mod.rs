@@ -181,6 +181,15 @@ fn resolve(path: &Path, need_pass: bool) -> Result<PathBuf, CompareError> {
     })
 }
 
+/// A run from report rows: the baseline an upgrade keeps in the same record.
+pub fn from_rows(
+    run_id: &str,
+    rows: &[crate::report::bench::BenchRow],
+) -> Result<Run, CompareError> {
+    let v = serde_json::json!({"runId": run_id, "benchmarks": rows});
+    parse(Path::new(run_id), &v.to_string())
+}
+
 /// Reads the benchmarks of one results document.
 pub fn parse(file: &Path, text: &str) -> Result<Run, CompareError> {
     let bad = |why: String| CompareError::Format {

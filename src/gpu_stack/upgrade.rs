@@ -128,6 +128,19 @@ impl State {
     }
 }
 
+/// `maxUnavailable` as a count of `nodes`: an integer, or a percentage rounded up, as
+/// k8s-operator-libs resolves it (`intstr.GetScaledValueFromIntOrPercent(…, roundUp=true)`).
+pub fn resolve_max_unavailable(value: &str, nodes: u32) -> Option<u32> {
+    let v = value.trim();
+    match v.strip_suffix('%') {
+        Some(p) => {
+            let p: u32 = p.trim().parse().ok()?;
+            Some((u64::from(p) * u64::from(nodes)).div_ceil(100) as u32)
+        }
+        None => v.parse().ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

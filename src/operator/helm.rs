@@ -112,6 +112,43 @@ impl Helm {
         self.output("upgrade --install", &args).await
     }
 
+    /// Asks the release for another driver: `helm upgrade --reuse-values --set-string
+    /// driver.version=…`, keeping every other value the release has. With a new chart version
+    /// the release's values are laid over the new chart's defaults instead
+    /// (`--reset-then-reuse-values`, helm ≥ 3.14): `--reuse-values` would drop the new chart's
+    /// new defaults. No `--wait`: the upgrade controller's work is watched node by node.
+    pub async fn set_driver(
+        &self,
+        spec: &OperatorSpec,
+        driver: &str,
+        chart_version: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String, HelmError> {
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            spec.release.clone(),
+            spec.chart.clone(),
+            "--namespace".into(),
+            spec.namespace.clone(),
+            "--set-string".into(),
+            format!("driver.version={driver}"),
+            "--timeout".into(),
+            format!("{}s", timeout.as_secs().max(1)),
+        ];
+        if let Some(repo) = &spec.repo {
+            args.extend(["--repo".into(), repo.clone()]);
+        }
+        if let Some(v) = chart_version.or(spec.version.as_deref()) {
+            args.extend(["--version".into(), v.to_string()]);
+        }
+        args.push(if chart_version.is_some() {
+            "--reset-then-reuse-values".into()
+        } else {
+            "--reuse-values".into()
+        });
+        self.output("upgrade --reuse-values", &args).await
+    }
+
     /// The release's status, chart and revision, `None` if absent.
     /// Half-done releases (`pending-install`, `uninstalling`, ...) count as present: helm 3 lists
     /// only deployed and failed ones by default, so every status is asked for explicitly.

@@ -85,6 +85,30 @@ pub enum Event {
     Case(Case),
     /// One node's bench document, for the benchmark reports.
     Bench(NodeBench),
+    /// `upgrade`: the baseline is done and the new driver is asked for; the benchmarks so far
+    /// are the baseline's.
+    UpgradeStarted {
+        /// The driver before.
+        from: String,
+        /// The driver asked for.
+        to: String,
+    },
+    /// `upgrade`: the watch of the nodes ended, with its findings.
+    UpgradeWatched {
+        /// What was seen and judged.
+        watched: super::upgrade::Watched,
+        /// The upgrade did not complete.
+        failed: bool,
+    },
+    /// `upgrade`: `--rollback-on-failure` ran.
+    UpgradeRolledBack(String),
+    /// `upgrade`: the baseline's benchmarks against the new driver's.
+    UpgradeCompared {
+        /// Per identity, worst first.
+        rows: Vec<super::upgrade::Compared>,
+        /// At least one is worse.
+        regressed: bool,
+    },
     /// A line worth showing (what teardown removed, where the kubeconfig is).
     Note(String),
     /// A warning worth showing.
@@ -162,6 +186,32 @@ impl Reporter for Recorder {
                 r.seconds = end.seconds;
                 r.exit_code = r.decide_exit_code();
                 r.finished = true;
+            }
+            Event::UpgradeStarted { from, to } => {
+                r.upgrade = Some(super::upgrade::UpgradeReport {
+                    from: from.clone(),
+                    to: to.clone(),
+                    baseline: std::mem::take(&mut r.benchmarks),
+                    ..Default::default()
+                });
+                r.driver_version = to.clone();
+            }
+            Event::UpgradeWatched { watched, failed } => {
+                if let Some(u) = &mut r.upgrade {
+                    u.watched = Some(watched.clone());
+                    u.failed |= *failed;
+                }
+            }
+            Event::UpgradeRolledBack(what) => {
+                if let Some(u) = &mut r.upgrade {
+                    u.rollback = Some(what.clone());
+                }
+            }
+            Event::UpgradeCompared { rows, regressed } => {
+                if let Some(u) = &mut r.upgrade {
+                    u.comparison = rows.clone();
+                    u.regressed = *regressed;
+                }
             }
             Event::PhaseStarted(_)
             | Event::StepStarted { .. }

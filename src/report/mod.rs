@@ -9,6 +9,7 @@ pub mod events;
 pub mod junit;
 pub mod summary;
 pub mod terminal;
+pub mod upgrade;
 
 use std::path::Path;
 
@@ -143,11 +144,15 @@ pub struct RunRecord {
     /// The run ended and teardown is done: `false` in the reports written when teardown
     /// starts (a run killed during teardown still leaves them).
     pub finished: bool,
+    /// `gpuconform upgrade`: the driver upgrade, its timeline and the before/after comparison.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<upgrade::UpgradeReport>,
 }
 
 impl RunRecord {
     /// The exit code this record calls for, in the documented order: interrupted, then a
-    /// refused plan, then the harness's own failure, then what teardown left, then failed checks.
+    /// refused plan, then the harness's own failure, then what teardown left, then a failed
+    /// upgrade, then failed checks, then a benchmark worse after an upgrade.
     pub fn decide_exit_code(&self) -> u8 {
         let (_, failed, errors, _) = self.counts();
         if self.interrupted {
@@ -158,8 +163,14 @@ impl RunRecord {
             crate::exit_codes::INFRA_ERROR
         } else if !self.leftovers.is_empty() {
             crate::exit_codes::TEARDOWN_INCOMPLETE
-        } else if failed + errors > 0 {
+        } else if self.upgrade.as_ref().is_some_and(|u| u.failed) {
+            crate::exit_codes::UPGRADE_FAILED
+        } else if self.cases.iter().any(|c| {
+            matches!(c.status, Status::Failed | Status::Error) && c.check != upgrade::VERDICT_CHECK
+        }) {
             crate::exit_codes::CHECKS_FAILED
+        } else if failed + errors > 0 || self.upgrade.as_ref().is_some_and(|u| u.regressed) {
+            crate::exit_codes::REGRESSION
         } else {
             crate::exit_codes::OK
         }
@@ -200,7 +211,14 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
         let bmf = serde_json::to_string_pretty(&bench::bmf(&record.benchmarks))
             .map_err(std::io::Error::other)?;
         std::fs::write(dir.join("bench.json"), bmf + "\n")?;
-        std::fs::write(dir.join("report.html"), bench::html(record))?;
+    }
+    if !record.benchmarks.is_empty() || record.upgrade.is_some() {
+        let mut page = bench::html(record);
+        if let Some(u) = &record.upgrade {
+            let at = page.rfind("</body>").unwrap_or(page.len());
+            page.insert_str(at, &upgrade::html(u));
+        }
+        std::fs::write(dir.join("report.html"), page)?;
     }
     let md = summary::render(record);
     std::fs::write(dir.join("summary.md"), &md)?;
@@ -312,6 +330,7 @@ mod tests {
             refused: false,
             exit_code: 1,
             finished: true,
+            upgrade: None,
         }
     }
 

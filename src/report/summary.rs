@@ -78,6 +78,9 @@ pub fn render(r: &RunRecord) -> String {
             escape(&msg)
         ));
     }
+    if let Some(u) = &r.upgrade {
+        s.push_str(&super::upgrade::markdown(u));
+    }
     s.push_str(&super::bench::markdown(&r.benchmarks));
     if let Some(u) = &r.instance_use {
         let hours: Vec<String> = u

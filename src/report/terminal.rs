@@ -105,6 +105,10 @@ impl Reporter for Terminal {
                 }
             }
             Event::Note(n) => self.line(n.clone()),
+            Event::UpgradeStarted { from, to } => {
+                self.line(format!("driver upgrade {from} → {to}: baseline done"));
+            }
+            Event::UpgradeRolledBack(what) => self.line(format!("rollback: {what}")),
             Event::Warning(w) => {
                 if let Some(pb) = &self.spinner {
                     pb.println(format!("warning: {w}"));
@@ -117,6 +121,8 @@ impl Reporter for Terminal {
             | Event::GpuNodesFound(_)
             | Event::Installed { .. }
             | Event::Bench(_)
+            | Event::UpgradeWatched { .. }
+            | Event::UpgradeCompared { .. }
             | Event::RunFinished(_) => {}
         }
     }

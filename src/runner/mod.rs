@@ -9,13 +9,14 @@
 //! and its removal in [`crate::operator`], the suite scheduler in [`suite`].
 
 pub mod diagnostics;
+mod phase;
 pub mod suite;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::catalog::Catalog;
-use crate::checks::Ctx;
 use crate::fixture::ClusterFixture;
 use crate::operator::helm::Helm;
 use crate::operator::{self, Install, InstallRecord};
@@ -51,6 +52,8 @@ pub struct RunSettings {
     pub perf: crate::bench::model::PerfTable,
     /// What runs beside a local cluster (the GPU simulator).
     pub companion: Option<std::sync::Arc<dyn crate::target::local::Companion>>,
+    /// `gpuconform upgrade`: the driver to move to, between a baseline and an after pass.
+    pub upgrade: Option<crate::upgrade::Settings>,
 }
 
 /// Sends each event to the recorder and to every other reporter.
@@ -347,61 +350,41 @@ pub async fn run(
     report_discovery(&mut em, &discovery, infra_failed);
     let gpu_nodes = discovery.nodes;
 
-    // Suites.
+    // Suites (under `upgrade`: baseline, the upgrade, the suites again, the verdict).
     if !infra_failed && !interrupted && !refused {
-        em.emit(Event::PhaseStarted("suites".into()));
-        let t = Instant::now();
-        let mut diag = suite::Diagnostics::default();
-        let (events, mut from_checks) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = Ctx {
-            perf: &settings.perf,
-            events,
-            client: cluster.client.clone(),
+        let pass = phase::Pass {
+            client: &cluster.client,
             catalog: &settings.catalog,
-            plan,
-            gpu_nodes: gpu_nodes.clone(),
-            test_namespace: test_namespace.clone(),
-            run_id: settings.run_id.clone(),
+            perf: &settings.perf,
             helm: &helm,
-            install: &install,
-            run_dir: settings.dir.clone(),
+            test_namespace: &test_namespace,
+            run_id: &settings.run_id,
+            run_dir: &settings.dir,
         };
-        for s in &settings.suites {
-            let mut sched = suite::Scheduler {
-                ctx: &ctx,
-                em: &mut em,
-                interrupts: &mut interrupts,
-                diag: &mut diag,
-                from_checks: &mut from_checks,
-            };
-            interrupted |= sched.run(s).await;
-        }
-        let message = if interrupted {
-            "interrupted".into()
-        } else {
-            format!("{} suites", settings.suites.len())
+        interrupted |= match &settings.upgrade {
+            None => {
+                pass.run(
+                    "suites",
+                    plan,
+                    gpu_nodes,
+                    &install,
+                    &settings.suites,
+                    &mut em,
+                    &mut interrupts,
+                )
+                .await
+            }
+            Some(up) => {
+                let u = upgrade::Upgrade {
+                    pass: &pass,
+                    plan,
+                    suites: &settings.suites,
+                    settings: up,
+                    gpu_nodes: &gpu_nodes,
+                };
+                u.run(&mut install, &mut em, &mut interrupts).await
+            }
         };
-        em.phase("suites", !interrupted, message, t);
-        if diag.count > 0 {
-            em.emit(Event::PhaseFinished(Phase {
-                name: "diagnostics".into(),
-                ok: true,
-                message: format!(
-                    "collected for {} failed testcases right after their step, see diagnostics/{}",
-                    diag.count,
-                    if diag.skipped > 0 {
-                        format!(
-                            "; not for {} more (the first {} of a run only)",
-                            diag.skipped,
-                            suite::DIAGNOSTICS_CAP
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
-                seconds: diag.seconds,
-            }));
-        }
     }
 
     // Teardown, always. The reports are written first, so a run killed during teardown (CI

@@ -95,6 +95,19 @@ impl Actor {
                 }
             }
             Action::Event(spec) => self.event(spec).await?,
+            Action::Schedulable { node, schedulable } => {
+                let api: Api<Node> = Api::all(self.client.clone());
+                let patch = json!({"spec": {"unschedulable": !schedulable}});
+                api.patch(&node, &pp, &Patch::Merge(&patch)).await?;
+            }
+            Action::DeletePod { namespace, name } => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -237,5 +250,14 @@ fn describe(action: &Action) -> String {
         }
         Action::DeleteCrds(names) => format!("deleted CRDs {}", names.join(", ")),
         Action::Event(e) => format!("event {} {}/{}: {}", e.reason, e.kind, e.name, e.message),
+        Action::Schedulable { node, schedulable } => format!(
+            "node {node}: {}",
+            if *schedulable {
+                "uncordoned"
+            } else {
+                "cordoned"
+            }
+        ),
+        Action::DeletePod { namespace, name } => format!("deleted pod {namespace}/{name}"),
     }
 }

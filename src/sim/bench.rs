@@ -61,7 +61,7 @@ impl BenchPlayer {
     pub fn reconcile(
         &mut self,
         snap: &Snapshot<'_>,
-        driver: &str,
+        driver: &dyn Fn(&str) -> String,
         now: Instant,
         wake: &mut Option<Instant>,
     ) -> Vec<Action> {
@@ -96,7 +96,7 @@ impl BenchPlayer {
                         .iter()
                         .find(|n| n.name_any() == node)
                         .map(|n| n.as_ref());
-                    if let Some(a) = self.log_action(pod, &node, driver, node_obj) {
+                    if let Some(a) = self.log_action(pod, &node, &driver(&node), node_obj) {
                         out.push(a);
                     }
                     self.pods.insert(uid, Stage::Logged(now));
@@ -205,6 +205,28 @@ impl BenchPlayer {
             mig,
         });
         fill_from_catalog(&mut report, &self.catalog, model_key);
+        // A driver that slows a metric down, on every GPU it runs.
+        for f in &self.fixture.faults {
+            if let Fault::DriverRegression {
+                driver: slow,
+                metric,
+                factor,
+            } = f
+                && slow == driver
+            {
+                for m in report
+                    .gpus
+                    .iter_mut()
+                    .flat_map(|d| d.measurements.iter_mut())
+                    .filter(|m| m.metric.key() == metric)
+                {
+                    m.samples.iter_mut().for_each(|v| *v *= factor);
+                    m.summary.median *= factor;
+                    m.summary.p5 *= factor;
+                    m.summary.p95 *= factor;
+                }
+            }
+        }
         report.seconds = RUN.as_secs_f64();
         for gpu in self.wrong(node_name) {
             for m in report

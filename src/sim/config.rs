@@ -23,6 +23,37 @@ pub struct Policy {
     pub plugin_config_default: Option<String>,
     /// `migManager.config.default`: the `nvidia.com/mig.config` the operator gives MIG-capable nodes.
     pub mig_config_default: String,
+    /// `driver.upgradePolicy`, when it turns the upgrade controller on (`autoUpgrade: true`).
+    pub upgrade: Option<UpgradePolicy>,
+}
+
+/// `driver.upgradePolicy` as the upgrade controller reads it (k8s-operator-libs
+/// `api/upgrade/v1alpha1`: `maxParallelUpgrades` defaults to 1, `maxUnavailable` to `25%`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradePolicy {
+    /// `maxParallelUpgrades` (0: no limit).
+    pub max_parallel: u32,
+    /// `maxUnavailable`: a count or a percentage of the GPU nodes.
+    pub max_unavailable: String,
+}
+
+fn upgrade_policy(spec: &Value) -> Option<UpgradePolicy> {
+    let p = spec.pointer("/driver/upgradePolicy")?;
+    if p.get("autoUpgrade").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    Some(UpgradePolicy {
+        max_parallel: p
+            .get("maxParallelUpgrades")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        max_unavailable: match p.get("maxUnavailable") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "25%".into(),
+        },
+    })
 }
 
 /// Reads the spec of a ClusterPolicy object.
@@ -49,6 +80,7 @@ pub fn policy(spec: &Value) -> Policy {
         plugin_config_default: s(&["devicePlugin", "config", "default"]),
         mig_config_default: s(&["migManager", "config", "default"])
             .unwrap_or_else(|| "all-disabled".into()),
+        upgrade: upgrade_policy(spec),
     }
 }
 

@@ -250,12 +250,18 @@ async fn run(
         };
         let now = Instant::now();
         let (mut actions, mut next) = world.reconcile(&snap, now);
-        let driver = snap
+        let chart_driver = snap
             .policy
             .and_then(|p| p.data.pointer("/spec/driver/version"))
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_string();
+        // What each node runs: its driver pod's version, else what the chart asks for.
+        let driver = |node: &str| {
+            world
+                .bench_driver(&snap, node)
+                .unwrap_or_else(|| chart_driver.clone())
+        };
         actions.extend(player.reconcile(&snap, &driver, now, &mut next));
         wake = next;
         for action in actions {

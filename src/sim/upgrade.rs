@@ -7,8 +7,8 @@
 //! `upgrade-done`. A node that fails leaves `upgrade-failed` and frees its slot.
 //!
 //! Pure and discrete: one reconcile per tick, nodes admitted in name order, so a test can say
-//! what the cluster shows at any tick. Not yet wired into the simulated world (issue "Pre-upgrade
-//! validation").
+//! what the cluster shows at any tick. The simulated world ([`crate::sim::world`]) calls
+//! [`step`] on a timer and says when each state's work is over.
 
 use std::collections::BTreeMap;
 
@@ -63,44 +63,59 @@ pub fn play(
         .collect();
     let mut out = vec![now.clone()];
     for _ in 0..ticks {
-        let mut after = now.clone();
-        for (node, state) in &now {
-            if !state.unavailable() {
-                continue;
-            }
-            after.insert(
-                node.clone(),
-                match faults.get(node) {
-                    Some(NodeFault::StuckIn(s)) if s == state => *state,
-                    Some(NodeFault::FailsIn(s)) if s == state => State::UpgradeFailed,
-                    _ => next(*state),
-                },
-            );
-        }
-        let busy = |m: &BTreeMap<String, State>| m.values().filter(|s| s.unavailable()).count();
-        let unavailable = |m: &BTreeMap<String, State>| {
-            m.iter()
-                .filter(|(n, s)| s.unavailable() || cordoned.contains(n))
-                .count()
-        };
-        for node in nodes {
-            if after.get(node) != Some(&State::UpgradeRequired) {
-                continue;
-            }
-            let room = policy.max_parallel == 0 || busy(&after) < policy.max_parallel as usize;
-            // A node cordoned already adds nothing to the unavailable count when admitted.
-            let extra = usize::from(!cordoned.contains(node));
-            let within = policy
-                .max_unavailable
-                .is_none_or(|m| unavailable(&after) + extra <= m as usize);
-            if room && within {
-                after.insert(node.clone(), State::CordonRequired);
-            }
-        }
-        out.push(after.clone());
-        now = after;
+        now = step(&now, cordoned, faults, policy, &|_, _| true);
+        out.push(now.clone());
     }
     out
+}
+
+/// One reconcile: every node in progress whose state's work is over (`done(node, state)`: the
+/// simulated world says whether the driver pod restarted, validation passed, the state's time
+/// ran out) moves one state on, then nodes waiting in `upgrade-required` are admitted while the
+/// policy leaves room. Nodes in other states (not looked at, done, failed) stay.
+pub fn step(
+    now: &BTreeMap<String, State>,
+    cordoned: &[String],
+    faults: &BTreeMap<String, NodeFault>,
+    policy: Policy,
+    done: &dyn Fn(&str, State) -> bool,
+) -> BTreeMap<String, State> {
+    let mut after = now.clone();
+    for (node, state) in now {
+        if !state.unavailable() {
+            continue;
+        }
+        let moved = match faults.get(node) {
+            Some(NodeFault::StuckIn(s)) if s == state => *state,
+            Some(NodeFault::FailsIn(s)) if s == state => State::UpgradeFailed,
+            _ if done(node, *state) => next(*state),
+            _ => *state,
+        };
+        after.insert(node.clone(), moved);
+    }
+    let busy = |m: &BTreeMap<String, State>| m.values().filter(|s| s.unavailable()).count();
+    let unavailable = |m: &BTreeMap<String, State>| {
+        m.iter()
+            .filter(|(n, s)| s.unavailable() || cordoned.contains(n))
+            .count()
+    };
+    let waiting: Vec<String> = after
+        .iter()
+        .filter(|(_, s)| **s == State::UpgradeRequired)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for node in waiting {
+        let room = policy.max_parallel == 0 || busy(&after) < policy.max_parallel as usize;
+        // A node cordoned already adds nothing to the unavailable count when admitted.
+        let extra = usize::from(!cordoned.contains(&node));
+        let within = policy
+            .max_unavailable
+            .is_none_or(|m| unavailable(&after) + extra <= m as usize);
+        if room && within {
+            after.insert(node, State::CordonRequired);
+        }
+    }
+    after
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub struct Delays {
     pub first_crash: Duration,
     /// Longest back-off between two crashes.
     pub max_backoff: Duration,
+    /// One reconcile of the driver upgrade controller (each state takes one or two).
+    pub upgrade_reconcile: Duration,
+    /// How long the upgrade controller waits for validation before `upgrade-failed`.
+    pub validation_timeout: Duration,
 }
 
 impl Default for Delays {
@@ -54,6 +58,8 @@ impl Default for Delays {
             mig: Duration::from_millis(1500),
             first_crash: Duration::from_millis(500),
             max_backoff: Duration::from_secs(16),
+            upgrade_reconcile: Duration::from_millis(400),
+            validation_timeout: Duration::from_secs(6),
         }
     }
 }
@@ -112,6 +118,20 @@ pub enum Action {
     },
     /// Delete these CRDs (the cleanup-crd hook's work).
     DeleteCrds(Vec<String>),
+    /// Cordon (`false`) or uncordon a node (the upgrade controller's work).
+    Schedulable {
+        /// Node name.
+        node: String,
+        /// `spec.unschedulable` becomes the opposite.
+        schedulable: bool,
+    },
+    /// Delete a pod (the upgrade controller restarting a driver pod).
+    DeletePod {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+    },
     /// Record an event.
     Event(EventSpec),
 }
@@ -183,6 +203,8 @@ pub struct World {
     pub cleanup_crd_requested: bool,
     /// Set by the watch on Jobs when NFD's prune hook runs.
     pub prune_requested: bool,
+    /// The driver upgrade controller's memory.
+    pub(in crate::sim) upgrade: super::stages::upgrade::UpgradeMemory,
 }
 
 /// The label kwok manages pods by: operand pods carry `app=<daemonset>`.
@@ -209,6 +231,7 @@ impl World {
             stopped: HashSet::new(),
             cleanup_crd_requested: false,
             prune_requested: false,
+            upgrade: Default::default(),
         }
     }
 
@@ -258,6 +281,9 @@ impl World {
                 _ => None,
             })
             .collect();
+        if let Some((_, pol)) = &policy {
+            self.upgrade_controller(snap, pol, now, &mut wake, &mut out, &mut crash_targets);
+        }
 
         let catalog = Arc::clone(&self.catalog);
         let fixture = Arc::clone(&self.fixture);
@@ -362,7 +388,12 @@ impl World {
 
             // GFD: the GPU labels, once its pod is Ready on the node and a driver is loaded.
             let driver = match (gpus.as_ref(), &policy) {
-                (Some(g), Some((_, pol))) => labels::node_driver(&pol.stack, g.host_driver),
+                (Some(g), Some((_, pol))) => {
+                    labels::node_driver(&pol.stack, g.host_driver).map(|d| match g.host_driver {
+                        Some(_) => d,
+                        None => self.gfd_driver(snap, &name, &d),
+                    })
+                }
                 _ => None,
             };
             if let (Some(g), Some((_, pol)), Some(driver)) = (gpus.as_ref(), &policy, &driver) {

@@ -61,7 +61,8 @@ pub enum Finding {
         /// Node.
         node: String,
     },
-    /// A node went from `upgrade-failed` straight to `upgrade-done`: nothing was upgraded.
+    /// A node went from `upgrade-failed` to `upgrade-done` without its driver pod restarting
+    /// in between: nothing was upgraded.
     FlippedToDone {
         /// Node.
         node: String,
@@ -125,18 +126,7 @@ pub fn segments(obs: &[Observation], end: f64) -> BTreeMap<String, Vec<Segment>>
         .collect()
 }
 
-/// `maxUnavailable` as a count of `nodes`: an integer, or a percentage rounded up, as
-/// k8s-operator-libs resolves it (`intstr.GetScaledValueFromIntOrPercent(…, roundUp=true)`).
-pub fn resolve_max_unavailable(value: &str, nodes: u32) -> Option<u32> {
-    let v = value.trim();
-    match v.strip_suffix('%') {
-        Some(p) => {
-            let p: u32 = p.trim().parse().ok()?;
-            Some((u64::from(p) * u64::from(nodes)).div_ceil(100) as u32)
-        }
-        None => v.parse().ok(),
-    }
-}
+pub use crate::gpu_stack::upgrade::resolve_max_unavailable;
 
 /// Seconds of `seg` during which the controller had room to start another node: a node waits
 /// in `upgrade-required` while others take the `maxParallelUpgrades` slots, and that wait is
@@ -209,12 +199,22 @@ pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
                 });
             }
         }
-        for w in v.windows(2) {
-            if w[0].state == State::UpgradeFailed && w[1].state == State::UpgradeDone {
-                out.push(Finding::FlippedToDone {
-                    node: node.clone(),
-                    at: w[1].from,
-                });
+        // From failed to done without the driver pod restarting in between: nothing was
+        // upgraded, the controller only relabelled (uncordon-required on the way counts as
+        // nothing either).
+        let mut failed_at: Option<usize> = None;
+        for (k, seg) in v.iter().enumerate() {
+            match seg.state {
+                State::UpgradeFailed => failed_at = Some(k),
+                State::PodRestartRequired => failed_at = None,
+                State::UpgradeDone if failed_at.is_some() => {
+                    out.push(Finding::FlippedToDone {
+                        node: node.clone(),
+                        at: seg.from,
+                    });
+                    failed_at = None;
+                }
+                _ => {}
             }
         }
         match v.last().map(|s| s.state) {

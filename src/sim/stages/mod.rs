@@ -6,3 +6,4 @@ mod device_plugin;
 mod kubelet;
 mod mig;
 mod policy;
+pub(in crate::sim) mod upgrade;

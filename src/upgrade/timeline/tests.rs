@@ -90,6 +90,39 @@ fn a_stuck_node_a_failure_and_a_flip_are_named() {
 }
 
 #[test]
+fn failed_then_done_is_a_flip_unless_the_driver_pod_restarted_in_between() {
+    let base = || {
+        vec![
+            obs("gpu-0", 0.0, State::UpgradeRequired),
+            obs("gpu-0", 10.0, State::ValidationRequired),
+            obs("gpu-0", 20.0, State::UpgradeFailed),
+        ]
+    };
+    // Through uncordon-required only: the controller relabelled, nothing was upgraded.
+    let mut o = base();
+    o.push(obs("gpu-0", 30.0, State::UncordonRequired));
+    o.push(obs("gpu-0", 31.0, State::UpgradeDone));
+    assert_eq!(
+        judge(&o, 40.0, &policy()),
+        [Finding::FlippedToDone {
+            node: "gpu-0".into(),
+            at: 31.0
+        }]
+    );
+    // A new attempt restarted the driver pod: a recovery, not a flip.
+    let mut o = base();
+    for (t, s) in [
+        (30.0, State::PodRestartRequired),
+        (35.0, State::ValidationRequired),
+        (38.0, State::UncordonRequired),
+        (39.0, State::UpgradeDone),
+    ] {
+        o.push(obs("gpu-0", t, s));
+    }
+    assert_eq!(judge(&o, 40.0, &policy()), Vec::<Finding>::new());
+}
+
+#[test]
 fn waiting_with_a_free_slot_is_stuck() {
     // Two nodes, maxParallelUpgrades 2: gpu-1 waits in upgrade-required while a slot is free.
     let o = vec![
