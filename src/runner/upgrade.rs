@@ -2,7 +2,7 @@
 //! suites on the driver the cluster runs, teardown suites held back), `upgrade` (the new driver
 //! through helm, every GPU node followed through the upgrade controller's states and judged),
 //! `rollback` (with `--rollback-on-failure`, when the upgrade failed), `after` (the suites again,
-//! now expecting the new driver), the verdict (the baseline's benchmarks against the new ones),
+//! now expecting the new driver; only when the upgrade succeeded), the verdict (the baseline's benchmarks against the new ones),
 //! and last the plan's teardown suites. Each phase's testcases form their own JUnit testsuites
 //! (`baseline/<suite>`, `upgrade`, `after/<suite>`, `verdict`).
 
@@ -101,10 +101,17 @@ impl Upgrade<'_> {
         {
             return true;
         }
-        if rolled_back {
-            em.emit(Event::Note(
-                "rolled back: the suites are not run again on the new driver".into(),
-            ));
+        if failed {
+            // Nodes stuck or failed: the suites would time out step by step on them and
+            // compare numbers from a half-upgraded cluster. The upgrade's verdict says it all.
+            em.emit(Event::Note(format!(
+                "the upgrade failed{}: the suites are not run again on driver {to}",
+                if rolled_back {
+                    " and was rolled back"
+                } else {
+                    ""
+                }
+            )));
         } else {
             let after = crate::upgrade::after_plan(plan, to);
             let nodes: Vec<GpuNode> = self
@@ -401,7 +408,7 @@ impl Upgrade<'_> {
             suite: "verdict".into(),
             step: "verdict".into(),
             check: VERDICT_CHECK.into(),
-            name: "verdict/benchmarks".into(),
+            name: "benchmarks".into(),
             node: None,
             status: Status::Passed,
             message: None,
@@ -464,17 +471,5 @@ impl Upgrade<'_> {
 }
 
 fn rollback_case(status: Status, message: Option<String>) -> Case {
-    Case {
-        suite: verdict::SUITE.into(),
-        step: "rollback".into(),
-        check: verdict::CHECK.into(),
-        name: format!("{}/rollback", verdict::SUITE),
-        node: None,
-        status,
-        message,
-        detail: String::new(),
-        warnings: Vec::new(),
-        seconds: 0.0,
-        diagnostics: Vec::new(),
-    }
+    verdict::case("rollback", None, status, message)
 }

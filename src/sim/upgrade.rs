@@ -93,10 +93,14 @@ pub fn step(
         };
         after.insert(node.clone(), moved);
     }
-    let busy = |m: &BTreeMap<String, State>| m.values().filter(|s| s.unavailable()).count();
+    // Admission counts what was in progress when the reconcile began, as the controller's
+    // state snapshot does: a slot freed in this reconcile is taken at the next one.
+    let was = |n: &String| now.get(n).is_some_and(|b| b.unavailable());
+    let busy =
+        |m: &BTreeMap<String, State>| m.iter().filter(|(n, s)| was(n) || s.unavailable()).count();
     let unavailable = |m: &BTreeMap<String, State>| {
         m.iter()
-            .filter(|(n, s)| s.unavailable() || cordoned.contains(n))
+            .filter(|(n, s)| was(n) || s.unavailable() || cordoned.contains(n))
             .count()
     };
     let waiting: Vec<String> = after
@@ -136,12 +140,14 @@ mod tests {
             max_parallel: 1,
             max_unavailable: None,
         };
-        let ticks = play(&names(4), &[], &BTreeMap::new(), p, 4 * 8 + 1);
+        let ticks = play(&names(4), &[], &BTreeMap::new(), p, 4 * 9);
         assert!(ticks.iter().all(|m| in_progress(m) <= 1));
-        // Admitted at one reconcile, done seven later; the next admitted in the same reconcile.
+        // Admitted at one reconcile, done seven later; the slot it frees is taken at the next.
         assert_eq!(ticks[8]["gpu-0"], State::UpgradeDone);
-        assert_eq!(ticks[8]["gpu-1"], State::CordonRequired);
-        assert_eq!(ticks[8]["gpu-3"], State::UpgradeRequired);
+        assert_eq!(ticks[8]["gpu-1"], State::UpgradeRequired);
+        assert_eq!(ticks[9]["gpu-1"], State::CordonRequired);
+        assert_eq!(ticks[9]["gpu-3"], State::UpgradeRequired);
+        assert_eq!(ticks[31]["gpu-3"], State::UncordonRequired);
         assert!(
             ticks[32].values().all(|s| *s == State::UpgradeDone),
             "{:?}",

@@ -129,14 +129,21 @@ pub fn segments(obs: &[Observation], end: f64) -> BTreeMap<String, Vec<Segment>>
 pub use crate::gpu_stack::upgrade::resolve_max_unavailable;
 
 /// Seconds of `seg` during which the controller had room to start another node: a node waits
-/// in `upgrade-required` while others take the `maxParallelUpgrades` slots, and that wait is
-/// the policy working, not the node stuck.
-fn waiting_with_room(seg: &Segment, moments: &[(f64, usize)], end: f64, cap: usize) -> f64 {
+/// in `upgrade-required` while others take the `maxParallelUpgrades` slots or the
+/// `maxUnavailable` budget (a failed node left cordoned takes it too), and that wait is the
+/// policy working, not the node stuck.
+fn waiting_with_room(
+    seg: &Segment,
+    moments: &[(f64, usize, usize)],
+    end: f64,
+    cap: usize,
+    cap_unavailable: usize,
+) -> f64 {
     let mut total = 0.0;
-    for (k, (t, busy)) in moments.iter().enumerate() {
+    for (k, (t, busy, out)) in moments.iter().enumerate() {
         let next = moments.get(k + 1).map_or(end, |m| m.0);
         let overlap = next.min(seg.until) - t.max(seg.from);
-        if overlap > 0.0 && *busy < cap {
+        if overlap > 0.0 && *busy < cap && *out < cap_unavailable {
             total += overlap;
         }
     }
@@ -168,7 +175,7 @@ pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
             .filter(|(_, (s, u))| s.unavailable() || *u)
             .map(|(n, _)| (*n).to_string())
             .collect();
-        moments.push((o.at, upgrading.len()));
+        moments.push((o.at, upgrading.len(), unavailable.len()));
         for (i, set) in [upgrading, unavailable].into_iter().enumerate() {
             if worst[i].as_ref().is_none_or(|(w, _)| set.len() > w.len()) {
                 worst[i] = Some((set, o.at));
@@ -180,6 +187,7 @@ pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
     } else {
         policy.max_parallel as usize
     };
+    let cap_unavailable = policy.max_unavailable.map_or(usize::MAX, |m| m as usize);
     let mut out = Vec::new();
     for (node, v) in &segs {
         for s in v
@@ -187,7 +195,7 @@ pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
             .filter(|s| !s.state.terminal() && s.state != State::Unknown)
         {
             let counted = if s.state == State::UpgradeRequired {
-                waiting_with_room(s, &moments, end, cap)
+                waiting_with_room(s, &moments, end, cap, cap_unavailable)
             } else {
                 s.until - s.from
             };

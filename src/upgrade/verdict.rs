@@ -40,9 +40,15 @@ pub fn describe(f: &Finding, state_before_failed: &BTreeMap<String, State>) -> S
             seen.len(),
             seen.join(", ")
         ),
-        Finding::Unfinished { node, state } => {
-            format!("{node}: not finished, last seen in {}", state.label())
-        }
+        Finding::Unfinished { node, state } => format!(
+            "{node}: not finished, last seen in {}{}",
+            state.label(),
+            if *state == State::UpgradeRequired {
+                " (waiting for its turn)"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -97,8 +103,19 @@ pub fn judged(seen: &Seen, policy: &Policy) -> (Watched, Vec<Finding>) {
         .collect();
     per_state.remove("");
     let (most_upgrading, most_unavailable) = most_out(&seen.observations);
+    // A node stuck in a state is unfinished too; saying it once is enough.
+    let stuck: Vec<&str> = findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Stuck { node, .. } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut lines: Vec<String> = findings
         .iter()
+        .filter(
+            |f| !matches!(f, Finding::Unfinished { node, .. } if stuck.contains(&node.as_str())),
+        )
         .map(|f| describe(f, &before_failed))
         .collect();
     for (node, state, skip) in &seen.never_started {
@@ -140,12 +157,17 @@ fn never_started(node: &str, state: State, skip: bool) -> String {
     )
 }
 
-fn case(name: &str, node: Option<&str>, status: Status, message: Option<String>) -> Case {
+/// A testcase of the `upgrade` suite: `step` (`helm`, `node`, `policy`, `rollback`) and, for
+/// per-node cases, the node: `upgrade/node/gpu-1`.
+pub fn case(step: &str, node: Option<&str>, status: Status, message: Option<String>) -> Case {
     Case {
         suite: SUITE.into(),
-        step: SUITE.into(),
+        step: step.into(),
         check: CHECK.into(),
-        name: format!("{SUITE}/{name}"),
+        name: match node {
+            Some(n) => format!("{step}/{n}"),
+            None => step.into(),
+        },
         node: node.map(str::to_string),
         status,
         message,
@@ -185,7 +207,7 @@ pub fn cases(nodes: &[String], seen: &Seen, watched: &Watched, findings: &[Findi
         } else {
             (Status::Passed, None)
         };
-        let mut c = case(node, Some(node), status, message);
+        let mut c = case("node", Some(node), status, message);
         if let Some(t) = timeline {
             let steps: Vec<String> = t
                 .spans
@@ -290,9 +312,9 @@ mod tests {
         assert_eq!(
             status,
             [
-                ("upgrade/a", Status::Failed),
-                ("upgrade/b", Status::Passed),
-                ("upgrade/policy", Status::Passed)
+                ("node/a", Status::Failed),
+                ("node/b", Status::Passed),
+                ("policy", Status::Passed)
             ]
         );
         assert_eq!(

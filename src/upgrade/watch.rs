@@ -23,6 +23,9 @@ pub enum End {
     Finished,
     /// A node stayed in a state past its deadline.
     Stuck,
+    /// Nodes wait for their turn but none is in progress, for a state's deadline: the policy
+    /// leaves no room (a failed node left cordoned takes the `maxUnavailable` budget).
+    Blocked,
     /// The whole upgrade's deadline passed.
     TimedOut,
     /// A signal stopped it.
@@ -154,6 +157,7 @@ pub async fn follow<T>(
     let deadline = tokio::time::Instant::from_std(t0 + timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut settled_since: Option<Instant> = None;
+    let mut idle_since: Option<Instant> = None;
     let how = if error.is_some() {
         End::WatchFailed
     } else {
@@ -189,6 +193,19 @@ pub async fn follow<T>(
                 }
             } else {
                 settled_since = None;
+            }
+            let waiting = book
+                .last
+                .values()
+                .any(|(s, _)| *s == State::UpgradeRequired);
+            let working = book.last.values().any(|(s, _)| s.unavailable());
+            if waiting && !working {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed().as_secs_f64() > policy.state_deadline {
+                    break End::Blocked;
+                }
+            } else {
+                idle_since = None;
             }
             if judge(&book.observations, at, policy)
                 .iter()

@@ -3,7 +3,7 @@
 //! runs and `driver.upgradePolicy.autoUpgrade` is on, the controller walks the node through the
 //! states of [`State::ORDER`] with the policy's parallelism ([`crate::sim::upgrade::step`]) and
 //! does each state's work through the API as the real one does: it cordons the node, deletes
-//! the old driver pod (the driver DaemonSet's `OnDelete` strategy then gives the node a pod of
+//! the old driver pod and the validator pod (whose init containers validate a driver once) (the driver DaemonSet's `OnDelete` strategy then gives the node a pod of
 //! the new template, through the real DaemonSet controller), waits for the new pod and for the
 //! validator, and uncordons the node (unless it was unschedulable before the upgrade).
 //!
@@ -12,7 +12,9 @@
 //! the node only once it is out of the upgrade (`upgrade-done`), as GFD relabels after the
 //! driver restart. Nodes whose driver is in sync get `upgrade-done`, as the controller labels
 //! them. A node in `upgrade-failed` goes back to `uncordon-required` once its driver pod is in
-//! sync, Ready and validated (after a rollback, or a failure that was not the driver's).
+//! sync, Ready and validated (after a rollback, or a failure that was not the driver's), and to
+//! `upgrade-required` when another driver is asked for than the one it failed to get. Every
+//! unschedulable node counts against `maxUnavailable`, a failed one left cordoned too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,12 +43,17 @@ pub(in crate::sim) struct UpgradeMemory {
     entered: HashMap<String, Instant>,
     /// Nodes that were unschedulable before the controller cordoned them (left cordoned).
     initially_unschedulable: HashSet<String>,
+    /// Nodes the controller cordoned itself (a node it left cordoned after a failure is not
+    /// "unschedulable before" when it tries again).
+    cordoned_by_us: HashSet<String>,
     /// The next reconcile.
     next_tick: Option<Instant>,
     /// The driver each node ran when first seen (a `validationFails` fault bites on any other).
     first_driver: HashMap<String, String>,
     /// The driver GFD shows on each node.
     labeled: HashMap<String, String>,
+    /// The driver each failed node failed to get: a new attempt starts only for another one.
+    failed_for: HashMap<String, String>,
 }
 
 /// How long a state's work takes at least, in reconcile periods: pod deletion and drain evict
@@ -173,17 +180,26 @@ impl World {
                 continue;
             };
             let state = self.upgrade.states.get(&name).copied();
+            let retry = state == Some(State::UpgradeFailed)
+                && self.upgrade.failed_for.get(&name) != Some(&desired)
+                && loaded != desired;
             let next = match state {
                 None | Some(State::Unknown | State::UpgradeDone) if loaded != desired => {
                     State::UpgradeRequired
                 }
                 None | Some(State::Unknown) => State::UpgradeDone,
+                Some(State::UpgradeFailed) if retry => State::UpgradeRequired,
                 _ => continue,
             };
             if state != Some(next) {
                 self.upgrade.states.insert(name.clone(), next);
                 self.upgrade.entered.insert(name, now);
-                self.upgrade.next_tick.get_or_insert(now);
+                // Marked in this reconcile, admitted at a later one (the controller works from
+                // the state it read when the reconcile began).
+                let later = now + self.delays.upgrade_reconcile;
+                if self.upgrade.next_tick.is_none_or(|t| t <= now) {
+                    self.upgrade.next_tick = Some(later);
+                }
             }
         }
         let working = self
@@ -226,7 +242,9 @@ impl World {
         let period = self.delays.upgrade_reconcile;
         self.upgrade.next_tick = Some(now + period);
         let by_name: HashMap<String, &Node> = nodes.iter().map(|n| (n.name_any(), *n)).collect();
-        // Unschedulable for another reason: counts against maxUnavailable.
+        // Unschedulable and not in progress (cordoned by someone else, or left cordoned by a
+        // failed upgrade): counts against maxUnavailable, as the controller counts every
+        // unschedulable node.
         let cordoned: Vec<String> = nodes
             .iter()
             .filter(|n| {
@@ -235,7 +253,7 @@ impl World {
                         .upgrade
                         .states
                         .get(&n.name_any())
-                        .is_some_and(|s| s.unavailable() || *s == State::UpgradeFailed)
+                        .is_some_and(|s| s.unavailable())
             })
             .map(|n| n.name_any())
             .collect();
@@ -274,13 +292,13 @@ impl World {
                 .is_some_and(|t| now >= *t + period * periods(state));
             long_enough
                 && match state {
-                    State::PodRestartRequired | State::ValidationRequired => {
+                    State::PodRestartRequired => {
                         loaded_driver(snap, node).as_deref() == Some(desired)
-                            && (state == State::PodRestartRequired
-                                || snap.pods.iter().any(|p| {
-                                    on_node(p, node) && label_is(p, APP, VALIDATOR) && pod_ready(p)
-                                }))
                     }
+                    State::ValidationRequired => snap
+                        .pods
+                        .iter()
+                        .any(|p| on_node(p, node) && label_is(p, APP, VALIDATOR) && pod_ready(p)),
                     _ => true,
                 }
         };
@@ -311,16 +329,26 @@ impl World {
             let node = by_name.get(name);
             match (was, *state) {
                 (State::CordonRequired, _) => {
-                    if node.is_some_and(|n| unschedulable(n)) {
+                    if node.is_some_and(|n| unschedulable(n))
+                        && !self.upgrade.cordoned_by_us.contains(name)
+                    {
                         self.upgrade.initially_unschedulable.insert(name.clone());
                     }
+                    self.upgrade.cordoned_by_us.insert(name.clone());
                     out.push(Action::Schedulable {
                         node: name.clone(),
                         schedulable: false,
                     });
                 }
                 (_, State::PodRestartRequired) => {
-                    for p in driver_pods(snap, name) {
+                    // The validator checks the driver in its init containers, once: it is
+                    // restarted with the driver so that it validates the new one.
+                    let validators = snap
+                        .pods
+                        .iter()
+                        .map(AsRef::as_ref)
+                        .filter(|p| on_node(p, name) && label_is(p, APP, VALIDATOR));
+                    for p in driver_pods(snap, name).chain(validators) {
                         out.push(Action::DeletePod {
                             namespace: p.namespace().unwrap_or_default(),
                             name: p.name_any(),
@@ -328,7 +356,8 @@ impl World {
                     }
                 }
                 (State::UncordonRequired, State::UpgradeDone)
-                    if !self.upgrade.initially_unschedulable.remove(name) =>
+                    if self.upgrade.cordoned_by_us.remove(name)
+                        && !self.upgrade.initially_unschedulable.remove(name) =>
                 {
                     out.push(Action::Schedulable {
                         node: name.clone(),
@@ -336,6 +365,9 @@ impl World {
                     });
                 }
                 (_, State::UpgradeFailed) => {
+                    self.upgrade
+                        .failed_for
+                        .insert(name.clone(), desired.to_string());
                     if let Some(n) = node {
                         out.push(Action::Event(EventSpec {
                             namespace: "default".into(),
