@@ -12,6 +12,7 @@
 //! Fixture faults change what the stack does (see [`crate::fixture::Fault`]).
 //! Every action is written to `logs/gpu-simulator.log` in the run folder.
 
+mod action;
 mod apply;
 pub mod bench;
 pub mod config;
