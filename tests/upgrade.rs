@@ -18,7 +18,8 @@ const TO: &str = "595.91.07";
 /// `gpuconform upgrade --to 595.91.07` on `fixture` with short deadlines, reports in `reports`.
 fn upgrade(reports: &Path, fixture: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(["upgrade", "--to", TO, "--state-timeout", "8s"])
+    // Deadlines wide enough for several clusters on 2 cores; a state takes about 1 s.
+    cmd.args(["upgrade", "--to", TO, "--state-timeout", "20s"])
         .args(["--upgrade-timeout", "3m", "--reports"])
         .arg(reports)
         .arg("--set")
@@ -213,8 +214,9 @@ fn a_healthy_upgrade_goes_one_node_at_a_time_and_passes() {
 
 /// Each fault gives its verdict naming node and state: stuck (exit 6), failed in drain then
 /// rolled back with the old driver verified on every node (exit 6), validation failing on the
-/// new driver (exit 6), and a throughput regression on it (exit 5, the slowed metric named,
-/// nothing else failing). The runs go side by side.
+/// new driver (exit 6), a failed node flipped to done (exit 6), and a throughput regression on
+/// the new driver (exit 5, the slowed metric named, nothing else failing). The runs go side by
+/// side.
 #[test]
 fn upgrade_faults_give_their_verdict() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -223,6 +225,7 @@ fn upgrade_faults_give_their_verdict() {
         ("upgrade-failed", vec!["--rollback-on-failure"]),
         ("validation-fails", vec![]),
         ("driver-regression", vec![]),
+        ("upgrade-flips", vec![]),
     ];
     let children: Vec<_> = runs
         .iter()
@@ -308,6 +311,16 @@ fn upgrade_faults_give_their_verdict() {
                     .filter_map(|c| c["id"].as_str())
                     .collect();
                 assert_eq!(worse, ["gpu/T4/gpu0/copy"]);
+            }
+            "upgrade-flips" => {
+                assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+                let m = msg("upgrade/node/gpu-2");
+                assert!(
+                    m.contains("gpu-2: flipped from upgrade-failed to upgrade-done at ")
+                        && m.contains("without its driver pod restarting"),
+                    "{c:#?}"
+                );
+                assert_eq!(bad, ["upgrade/node/gpu-2"], "{c:#?}");
             }
             _ => unreachable!(),
         }
