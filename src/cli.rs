@@ -45,6 +45,20 @@ pub enum Command {
     /// the operator's upgrade controller (every node's state watched), the suites again, and the
     /// benchmarks compared; exit 6 when the upgrade fails, 5 on a regression.
     Upgrade(UpgradeArgs),
+    /// Check a certification bundle folder: every file against SHA256SUMS, the signature (with
+    /// --key), and that its JUnit, results.json and PRODUCT.yaml agree; exit 1 naming each
+    /// problem.
+    Verify(VerifyArgs),
+}
+
+/// Flags of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The signer's ed25519 public key (PEM, as `openssl pkey -pubout` writes it).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
 }
 
 /// Flags of `upgrade`.

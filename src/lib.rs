@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod certify;
 pub mod checks;
 pub mod cli;
 pub mod commands;

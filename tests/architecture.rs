@@ -116,6 +116,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "resolved input sits below everything that acts on it",
     ),
     (
+        "certify",
+        &["sim", "checks", "runner", "target", "operator", "commands"],
+        "a bundle is checked from its files alone, never from the cluster or the simulator",
+    ),
+    (
         "upgrade",
         &["sim", "commands"],
         "the upgrade workflow watches the real controller's states, never the simulator's",

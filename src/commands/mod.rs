@@ -8,6 +8,7 @@ mod local;
 mod run;
 mod simulator;
 mod sweep;
+mod verify;
 
 use crate::cli::{Command, LocalCommand};
 use crate::errors::ExpectedError;
@@ -21,6 +22,7 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
         Command::Run(args) => run::run(args, None, printer).await,
         Command::Upgrade(args) => run::upgrade(args, printer).await,
+        Command::Verify(args) => Ok(verify::verify(&args, printer)),
         Command::Lint(args) => lint::lint(args, printer),
         Command::List(args) => list::list(args, printer),
         Command::Sweep(args) => sweep::sweep(args, printer).await,
