@@ -125,6 +125,12 @@ pub async fn run(
         context: args.context.clone(),
     };
     if args.dry_run {
+        if let Some(up) = &upgrade {
+            printer.warn(format!(
+                "dry run: the checks below are the baseline's; the upgrade to {} is not rehearsed",
+                up.to
+            ));
+        }
         let d = super::dry_run::DryRun {
             plan: &plan,
             suites: &suites,

@@ -275,17 +275,15 @@ impl Upgrade<'_> {
         }
         let message = match seen.how {
             End::Interrupted => "interrupted: each node's last state is in the report".to_string(),
+            _ if failed && watched.findings.is_empty() => {
+                "failed: see the upgrade testcases".to_string()
+            }
             _ if failed => format!("failed: {}", watched.findings.join("; ")),
             _ => format!(
                 "{} GPU nodes on driver {to}, at most {} upgrading at once",
                 nodes.len(),
                 watched.most_upgrading
             ),
-        };
-        let message = if message == "failed: " {
-            "failed: see the upgrade testcases".to_string()
-        } else {
-            message
         };
         em.emit(Event::UpgradeWatched { watched, failed });
         em.phase("upgrade", !failed && !interrupted, message, t);
