@@ -45,28 +45,6 @@ fn existing_plan(
     path
 }
 
-/// The single run folder under `reports`.
-fn run_dir(reports: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
-        .expect("reports folder")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(
-        dirs.len(),
-        1,
-        "expected one run folder in {}",
-        reports.display()
-    );
-    dirs.remove(0)
-}
-
-fn results(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
-    serde_json::from_str(&text).expect("results.json is JSON")
-}
-
 /// `(suite/name, status, message)` of every case.
 fn cases(r: &serde_json::Value) -> Vec<(String, String, String)> {
     r["cases"]

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,22 +29,6 @@ fn upgrade(reports: &Path, fixture: &str, extra: &[&str]) -> Command {
         .env("GPUCONFORM_TOOLS", tools_dir())
         .env_remove("KUBECONFIG");
     cmd
-}
-
-fn run_dir(reports: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
-        .expect("reports folder")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one run folder in {}", reports.display());
-    dirs.remove(0)
-}
-
-fn results(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
-    serde_json::from_str(&text).expect("results.json is JSON")
 }
 
 /// `suite/name` → `(status, message)`.

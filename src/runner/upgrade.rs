@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::Emitter;
 use super::phase::Pass;
 use crate::gpu_stack::operator::{DEPLOY_DRIVER, PRE_INSTALLED, cluster_policy};
+use crate::gpu_stack::upgrade::State;
 use crate::operator::InstallRecord;
 use crate::plan::Plan;
 use crate::report::events::Event;
@@ -35,6 +36,17 @@ pub(super) struct Upgrade<'a> {
     pub(super) suites: &'a [Suite],
     pub(super) settings: &'a crate::upgrade::Settings,
     pub(super) gpu_nodes: &'a [GpuNode],
+}
+
+/// What the upgrade phase found, for the rollback and the phases after it.
+struct Upgraded {
+    failed: bool,
+    interrupted: bool,
+    /// The release's revision before the upgrade.
+    before: Option<u64>,
+    /// The GPU nodes whose driver the operator manages.
+    nodes: Vec<String>,
+    policy: Policy,
 }
 
 /// A suite that removes the operator runs once, at the end.
@@ -89,16 +101,13 @@ impl Upgrade<'_> {
             to: to.into(),
         });
 
-        let (failed, interrupted, before_revision) = self.upgrade(install, em, interrupts).await;
-        if interrupted {
+        let up = self.upgrade(install, em, interrupts).await;
+        if up.interrupted {
             return true;
         }
+        let failed = up.failed;
         let rolled_back = failed && self.settings.rollback_on_failure;
-        if rolled_back
-            && self
-                .rollback(&from, before_revision, install, em, interrupts)
-                .await
-        {
+        if rolled_back && self.rollback(&from, &up, install, em, interrupts).await {
             return true;
         }
         if failed {
@@ -152,16 +161,41 @@ impl Upgrade<'_> {
     /// upgraded by it).
     async fn upgraded_nodes(&self) -> Vec<String> {
         let api: Api<Node> = Api::all(self.pass.client.clone());
-        let mut out = Vec::new();
-        for g in self.gpu_nodes {
-            let pre = api.get_opt(&g.name).await.ok().flatten().is_some_and(|n| {
-                n.labels().get(DEPLOY_DRIVER).map(String::as_str) == Some(PRE_INSTALLED)
-            });
-            if !pre {
-                out.push(g.name.clone());
-            }
-        }
-        out
+        let listed = api.list(&Default::default()).await.map(|l| l.items);
+        let pre_installed: Vec<String> = listed
+            .iter()
+            .flatten()
+            .filter(|n| n.labels().get(DEPLOY_DRIVER).map(String::as_str) == Some(PRE_INSTALLED))
+            .map(ResourceExt::name_any)
+            .collect();
+        self.gpu_nodes
+            .iter()
+            .map(|g| g.name.clone())
+            .filter(|n| !pre_installed.contains(n))
+            .collect()
+    }
+
+    /// Follows `nodes` while `kick` asks the release for a driver, until a signal.
+    async fn follow<T, E>(
+        &self,
+        nodes: &[String],
+        policy: &Policy,
+        kick: impl std::future::Future<Output = Result<T, E>>,
+        interrupts: &mut Interrupts,
+    ) -> (Option<Result<T, E>>, watch::Seen) {
+        let stop = async {
+            signals::beyond(interrupts, 0).await;
+        };
+        watch::follow(
+            self.pass.client.clone(),
+            nodes,
+            policy,
+            self.settings.timeout,
+            kick,
+            Result::is_err,
+            stop,
+        )
+        .await
     }
 
     /// `driver.upgradePolicy` as the plan's values give it, else as the ClusterPolicy has it,
@@ -205,13 +239,13 @@ impl Upgrade<'_> {
         (policy, said)
     }
 
-    /// The upgrade phase: `(failed, interrupted, the revision before it)`.
+    /// The upgrade phase.
     async fn upgrade(
         &self,
         install: &mut InstallRecord,
         em: &mut Emitter<'_>,
         interrupts: &mut Interrupts,
-    ) -> (bool, bool, Option<u64>) {
+    ) -> Upgraded {
         em.emit(Event::PhaseStarted("upgrade".into()));
         let t = Instant::now();
         let helm = self.pass.helm;
@@ -236,19 +270,7 @@ impl Upgrade<'_> {
             self.settings.chart_version.as_deref(),
             self.plan.timeouts.install,
         );
-        let stop = async {
-            signals::beyond(interrupts, 0).await;
-        };
-        let (kicked, seen) = watch::follow(
-            self.pass.client.clone(),
-            &nodes,
-            &policy,
-            self.settings.timeout,
-            kick,
-            Result::is_err,
-            stop,
-        )
-        .await;
+        let (kicked, seen) = self.follow(&nodes, &policy, kick, interrupts).await;
         let interrupted = seen.how == End::Interrupted;
         let helm_result = match kicked {
             Some(Ok(out)) => Ok(out),
@@ -287,7 +309,13 @@ impl Upgrade<'_> {
         };
         em.emit(Event::UpgradeWatched { watched, failed });
         em.phase("upgrade", !failed && !interrupted, message, t);
-        (failed, interrupted, before)
+        Upgraded {
+            failed,
+            interrupted,
+            before,
+            nodes,
+            policy,
+        }
     }
 
     /// Back to the revision before the upgrade, every node followed again, then the old driver
@@ -295,7 +323,7 @@ impl Upgrade<'_> {
     async fn rollback(
         &self,
         from: &str,
-        revision: Option<u64>,
+        up: &Upgraded,
         install: &mut InstallRecord,
         em: &mut Emitter<'_>,
         interrupts: &mut Interrupts,
@@ -304,46 +332,33 @@ impl Upgrade<'_> {
         let t = Instant::now();
         let helm = self.pass.helm;
         let spec = &self.plan.operator;
-        let Some(revision) = revision else {
+        let Some(revision) = up.before else {
             let msg = "no revision before the upgrade is known: nothing to roll back to";
             em.emit(Event::Case(rollback_case(Status::Failed, Some(msg.into()))));
             em.emit(Event::UpgradeRolledBack(msg.into()));
             em.phase("rollback", false, msg.into(), t);
             return false;
         };
-        let nodes = self.upgraded_nodes().await;
-        let (policy, _) = self.policy(nodes.len() as u32).await;
+        let nodes = &up.nodes;
         let kick = helm.rollback(spec, revision, self.plan.timeouts.install);
-        let stop = async {
-            signals::beyond(interrupts, 0).await;
-        };
-        let (kicked, seen) = watch::follow(
-            self.pass.client.clone(),
-            &nodes,
-            &policy,
-            self.settings.timeout,
-            kick,
-            Result::is_err,
-            stop,
-        )
-        .await;
+        let (kicked, seen) = self.follow(nodes, &up.policy, kick, interrupts).await;
         if seen.how == End::Interrupted {
             em.phase("rollback", false, "interrupted".into(), t);
             return true;
         }
         install.upgraded_to = helm.status(spec).await.ok().flatten().map(|r| r.revision);
         let api: Api<Node> = Api::all(self.pass.client.clone());
+        let listed = api.list(&Default::default()).await.map(|l| l.items);
         let mut wrong = Vec::new();
-        for n in &nodes {
-            let node = api.get_opt(n).await.ok().flatten();
+        for n in nodes {
+            let node = listed.iter().flatten().find(|x| &x.name_any() == n);
             let label = |k: &str| {
-                node.as_ref()
-                    .and_then(|x| x.labels().get(k).cloned())
+                node.and_then(|x| x.labels().get(k).cloned())
                     .unwrap_or_else(|| "none".into())
             };
             let driver = label("nvidia.com/cuda.driver-version.full");
             let state = label(crate::gpu_stack::upgrade::STATE_LABEL);
-            if driver != from || state != "upgrade-done" {
+            if driver != from || state != State::UpgradeDone.label() {
                 wrong.push(format!("{n}: driver {driver}, upgrade state {state}"));
             }
         }
@@ -422,28 +437,28 @@ impl Upgrade<'_> {
                 em.emit(Event::Case(case));
             }
             Ok((b, n, c)) => {
-                let rows: Vec<Compared> = c
-                    .worst_first()
+                let ranked = c.worst_first();
+                let rows: Vec<Compared> = ranked
                     .iter()
                     .map(|r| Compared {
                         id: r.id.clone(),
                         unit: r.unit.clone(),
                         before: r.base,
                         after: r.new,
-                        verdict: format!("{:?}", r.verdict).to_lowercase(),
+                        verdict: r.verdict.word().into(),
                     })
                     .collect();
-                let worse: Vec<String> = rows
+                let worse: Vec<String> = ranked
                     .iter()
-                    .filter(|r| r.verdict == "worse")
+                    .filter(|r| r.verdict == crate::compare::Verdict::Worse)
                     .map(|r| {
                         format!(
                             "{} {:.2} → {:.2} {} ({:+.1}%)",
                             r.id,
-                            r.before,
-                            r.after,
+                            r.base,
+                            r.new,
                             r.unit,
-                            (r.after / r.before - 1.0) * 100.0
+                            (r.ratio.ratio - 1.0) * 100.0
                         )
                     })
                     .collect();
@@ -460,7 +475,7 @@ impl Upgrade<'_> {
                 }
                 em.emit(Event::Case(case));
                 em.emit(Event::UpgradeCompared {
-                    regressed: !worse.is_empty(),
+                    regressed: c.regressed(),
                     rows,
                 });
             }

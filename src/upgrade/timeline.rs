@@ -150,16 +150,19 @@ fn waiting_with_room(
     total
 }
 
-/// Every verdict on a watched upgrade that ended at `end` seconds.
-pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
-    let segs = segments(obs, end);
-    // One sweep in time order: after the observations of each moment, who was upgrading and
-    // who was unschedulable (each node's latest observation is in force).
+/// The most nodes out at once by one count: who, and when (seconds).
+pub type Peak = Option<(Vec<String>, f64)>;
+
+/// One sweep in time order: after the observations of each moment, how many nodes were
+/// upgrading (cordon to uncordon) and how many unschedulable (whoever cordoned them; each
+/// node's latest observation is in force); and the largest set of each with its moment.
+/// Returns every moment as `(seconds, upgrading, unschedulable)` and the two peaks.
+pub fn sweep(obs: &[Observation]) -> (Vec<(f64, usize, usize)>, [Peak; 2]) {
     let mut ordered: Vec<&Observation> = obs.iter().collect();
     ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
     let mut current: BTreeMap<&str, (State, bool)> = BTreeMap::new();
     let mut moments = Vec::new();
-    let mut worst: [Option<(Vec<String>, f64)>; 2] = [None, None];
+    let mut worst: [Peak; 2] = [None, None];
     for (k, o) in ordered.iter().enumerate() {
         current.insert(o.node.as_str(), (o.state, o.unschedulable));
         if ordered.get(k + 1).is_some_and(|n| n.at == o.at) {
@@ -182,6 +185,13 @@ pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
             }
         }
     }
+    (moments, worst)
+}
+
+/// Every verdict on a watched upgrade that ended at `end` seconds.
+pub fn judge(obs: &[Observation], end: f64, policy: &Policy) -> Vec<Finding> {
+    let segs = segments(obs, end);
+    let (moments, worst) = sweep(obs);
     let cap = if policy.max_parallel == 0 {
         usize::MAX
     } else {

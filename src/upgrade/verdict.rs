@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::timeline::{self, Finding, Observation, Policy};
+use super::timeline::{self, Finding, Policy};
 use super::watch::{End, Seen};
 use crate::gpu_stack::upgrade::State;
 use crate::report::upgrade::{NodeTimeline, Span, Watched};
@@ -52,23 +52,6 @@ pub fn describe(f: &Finding, state_before_failed: &BTreeMap<String, State>) -> S
     }
 }
 
-/// The most nodes upgrading and unschedulable at any one moment.
-fn most_out(obs: &[Observation]) -> (usize, usize) {
-    let mut ordered: Vec<&Observation> = obs.iter().collect();
-    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let mut now: BTreeMap<&str, (State, bool)> = BTreeMap::new();
-    let (mut up, mut out) = (0, 0);
-    for (k, o) in ordered.iter().enumerate() {
-        now.insert(&o.node, (o.state, o.unschedulable));
-        if ordered.get(k + 1).is_some_and(|n| n.at == o.at) {
-            continue;
-        }
-        up = up.max(now.values().filter(|(s, _)| s.unavailable()).count());
-        out = out.max(now.values().filter(|(s, u)| s.unavailable() || *u).count());
-    }
-    (up, out)
-}
-
 /// The judged upgrade: the report's section and the findings.
 pub fn judged(seen: &Seen, policy: &Policy) -> (Watched, Vec<Finding>) {
     let findings = timeline::judge(&seen.observations, seen.end, policy);
@@ -102,7 +85,8 @@ pub fn judged(seen: &Seen, policy: &Policy) -> (Watched, Vec<Finding>) {
         })
         .collect();
     per_state.remove("");
-    let (most_upgrading, most_unavailable) = most_out(&seen.observations);
+    let (_, worst) = timeline::sweep(&seen.observations);
+    let [most_upgrading, most_unavailable] = worst.map(|w| w.map_or(0, |(set, _)| set.len()));
     // A node stuck in a state is unfinished too; saying it once is enough.
     let stuck: Vec<&str> = findings
         .iter()
@@ -259,6 +243,7 @@ pub fn helm_case(result: &Result<String, String>, what: &str) -> Case {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upgrade::timeline::Observation;
 
     fn obs(node: &str, at: f64, state: State) -> Observation {
         Observation {

@@ -162,6 +162,7 @@ pub async fn follow<T>(
         End::WatchFailed
     } else {
         loop {
+            let mut ticked = false;
             tokio::select! {
                 r = &mut kick, if kicked.is_none() => kicked = Some(r),
                 ev = stream.next() => match ev {
@@ -173,7 +174,7 @@ pub async fn follow<T>(
                     None => break End::WatchFailed,
                 },
                 // The deadlines are judged against the clock, so the clock wakes the judge.
-                _ = tick.tick() => {}
+                _ = tick.tick() => ticked = true,
                 () = &mut stop => break End::Interrupted,
                 () = tokio::time::sleep_until(deadline) => break End::TimedOut,
             }
@@ -193,6 +194,11 @@ pub async fn follow<T>(
                 }
             } else {
                 settled_since = None;
+            }
+            // The deadlines are judged on the clock's tick, not on every node event: a large
+            // cluster sends many, and judging sorts every observation.
+            if !ticked {
+                continue;
             }
             let waiting = book
                 .last

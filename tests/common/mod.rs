@@ -189,3 +189,26 @@ pub fn cancel_like_ci(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The single run folder under `reports`.
+pub fn run_dir(reports: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(reports)
+        .expect("reports folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one run folder in {}",
+        reports.display()
+    );
+    dirs.remove(0)
+}
+
+/// A run folder's `results.json`.
+pub fn results(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}

@@ -88,6 +88,13 @@ pub(in crate::sim) fn loaded_driver(snap: &Snapshot<'_>, node: &str) -> Option<S
         .and_then(image_version)
 }
 
+/// Whether the operator validator's pod on `node` is Ready: the driver it runs is validated.
+fn validator_ready(snap: &Snapshot<'_>, node: &str) -> bool {
+    snap.pods
+        .iter()
+        .any(|p| on_node(p, node) && label_is(p, APP, VALIDATOR) && pod_ready(p))
+}
+
 fn unschedulable(node: &Node) -> bool {
     node.spec
         .as_ref()
@@ -295,10 +302,7 @@ impl World {
                     State::PodRestartRequired => {
                         loaded_driver(snap, node).as_deref() == Some(desired)
                     }
-                    State::ValidationRequired => snap
-                        .pods
-                        .iter()
-                        .any(|p| on_node(p, node) && label_is(p, APP, VALIDATOR) && pod_ready(p)),
+                    State::ValidationRequired => validator_ready(snap, node),
                     _ => true,
                 }
         };
@@ -308,14 +312,10 @@ impl World {
         // uncordon (k8s-operator-libs' handling of failed nodes): after a rollback, or when the
         // failure was not the driver's (which is how a node flips from failed to done).
         for (name, state) in after.iter_mut() {
-            let validated = snap
-                .pods
-                .iter()
-                .any(|p| on_node(p, name) && label_is(p, APP, VALIDATOR) && pod_ready(p));
             if *state == State::UpgradeFailed
                 && before.get(name) == Some(&State::UpgradeFailed)
                 && loaded_driver(snap, name).as_deref() == Some(desired)
-                && validated
+                && validator_ready(snap, name)
             {
                 *state = State::UncordonRequired;
             }
