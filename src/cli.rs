@@ -49,6 +49,27 @@ pub enum Command {
     /// --key), and that its JUnit, results.json and PRODUCT.yaml agree; exit 1 naming each
     /// problem.
     Verify(VerifyArgs),
+    /// Vendor certification: run the plan under the strict profile (every required check, no
+    /// skips, pinned versions, explicit expectations, real GPUs) and write a checksummed,
+    /// optionally signed bundle with PRODUCT.yaml, the inventory and the AI-conformance
+    /// checklist; exit 1 when the run does not certify.
+    Certify(CertifyArgs),
+}
+
+/// Flags of `certify`.
+#[derive(Debug, Args)]
+pub struct CertifyArgs {
+    /// Accept simulated GPUs (a local cluster); the bundle then says "NOT A CERTIFICATION:
+    /// simulated" in its title and metadata.
+    #[arg(long)]
+    pub allow_simulated: bool,
+    /// Sign SHA256SUMS with this ed25519 private key (PEM, as `openssl genpkey -algorithm
+    /// ed25519` writes it).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Everything `run` takes.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `verify`.

@@ -6,7 +6,8 @@
 
 /// Everything ran and every check passed.
 pub const OK: u8 = 0;
-/// The run completed, and one or more checks failed.
+/// The run completed, and one or more checks failed; `certify`: the run does not certify;
+/// `verify`: the bundle has problems.
 pub const CHECKS_FAILED: u8 = 1;
 /// Bad input: a command-line usage error, or a plan, suite, fixture or catalog file that does not
 /// parse or validate. Nothing was started.

@@ -16,13 +16,39 @@ fn case(suite: &str, name: &str, status: Status) -> Case {
         step: name.into(),
         check: name.into(),
         name: name.into(),
-        node: None,
+        node: name.split_once('/').map(|(_, n)| n.to_string()),
         status,
         message: (status != Status::Passed).then(|| format!("{name} {status:?}")),
         detail: String::new(),
         warnings: Vec::new(),
         seconds: 0.5,
         diagnostics: Vec::new(),
+        layer: None,
+    }
+}
+
+/// One real GPU node on driver 580.95.05 and its driver pod with the digest its kubelet reports.
+fn inventory() -> crate::report::inventory::Inventory {
+    use crate::report::inventory::{ContainerImage, Inventory, NodeInventory, OperandPod};
+    Inventory {
+        collected_at: "2026-12-02T00:00:00Z".into(),
+        nodes: vec![NodeInventory {
+            name: "gpu-1".into(),
+            expectation: "expect[0] (plans/cert.yaml:20)".into(),
+            gpu_product: Some("NVIDIA-H100-80GB-HBM3".into()),
+            driver: Some("580.95.05".into()),
+            ..NodeInventory::default()
+        }],
+        operands: vec![OperandPod {
+            name: "nvidia-driver-daemonset-x".into(),
+            node: Some("gpu-1".into()),
+            phase: "Running".into(),
+            containers: vec![ContainerImage {
+                name: "nvidia-driver-ctr".into(),
+                image: "nvcr.io/nvidia/driver:580.95.05".into(),
+                image_id: "nvcr.io/nvidia/driver@sha256:0f1e".into(),
+            }],
+        }],
     }
 }
 
@@ -34,6 +60,7 @@ fn bundle(dir: &Path, cases: Vec<Case>, product: &str) {
         driver_version: "580.95.05".into(),
         cases,
         finished: true,
+        inventory: Some(inventory()),
         ..RunRecord::default()
     };
     crate::report::write_all(dir, &record).expect("write reports");
@@ -199,6 +226,8 @@ fn a_skip_undeclared_simulation_and_a_different_driver_are_named() {
             "results.json cases[3]: throughput/bench/gpu-1 was skipped (bench/gpu-1 Skipped); a certification runs every testcase",
             "PRODUCT.yaml simulated: the results come from the GPU simulator (a local cluster), but PRODUCT.yaml does not say `simulated: true`",
             "PRODUCT.yaml driverVersion: \"595.91.07\", but results.json driverVersion is \"580.95.05\"",
+            "PRODUCT.yaml driverVersion: \"595.91.07\", but junit.xml property driver-version is \"580.95.05\"",
+            "inventory.json nodes[0] (gpu-1) driver: \"580.95.05\", but PRODUCT.yaml driverVersion is \"595.91.07\"",
         ]
     );
 }
@@ -233,6 +262,48 @@ fn a_junit_that_disagrees_with_the_results_is_named() {
         v.problems,
         [
             "junit.xml testsuite gpu-stack: 1 testcases, 0 failed, 0 errors, 0 skipped but results.json cases: 2 testcases, 0 failed, 0 errors, 0 skipped"
+        ]
+    );
+}
+
+#[test]
+fn a_checklist_claiming_an_unpassed_testcase_a_changed_level_and_a_credential_are_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cases = passing();
+    cases.push(case("gpu-stack", "workload/gpu-1", Status::Failed));
+    bundle(tmp.path(), cases, PRODUCT);
+    let (_, template) = super::ai::template("v1.35.4").expect("template");
+    let filled = super::ai::fill(template, &super::ai::Metadata::default(), &passing(), None);
+    // The first requirement is dra_support: not implemented, no evidence.
+    let text = filled
+        .replacen("level: SHOULD", "level: MUST", 1)
+        .replacen(
+            "evidence: []",
+            "evidence: [\"file://junit.xml#gpu-stack/workload/gpu-1\", \"file://junit.xml#gpu-stack/labels/gpu-1\"]",
+            1,
+        )
+        .replacen("status: \"Not Implemented\"", "status: \"Done\"", 1);
+    std::fs::write(tmp.path().join("KubernetesAIConformance-1.35.yaml"), text).expect("write");
+    std::fs::create_dir_all(tmp.path().join("diagnostics/x")).expect("dir");
+    std::fs::write(
+        tmp.path().join("diagnostics/x/kubeconfig"),
+        "users:\n- user:\n    client-key-data: LS0t\n",
+    )
+    .expect("write");
+    std::fs::write(
+        tmp.path().join(SUMS),
+        sums::render(tmp.path()).expect("sums"),
+    )
+    .expect("sums");
+    let v = verify(tmp.path(), None);
+    let c = "KubernetesAIConformance-1.35.yaml";
+    assert_eq!(
+        v.problems,
+        [
+            format!("{c} spec: the requirements' ids, descriptions or levels differ from the upstream checklist for v1.35"),
+            format!("{c} spec.accelerators[0] (dra_support) status: \"Done\" is not a checklist status"),
+            format!("{c} spec.accelerators[0] (dra_support) evidence: file://junit.xml#gpu-stack/workload/gpu-1 names no passed testcase of junit.xml"),
+            "diagnostics/x/kubeconfig line 3: a kubeconfig client key: a credential must not be in a bundle".to_string(),
         ]
     );
 }

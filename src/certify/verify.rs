@@ -2,8 +2,9 @@
 //! hash against `SHA256SUMS` (and no file unlisted), the signature over it when a public key is
 //! given, and the bundle's self-consistency: the JUnit's testcases and outcomes are the ones
 //! `results.json` records, no testcase was skipped, simulated results are declared as such in
-//! `PRODUCT.yaml`, and the driver `PRODUCT.yaml` names is the one the run recorded. Each
-//! problem names its file (and field).
+//! `PRODUCT.yaml`, and the driver `PRODUCT.yaml` names is the one the run recorded; then the
+//! cross-checks of [`super::consistency`] (versions, inventory, the AI-conformance checklist,
+//! credentials). Each problem names its file (and field).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -169,6 +170,13 @@ pub fn verify(dir: &Path, key: Option<&Path>) -> Verdict {
                 v.problems.push(format!(
                     "PRODUCT.yaml driverVersion: \"{declared}\", but results.json driverVersion is \"{recorded}\""
                 ));
+            }
+        }
+    }
+    if let (Some(r), Some(j), Some(p)) = (&results, &junit, &product) {
+        for p in super::consistency::check(dir, r, j, p) {
+            if !v.problems.contains(&p) {
+                v.problems.push(p);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! What each subcommand does: resolve flags into settings, call the library, report.
 
+mod certify;
 mod compare;
 mod dry_run;
 mod lint;
@@ -20,7 +21,8 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Local(LocalCommand::Up(args)) => local::up(args, printer).await,
         Command::Local(LocalCommand::Down(args)) => local::down(args, printer).await,
         Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
-        Command::Run(args) => run::run(args, None, printer).await,
+        Command::Run(args) => run::run(args, run::Mode::Plain, printer).await,
+        Command::Certify(args) => certify::certify(args, printer).await,
         Command::Upgrade(args) => run::upgrade(args, printer).await,
         Command::Verify(args) => Ok(verify::verify(&args, printer)),
         Command::Lint(args) => lint::lint(args, printer),

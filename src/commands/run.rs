@@ -43,15 +43,27 @@ pub async fn upgrade(args: UpgradeArgs, printer: &Printer) -> Result<u8, Expecte
         state_timeout: args.state_timeout,
         timeout: args.timeout,
     };
-    run(args.run, Some(settings), printer).await
+    run(args.run, Mode::Upgrade(settings), printer).await
 }
 
-/// Runs a plan (with an upgrade in it, for `gpuconform upgrade`); the exit code is the run's.
-pub async fn run(
-    args: RunArgs,
-    upgrade: Option<crate::upgrade::Settings>,
-    printer: &Printer,
-) -> Result<u8, ExpectedError> {
+/// What a run is for.
+pub enum Mode {
+    /// `gpuconform run`.
+    Plain,
+    /// `gpuconform upgrade`: the upgrade between a baseline and an after pass.
+    Upgrade(crate::upgrade::Settings),
+    /// `gpuconform certify`: the strict profile first, the bundle after.
+    Certify(super::certify::Options),
+}
+
+/// Runs a plan (with an upgrade in it, for `gpuconform upgrade`; under the certification
+/// profile, for `gpuconform certify`); the exit code is the run's.
+pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, ExpectedError> {
+    let (upgrade, certify) = match mode {
+        Mode::Plain => (None, None),
+        Mode::Upgrade(u) => (Some(u), None),
+        Mode::Certify(c) => (None, Some(c)),
+    };
     let catalog = Catalog::resolve(&args.catalog)?;
     if let Some(ns) = &args.namespace
         && !crate::plan::is_dns_label(ns)
@@ -91,6 +103,9 @@ pub async fn run(
             Ok(s) => suites.push(s),
             Err(e) => errors.extend(e),
         }
+    }
+    if let Some(c) = &certify {
+        errors.extend(c.check_inputs(&plan, &suites));
     }
     if !errors.is_empty() {
         return Err(ExpectedError::Inputs(errors));
@@ -146,6 +161,8 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| plan.reports.clone())
         .join(&run_id);
+    // The bundle needs the plan and suites as run, after the runner has them.
+    let as_run = certify.as_ref().map(|_| (plan.clone(), suites.clone()));
     let settings = RunSettings {
         plan,
         suites,
@@ -162,8 +179,9 @@ pub async fn run(
     };
     let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);
+    let mut log = crate::report::log::EventLog::default();
     let state_dir = settings.state_dir.clone();
-    let record = runner::run(settings, vec![&mut terminal], interrupts).await;
+    let record = runner::run(settings, vec![&mut terminal, &mut log], interrupts).await;
     drop(terminal);
     // The folder claimed for the run id stays empty on targets that keep no state (an existing
     // cluster): remove it then (`remove_dir` leaves a folder that has something in it).
@@ -176,6 +194,9 @@ pub async fn run(
     printer.result(format!("report: {}", dir.join("summary.md").display()));
     for l in &record.leftovers {
         printer.warn(format!("left behind: {l}"));
+    }
+    if let (Some(c), Some((plan, suites))) = (&certify, &as_run) {
+        return Ok(c.seal(&dir, &record, plan, suites, printer));
     }
     let Some(base) = baseline else {
         return Ok(record.exit_code);

@@ -10,6 +10,7 @@
 //! checks'.
 
 pub mod driver;
+pub mod layer;
 pub mod upgrade;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,17 @@ pub mod gfd {
     pub const SHARING_STRATEGY: &str = "nvidia.com/gpu.sharing-strategy";
     /// Whether MPS sharing is in effect (`true`, only then).
     pub const MPS_CAPABLE: &str = "nvidia.com/mps.capable";
+    /// The system or instance type GFD reads from DMI (`DGX-A100`, `p3.2xlarge`).
+    pub const MACHINE: &str = "nvidia.com/gpu.machine";
+    /// The MIG strategy the device plugin and GFD run with (`none`, `single`, `mixed`).
+    pub const MIG_STRATEGY: &str = "nvidia.com/mig.strategy";
+    /// CUDA driver API version, current name (`12.8`).
+    pub const CUDA_RUNTIME_FULL: &str = "nvidia.com/cuda.runtime-version.full";
+    /// CUDA driver API version, deprecated names: major, minor.
+    pub const CUDA_RUNTIME_DEPRECATED: [&str; 2] = [
+        "nvidia.com/cuda.runtime.major",
+        "nvidia.com/cuda.runtime.minor",
+    ];
     /// Driver version, current name (`580.95.05`).
     pub const DRIVER_VERSION_FULL: &str = "nvidia.com/cuda.driver-version.full";
     /// Driver version, deprecated names: major, minor, revision.

@@ -7,12 +7,14 @@
 //! current directory, like kubectl's `-f`.
 
 pub mod aws;
+mod certification;
 mod compare;
 pub mod driver;
 pub mod expect;
 mod namespace;
 mod operator;
 
+pub use certification::Certification;
 pub use namespace::{TestNamespace, default_test_namespace, is_dns_label};
 
 pub use operator::{NVIDIA_CHART, NVIDIA_REPO, OperatorMode, OperatorSpec};
@@ -52,6 +54,8 @@ struct RawPlan {
     allow_nothing_checked: bool,
     #[serde(default)]
     compare: compare::RawCompare,
+    #[serde(default)]
+    certification: Option<certification::RawCertification>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,6 +197,10 @@ pub struct Plan {
     pub allow_nothing_checked: bool,
     /// How `run --baseline` compares (`compare:`; the defaults without it).
     pub compare: crate::compare::Settings,
+    /// Who certifies what (`certification:`), for `gpuconform certify`.
+    pub certification: Option<Certification>,
+    /// The plan as run: the file's text, or the document its overrides made.
+    pub source: String,
 }
 
 /// The bench image when a plan names none (built from `images/bench/Dockerfile`).
@@ -211,12 +219,15 @@ impl Plan {
     ) -> Result<Self, InputError> {
         if layers.is_empty() {
             let raw: RawPlan = load_yaml(file)?;
-            return Self::validate(file, raw, suite_dir, catalog);
+            let mut plan = Self::validate(file, raw, suite_dir, catalog)?;
+            plan.source = std::fs::read_to_string(file).unwrap_or_default();
+            return Ok(plan);
         }
         let merged = crate::input::layers::merge(file, layers)?;
         let raw: RawPlan = parse_yaml(file, &merged.text).map_err(|e| merged.locate(e))?;
         let mut plan =
             Self::validate(file, raw, suite_dir, catalog).map_err(|e| merged.locate(e))?;
+        plan.source = merged.text.clone();
         // Where each `expect` entry and driver expectation came from, in the plan or an overlay.
         let place = |file: &mut PathBuf, line: &mut Option<u32>| {
             let at = merged.locate(InputError {
@@ -413,6 +424,11 @@ impl Plan {
             expect_driver,
             allow_nothing_checked: raw.allow_nothing_checked,
             compare: compare::validate(file, &raw.compare)?,
+            certification: match &raw.certification {
+                Some(c) => Some(certification::validate(file, c)?),
+                None => None,
+            },
+            source: String::new(),
             test_namespace,
             file: file.to_path_buf(),
             name: raw.name.value,

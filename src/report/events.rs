@@ -109,6 +109,8 @@ pub enum Event {
         /// At least one is worse.
         regressed: bool,
     },
+    /// What was tested, read from the cluster before teardown.
+    Inventory(super::inventory::Inventory),
     /// A line worth showing (what teardown removed, where the kubeconfig is).
     Note(String),
     /// A warning worth showing.
@@ -173,10 +175,33 @@ impl Reporter for Recorder {
             }
             Event::GpuNodesFound(models) => r.gpu_models = models.clone(),
             Event::Installed { chart_version } => r.operator_chart_version = chart_version.clone(),
-            Event::Case(c) => r.cases.push(c.clone()),
-            Event::Bench(nb) => r
-                .benchmarks
-                .extend(super::bench::rows(std::slice::from_ref(nb), &self.perf)),
+            Event::Case(c) => {
+                let mut c = c.clone();
+                if matches!(c.status, super::Status::Failed | super::Status::Error)
+                    && c.layer.is_none()
+                {
+                    let message = c.message.as_deref().unwrap_or_default();
+                    c.layer = Some(crate::gpu_stack::layer::attribute(
+                        &c.check, &c.name, message,
+                    ));
+                }
+                r.cases.push(c);
+            }
+            Event::Bench(nb) => {
+                r.benchmarks
+                    .extend(super::bench::rows(std::slice::from_ref(nb), &self.perf));
+                if let Some(inv) = &mut r.inventory {
+                    super::inventory::add_gpus(inv, nb);
+                }
+                r.bench_docs.push(nb.clone());
+            }
+            Event::Inventory(inv) => {
+                let mut inv = inv.clone();
+                for nb in &r.bench_docs {
+                    super::inventory::add_gpus(&mut inv, nb);
+                }
+                r.inventory = Some(inv);
+            }
             Event::RunFinished(end) => {
                 r.interrupted = end.interrupted;
                 r.refused = end.refused;

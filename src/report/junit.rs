@@ -62,7 +62,11 @@ pub fn render(record: &RunRecord) -> Result<String, quick_junit::SerializeError>
                         s.set_message(m.clone());
                     }
                     s.set_type(c.check.clone());
-                    s.set_description(c.detail.clone());
+                    // The layer first, so a reader of the JUnit alone sees where it broke.
+                    match c.layer {
+                        Some(l) => s.set_description(format!("layer: {}\n{}", l.word(), c.detail)),
+                        None => s.set_description(c.detail.clone()),
+                    };
                     s
                 }
                 Status::Skipped => {

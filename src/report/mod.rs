@@ -6,7 +6,9 @@
 
 pub mod bench;
 pub mod events;
+pub mod inventory;
 pub mod junit;
+pub mod log;
 pub mod summary;
 pub mod terminal;
 pub mod upgrade;
@@ -66,6 +68,9 @@ pub struct Case {
     pub seconds: f64,
     /// Diagnostics files, relative to the run folder.
     pub diagnostics: Vec<String>,
+    /// For a failure or error: the layer of the stack it belongs to (set by the fold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<crate::gpu_stack::layer::Layer>,
 }
 
 /// Cloud instances a run used (aws target).
@@ -147,6 +152,12 @@ pub struct RunRecord {
     /// `gpuconform upgrade`: the driver upgrade, its timeline and the before/after comparison.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<upgrade::UpgradeReport>,
+    /// What was tested, as the cluster showed it before teardown (`inventory.json`).
+    #[serde(skip)]
+    pub inventory: Option<inventory::Inventory>,
+    /// Each bench pod's document as it printed it (`bench/<node>.json`).
+    #[serde(skip)]
+    pub bench_docs: Vec<crate::bench::NodeBench>,
 }
 
 impl RunRecord {
@@ -220,6 +231,11 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
         }
         std::fs::write(dir.join("report.html"), page)?;
     }
+    if let Some(inv) = &record.inventory {
+        let json = serde_json::to_string_pretty(inv).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("inventory.json"), json + "\n")?;
+    }
+    write_bench_docs(dir, &record.bench_docs)?;
     let md = summary::render(record);
     std::fs::write(dir.join("summary.md"), &md)?;
     if !record.finished {
@@ -232,6 +248,29 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> std::io::Result<()> {
             .append(true)
             .open(path)?;
         f.write_all(md.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Each bench document as `bench/<node>[-<device>].json` (`-2`, `-3` for a node measured
+/// again, as an upgrade's after pass does).
+fn write_bench_docs(dir: &Path, docs: &[crate::bench::NodeBench]) -> std::io::Result<()> {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for d in docs {
+        let mut base = d.node.clone();
+        if let Some(u) = &d.mig_unit {
+            base = format!("{base}-{u}");
+        }
+        let n = seen.entry(base.clone()).or_default();
+        *n += 1;
+        let name = if *n == 1 {
+            format!("{base}.json")
+        } else {
+            format!("{base}-{n}.json")
+        };
+        std::fs::create_dir_all(dir.join("bench"))?;
+        let json = serde_json::to_string_pretty(&d.report).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("bench").join(name), json + "\n")?;
     }
     Ok(())
 }
@@ -260,6 +299,7 @@ mod tests {
                     warnings: Vec::new(),
                     seconds: 1.5,
                     diagnostics: Vec::new(),
+                    layer: None,
                 }
             };
         let mut failed = case(
@@ -274,6 +314,7 @@ mod tests {
         failed
             .diagnostics
             .push("diagnostics/gpu-stack-labels-gpu-worker-1".into());
+        failed.layer = Some(crate::gpu_stack::layer::Layer::DevicePlugin);
         let mut warned = case(
             "verified-empty",
             "verified-empty/gpu-worker-1",
@@ -331,6 +372,8 @@ mod tests {
             exit_code: 1,
             finished: true,
             upgrade: None,
+            inventory: None,
+            bench_docs: Vec::new(),
         }
     }
 

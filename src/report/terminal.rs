@@ -121,6 +121,7 @@ impl Reporter for Terminal {
             | Event::GpuNodesFound(_)
             | Event::Installed { .. }
             | Event::Bench(_)
+            | Event::Inventory(_)
             | Event::UpgradeWatched { .. }
             | Event::UpgradeCompared { .. }
             | Event::RunFinished(_) => {}

@@ -9,6 +9,7 @@
 //! and its removal in [`crate::operator`], the suite scheduler in [`suite`].
 
 pub mod diagnostics;
+mod inventory;
 mod phase;
 pub mod suite;
 mod upgrade;
@@ -349,6 +350,13 @@ pub async fn run(
     };
     report_discovery(&mut em, &discovery, infra_failed);
     let gpu_nodes = discovery.nodes;
+    // What is tested, read once the stack is ready and before a suite can remove it.
+    if install_ok && !interrupted {
+        match inventory::read(&client, &plan.operator.namespace, &gpu_nodes).await {
+            Ok(inv) => em.emit(Event::Inventory(inv)),
+            Err(e) => em.emit(Event::Warning(format!("inventory: {e}"))),
+        }
+    }
 
     // Suites (under `upgrade`: baseline, the upgrade, the suites again, the verdict).
     if !infra_failed && !interrupted && !refused {
@@ -471,6 +479,7 @@ fn discovery_case(
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        layer: None,
     }
 }
 

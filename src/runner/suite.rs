@@ -353,6 +353,7 @@ pub fn nothing_checked(
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        layer: None,
     })
 }
 
@@ -374,6 +375,7 @@ pub fn case(suite: &Suite, step: &Step, o: Outcome, seconds: f64) -> Case {
         warnings: o.warnings,
         seconds,
         diagnostics: Vec::new(),
+        layer: None,
     }
 }
 
