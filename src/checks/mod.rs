@@ -6,6 +6,8 @@
 
 pub mod allocatable;
 pub mod asked;
+pub mod dra;
+pub mod dra_judge;
 pub mod driver;
 pub mod labels;
 pub mod mig;
@@ -150,6 +152,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
         CheckKind::Allocatable => allocatable::run(step, ctx, &nodes, deadline).await,
         CheckKind::Workload => workload::run(step, ctx, &nodes, deadline).await,
         CheckKind::Throughput => throughput::run(step, ctx, &nodes, deadline).await,
+        CheckKind::Dra => dra::run(step, ctx, &nodes, deadline).await,
         CheckKind::Uninstall => teardown::uninstall(ctx, deadline).await,
         CheckKind::Teardown => teardown::verify(step, ctx, deadline).await,
     }

@@ -9,6 +9,7 @@
 //! component writes under it is the simulator's business, and what values are right is the
 //! checks'.
 
+pub mod dra;
 pub mod driver;
 pub mod layer;
 pub mod upgrade;

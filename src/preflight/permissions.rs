@@ -276,6 +276,37 @@ fn for_kind(kind: CheckKind, mode: OperatorMode) -> &'static [Row] {
         ),
         need(Tests, "", "pods/log", &["get"], "throughput check"),
     ];
+    const DRA: &[Row] = &[
+        need(
+            Cluster,
+            "resource.k8s.io",
+            "deviceclasses",
+            &["list"],
+            "dra check",
+        ),
+        need(
+            Cluster,
+            "resource.k8s.io",
+            "resourceslices",
+            &["list"],
+            "dra check",
+        ),
+        need(Cluster, "", "nodes", &["list"], "dra check"),
+        need(
+            Tests,
+            "resource.k8s.io",
+            "resourceclaims",
+            &["create", "get", "list", "watch", "delete"],
+            "dra check",
+        ),
+        need(
+            Tests,
+            "",
+            "pods",
+            &["create", "get", "list", "watch", "delete"],
+            "dra check",
+        ),
+    ];
     const TEARDOWN: &[Row] = &[
         need(
             Cluster,
@@ -292,6 +323,7 @@ fn for_kind(kind: CheckKind, mode: OperatorMode) -> &'static [Row] {
         (CheckKind::Allocatable, _) => ALLOCATABLE,
         (CheckKind::Workload, _) => WORKLOAD,
         (CheckKind::Throughput, _) => THROUGHPUT,
+        (CheckKind::Dra, _) => DRA,
         // Verify-only skips them before any API call.
         (CheckKind::Uninstall | CheckKind::Teardown, OperatorMode::Existing) => &[],
         (CheckKind::Uninstall | CheckKind::Teardown, OperatorMode::Install) => TEARDOWN,

@@ -73,6 +73,16 @@ pub enum Action {
         /// Pod name.
         name: String,
     },
+    /// Publish (`Some`: create or replace) or withdraw (`None`: delete) the DRA kubelet
+    /// plugin's ResourceSlice of a node.
+    Slice {
+        /// Slice name.
+        name: String,
+        /// The node that owns it.
+        node: String,
+        /// Its spec.
+        spec: Option<Value>,
+    },
     /// Record an event.
     Event(EventSpec),
 }

@@ -108,7 +108,40 @@ impl Actor {
                     Err(e) => return Err(e),
                 }
             }
+            Action::Slice { name, node, spec } => self.slice(&name, &node, spec).await?,
         }
+        Ok(())
+    }
+
+    /// Creates or replaces a ResourceSlice owned by its node (so it goes with the node, as the
+    /// kubelet plugin's do), or deletes it.
+    async fn slice(&self, name: &str, node: &str, spec: Option<Value>) -> Result<(), kube::Error> {
+        use k8s_openapi::api::resource::v1::ResourceSlice;
+        let api: Api<ResourceSlice> = Api::all(self.client.clone());
+        let Some(spec) = spec else {
+            return match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            };
+        };
+        let uid = Api::<Node>::all(self.client.clone())
+            .get(node)
+            .await?
+            .metadata
+            .uid
+            .unwrap_or_default();
+        let obj = json!({
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceSlice",
+            "metadata": {
+                "name": name,
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid, "controller": true}],
+            },
+            "spec": spec,
+        });
+        let pp = PatchParams::apply("gpu-simulator").force();
+        api.patch(name, &pp, &Patch::Apply(&obj)).await?;
         Ok(())
     }
 
@@ -259,5 +292,12 @@ fn describe(action: &Action) -> String {
             }
         ),
         Action::DeletePod { namespace, name } => format!("deleted pod {namespace}/{name}"),
+        Action::Slice { name, spec, .. } => match spec {
+            Some(s) => format!(
+                "resourceslice {name}: {} devices",
+                s["devices"].as_array().map_or(0, Vec::len)
+            ),
+            None => format!("resourceslice {name}: deleted"),
+        },
     }
 }

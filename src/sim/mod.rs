@@ -166,6 +166,10 @@ async fn run(
     let (pods, pod_events) = reflect(Api::<Pod>::all(client.clone()), cfg());
     let (daemonsets, ds_events) = reflect(Api::<DaemonSet>::all(client.clone()), cfg());
     let (config_maps, cm_events) = reflect(Api::<ConfigMap>::all(client.clone()), cfg());
+    let (slices, slice_events) = reflect(
+        Api::<k8s_openapi::api::resource::v1::ResourceSlice>::all(client.clone()),
+        cfg(),
+    );
 
     let ar = crate::gpu_stack::operator::cluster_policy();
     let policy_writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
@@ -193,6 +197,7 @@ async fn run(
         pod_events.boxed(),
         ds_events.boxed(),
         cm_events.boxed(),
+        slice_events.boxed(),
         policy_events.boxed(),
         job_events.boxed(),
     ]);
@@ -235,12 +240,13 @@ async fn run(
             },
             () = timer => {}
         }
-        let (n, p, d, c, pol) = (
+        let (n, p, d, c, pol, sl) = (
             nodes.state(),
             pods.state(),
             daemonsets.state(),
             config_maps.state(),
             policies.state(),
+            slices.state(),
         );
         let snap = Snapshot {
             nodes: &n,
@@ -248,6 +254,7 @@ async fn run(
             daemonsets: &d,
             config_maps: &c,
             policy: pol.first().map(|p| p.as_ref()),
+            slices: &sl,
         };
         let now = Instant::now();
         let (mut actions, mut next) = world.reconcile(&snap, now);

@@ -98,6 +98,7 @@ fn run(s: &Scene) -> (Vec<Action>, Option<Instant>) {
         daemonsets: &[],
         config_maps: &[],
         policy: s.policy.then_some(&p),
+        slices: &[],
     };
     let t0 = Instant::now();
     let _ = w.reconcile(&snap, t0);
@@ -425,6 +426,7 @@ fn host_drivers_as_the_driver_manager_and_gfd_see_them() {
             daemonsets: &[],
             config_maps: &[],
             policy: Some(&p),
+            slices: &[],
         };
         let t0 = Instant::now();
         let _ = w.reconcile(&snap, t0);
@@ -491,6 +493,7 @@ fn capacity_outlives_the_device_plugin_for_the_grace_period() {
             daemonsets: &[],
             config_maps: &[],
             policy: Some(&p),
+            slices: &[],
         };
         let t0 = Instant::now();
         let (first, _) = w.reconcile(&snap, t0);

@@ -78,6 +78,8 @@ pub struct Snapshot<'a> {
     pub config_maps: &'a [Arc<ConfigMap>],
     /// The ClusterPolicy, if the chart is installed.
     pub policy: Option<&'a DynamicObject>,
+    /// All ResourceSlices.
+    pub slices: &'a [Arc<k8s_openapi::api::resource::v1::ResourceSlice>],
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,8 @@ pub struct World {
     pub prune_requested: bool,
     /// The driver upgrade controller's memory.
     pub(in crate::sim) upgrade: super::stages::upgrade::UpgradeMemory,
+    /// The GPU performance table: the names NVML reports for each model.
+    pub(in crate::sim) perf: Option<crate::bench::model::PerfTable>,
 }
 
 /// The label kwok manages pods by: operand pods carry `app=<daemonset>`.
@@ -141,6 +145,7 @@ impl World {
             cleanup_crd_requested: false,
             prune_requested: false,
             upgrade: Default::default(),
+            perf: crate::bench::model::PerfTable::embedded().ok(),
         }
     }
 
@@ -348,6 +353,18 @@ impl World {
                 &policy,
                 &layout,
                 sharing.as_ref(),
+                now,
+                &mut wake,
+                &mut out,
+            );
+
+            // The DRA driver's kubelet plugin: the node's ResourceSlice.
+            self.dra(
+                snap,
+                &name,
+                gpus.as_ref(),
+                driver.as_ref(),
+                &layout,
                 now,
                 &mut wake,
                 &mut out,

@@ -55,6 +55,9 @@ pub struct Param {
 /// e2e's smoke image.
 pub const WORKLOAD_IMAGE: &str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubuntu22.04";
 
+/// The default image of the `dra` check's pods: they only hold their claims.
+pub const DRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
 /// A check kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckKind {
@@ -68,6 +71,8 @@ pub enum CheckKind {
     Workload,
     /// CUDA throughput in pods.
     Throughput,
+    /// GPUs through Dynamic Resource Allocation.
+    Dra,
     /// helm uninstall.
     Uninstall,
     /// The cluster is back to empty.
@@ -76,12 +81,13 @@ pub enum CheckKind {
 
 impl CheckKind {
     /// Every kind, in the order `list` shows them.
-    pub const ALL: [CheckKind; 7] = [
+    pub const ALL: [CheckKind; 8] = [
         Self::Operator,
         Self::Labels,
         Self::Allocatable,
         Self::Workload,
         Self::Throughput,
+        Self::Dra,
         Self::Uninstall,
         Self::Teardown,
     ];
@@ -94,6 +100,7 @@ impl CheckKind {
             Self::Allocatable => "allocatable",
             Self::Workload => "workload",
             Self::Throughput => "throughput",
+            Self::Dra => "dra",
             Self::Uninstall => "uninstall",
             Self::Teardown => "teardown",
         }
@@ -119,6 +126,9 @@ impl CheckKind {
             Self::Workload => "a pod requesting one GPU runs to completion on every GPU node",
             Self::Throughput => {
                 "gpuconform-bench in a pod per GPU node: per GPU and metric the value against the floor from the GPU performance table, and stragglers"
+            }
+            Self::Dra => {
+                "resource.k8s.io/v1 served and the DRA driver's DeviceClasses there; each GPU node's pool complete with exactly its expected devices and their attributes (product, architecture, compute capability, memory, driver) agreeing with the expectation and GFD; a claim per node allocated by the scheduler from that node's pool and released when its pod goes; two claims get distinct devices; an unsatisfiable selector leaves its pod Pending; create/delete cycles leak nothing"
             }
             Self::Uninstall => {
                 "helm uninstall of the operator release, then deletion of its namespace"
@@ -196,6 +206,20 @@ impl CheckKind {
                 default: D::Int(300),
                 about: "how long a kubelet may keep a gone device plugin's capacity (endpointStopGracePeriod, 5 min)",
             }],
+            Self::Dra => &[
+                Param {
+                    name: "image",
+                    ty: T::Str,
+                    default: D::Str(DRA_IMAGE),
+                    about: "the image of the pods that hold claims (they only need to run)",
+                },
+                Param {
+                    name: "cycles",
+                    ty: T::Int,
+                    default: D::Int(3),
+                    about: "claim create/delete cycles on one node that must leave no allocation behind",
+                },
+            ],
             Self::Uninstall => &[],
         }
     }

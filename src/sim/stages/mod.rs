@@ -3,6 +3,7 @@
 //! node goes through them.
 
 mod device_plugin;
+pub(in crate::sim) mod dra;
 mod kubelet;
 mod mig;
 mod policy;

@@ -76,6 +76,15 @@ impl World {
                 return (false, reason.clone(), message.clone());
             }
         }
+        let device_plugin = snap
+            .policy
+            .and_then(|p| p.data.pointer("/spec/devicePlugin/enabled"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let dra_plugin = snap
+            .daemonsets
+            .iter()
+            .any(|d| d.name_any() == crate::gpu_stack::dra::PLUGIN);
         let gpu_nodes: Vec<&Arc<Node>> = snap
             .nodes
             .iter()
@@ -132,6 +141,26 @@ impl World {
                     "OperandNotReady".into(),
                     format!("node {} is not labelled for mig-manager yet", n.name_any()),
                 );
+            }
+            // Without the device plugin (the DRA stack) there is no GPU resource to wait for;
+            // the DRA driver's kubelet plugin has registered once the node's slice is there.
+            if kwok_managed(n) && !device_plugin {
+                let published = snap
+                    .slices
+                    .iter()
+                    .any(|s| s.spec.node_name.as_deref() == Some(n.name_any().as_str()));
+                if dra_plugin && !published {
+                    return (
+                        false,
+                        "OperandNotReady".into(),
+                        format!(
+                            "{}: no ResourceSlice published for node {} yet",
+                            crate::gpu_stack::dra::PLUGIN,
+                            n.name_any()
+                        ),
+                    );
+                }
+                continue;
             }
             if kwok_managed(n) && gpu_resources(n).values().all(|(cap, _)| *cap == 0) {
                 return (
