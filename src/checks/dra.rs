@@ -200,12 +200,34 @@ async fn settled_slices(
             dra_judge::device_count(&mine) == Some(w.devices)
         })
     };
-    // A watch would need a store of its own; the slices of a node change a handful of times, so
-    // a short series of lists bounded by the deadline waits for them.
+    // Every node has published something: a pool that stays as it is for SETTLE is judged as
+    // it is (a plugin publishes in one go; an incomplete pool does not heal by waiting).
+    let published = |items: &[ResourceSlice]| {
+        wants.keys().all(|node| {
+            items
+                .iter()
+                .any(|s| s.spec.node_name.as_deref() == Some(node.as_str()))
+        })
+    };
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+    // A watch would need a store of its own; a node's slices change a handful of times, so a
+    // short series of lists bounded by the deadline waits for them.
     let mut wait = std::time::Duration::from_millis(200);
+    let mut last: Option<(Vec<String>, Instant)> = None;
     loop {
         let items = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
-        if ready(&items) || left(deadline) < wait * 2 {
+        let versions: Vec<String> = items
+            .iter()
+            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .collect();
+        let stable = match &last {
+            Some((v, since)) if *v == versions => since.elapsed() >= SETTLE,
+            _ => {
+                last = Some((versions, Instant::now()));
+                false
+            }
+        };
+        if ready(&items) || (published(&items) && stable) || left(deadline) < wait * 2 {
             return items;
         }
         tokio::time::sleep(wait).await;

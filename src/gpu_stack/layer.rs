@@ -93,7 +93,7 @@ pub fn attribute(check: &str, name: &str, message: &str) -> Layer {
         // GFD writes the product, count and memory labels; the driver labels are the driver's.
         "labels" if lower.contains("cuda.driver") => Layer::Driver,
         "labels" if lower.contains("feature.node.kubernetes.io") => Layer::Operator,
-        "labels" | "allocatable" | "sharing" => symptom.unwrap_or(Layer::DevicePlugin),
+        "labels" | "allocatable" | "sharing" | "dra" => symptom.unwrap_or(Layer::DevicePlugin),
         "uninstall" | "teardown" => Layer::Operator,
         "discovery" => Layer::Node,
         // A node that did not take the new driver is the driver's; the release, the policy
@@ -203,6 +203,12 @@ mod tests {
                 "bench/gpu-1",
                 "NVML: Driver/library version mismatch",
                 Layer::Driver,
+            ),
+            (
+                "dra",
+                "dra/gpu-1",
+                "gpu-1: pool gpu-1 is incomplete: 1 of 2 slices at generation 1",
+                Layer::DevicePlugin,
             ),
             (
                 "discovery",

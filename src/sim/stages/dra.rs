@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::super::labels::{self, MigLayout};
 use super::super::world::*;
+use crate::fixture::Fault;
 
 use crate::gpu_stack::dra::{DRIVER as DRIVER_NAME, PLUGIN};
 
@@ -232,7 +233,25 @@ impl World {
             return;
         };
         let product_name = self.nvml_name(g.model);
-        let want = slice_spec(name, &g.as_node_gpus(), &product_name, driver, layout);
+        let mut want = slice_spec(name, &g.as_node_gpus(), &product_name, driver, layout);
+        for f in self.fixture.faults_on(name) {
+            match f {
+                Fault::DraIncompletePool { .. } => want["pool"]["resourceSliceCount"] = json!(2),
+                Fault::DraAttribute {
+                    attribute, value, ..
+                } => {
+                    for d in want["devices"].as_array_mut().into_iter().flatten() {
+                        // The same value type the plugin writes under this name.
+                        let ty = d["attributes"][attribute.as_str()]
+                            .as_object()
+                            .and_then(|o| o.keys().next().cloned())
+                            .unwrap_or_else(|| "string".into());
+                        d["attributes"][attribute.as_str()] = json!({ty: value});
+                    }
+                }
+                _ => {}
+            }
+        }
         let same = have
             .and_then(|s| serde_json::to_value(&s.spec).ok())
             .is_some_and(|v| same_spec(&v, &want));

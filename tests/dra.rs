@@ -1,0 +1,139 @@
+//! Tier 2: GPUs through Dynamic Resource Allocation on the local cluster — the operator's DRA
+//! stack (`plans/dra.yaml`: a 4× T4 node and an A100 node with MIG `all-3g.20gb`), the GPU
+//! simulator playing NVIDIA's DRA kubelet plugin, the real scheduler allocating the `dra`
+//! check's claims; each DRA fault fails exactly its testcase, naming node and attribute.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+
+/// `suite/name` → `(status, message, detail)` of a finished run in `reports`.
+fn cases(reports: &Path) -> BTreeMap<String, (String, String, String)> {
+    let r = results(&run_dir(reports));
+    r["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (
+                format!("{}/{}", s("suite"), s("name")),
+                (s("status"), s("message"), s("detail")),
+            )
+        })
+        .collect()
+}
+
+fn run(reports: &Path, fixture: Option<&str>) -> std::process::Output {
+    let mut cmd = run_command(Path::new("plans/dra.yaml"), reports);
+    if let Some(f) = fixture {
+        cmd.arg("--set").arg(format!("target.local.fixture={f}"));
+    }
+    cmd.output().expect("run gpuconform")
+}
+
+const DRA_CASES: &[&str] = &[
+    "dra/dra/api",
+    "dra/dra/t4-worker-1",
+    "dra/dra/mig-worker-1",
+    "dra/dra/claim/t4-worker-1",
+    "dra/dra/distinct/t4-worker-1",
+    "dra/dra/claim/mig-worker-1",
+    "dra/dra/distinct/mig-worker-1",
+    "dra/dra/unsatisfiable",
+    "dra/dra/cycles",
+];
+
+#[test]
+fn the_dra_stack_allocates_through_claims_on_every_gpu_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let out = run(&reports, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let c = cases(&reports);
+    for name in DRA_CASES {
+        let (status, message, _) = c
+            .get(*name)
+            .unwrap_or_else(|| panic!("{name} missing: {c:#?}"));
+        assert_eq!(status, "passed", "{name}: {message}");
+    }
+    // What was judged came from the slices the simulated plugin published and the real
+    // scheduler's allocations.
+    assert!(
+        c["dra/dra/t4-worker-1"]
+            .2
+            .starts_with("pool t4-worker-1, 4 devices:"),
+        "{:?}",
+        c["dra/dra/t4-worker-1"]
+    );
+    assert!(
+        c["dra/dra/mig-worker-1"]
+            .2
+            .starts_with("pool mig-worker-1, 16 devices:"),
+        "{:?}",
+        c["dra/dra/mig-worker-1"]
+    );
+    assert!(
+        c["dra/dra/mig-worker-1"]
+            .2
+            .contains("gpu-7-mig-3g20gb-9-4 mig MIG-"),
+        "{:?}",
+        c["dra/dra/mig-worker-1"]
+    );
+    let distinct = &c["dra/dra/distinct/t4-worker-1"].2;
+    assert!(
+        distinct.starts_with("gpu-") && distinct.contains(" and gpu-"),
+        "{distinct}"
+    );
+    assert!(
+        c["dra/dra/unsatisfiable"]
+            .2
+            .contains("cannot allocate all claims"),
+        "{:?}",
+        c["dra/dra/unsatisfiable"]
+    );
+    for (name, (status, message, _)) in &c {
+        assert_eq!(status, "passed", "{name}: {message}");
+    }
+}
+
+#[test]
+fn each_dra_fault_fails_exactly_its_testcase() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        (
+            "dra-incomplete-pool",
+            "dra/dra/t4-worker-1",
+            "t4-worker-1: pool t4-worker-1 is incomplete: 1 of 2 slices at generation 1",
+        ),
+        (
+            "dra-wrong-attribute",
+            "dra/dra/mig-worker-1",
+            "mig-worker-1: gpu-0-mig-3g20gb-9-0 driverVersion is \"570.172.8\", expected \"580.95.05\"",
+        ),
+    ];
+    for (fault, case, want) in rows {
+        let reports = tmp.path().join(fault);
+        let out = run(
+            &reports,
+            Some(&format!("fixtures/clusters/faults/{fault}.yaml")),
+        );
+        assert_eq!(out.status.code(), Some(1), "{fault}: {}", text(&out));
+        let c = cases(&reports);
+        let failed: Vec<&String> = c
+            .iter()
+            .filter(|(_, (s, _, _))| s != "passed")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(failed, [case], "{fault}: {c:#?}");
+        assert!(c[case].1.starts_with(want), "{fault}: {}", c[case].1);
+        // The node that broke gets no claims; the other node's still run and pass.
+        assert!(
+            DRA_CASES.iter().filter(|n| c.contains_key(**n)).count() >= 6,
+            "{fault}: {c:#?}"
+        );
+    }
+}
