@@ -480,7 +480,8 @@ fn ci_cancel_during_provisioning_leaves_no_instance() {
     .current_dir(root())
     .env("GPUCONFORM_TOOLS", tools_dir())
     .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
+    // Kept, so a run that ends before the cancel says why.
+    .stderr(std::fs::File::create(tmp.path().join("stderr")).expect("stderr file"));
     moto.env(&mut cmd);
     let mut child = cmd.spawn().expect("spawn run");
     // The instances are up once moto lists all four of the run's.
@@ -490,10 +491,13 @@ fn ci_cancel_during_provisioning_leaves_no_instance() {
             started.elapsed() < std::time::Duration::from_secs(120),
             "instances never launched"
         );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the run ended early"
-        );
+        if let Some(status) = child.try_wait().expect("wait") {
+            let err = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+            panic!(
+                "the run ended early ({status}) with {} of the run's instances live:\n{err}",
+                moto.live(run_id).len()
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let (status, _, _) = cancel_like_ci(

@@ -37,6 +37,7 @@ fn run(reports: &Path, fixture: Option<&str>) -> std::process::Output {
 
 const DRA_CASES: &[&str] = &[
     "dra/dra/api",
+    "dra/dra/mode",
     "dra/dra/t4-worker-1",
     "dra/dra/mig-worker-1",
     "dra/dra/claim/t4-worker-1",
@@ -100,6 +101,36 @@ fn the_dra_stack_allocates_through_claims_on_every_gpu_node() {
     }
 }
 
+/// The device plugin left on beside the DRA driver: every GPU is offered twice, and the mode
+/// testcase fails closed naming each node; the rest still passes.
+#[test]
+fn a_device_plugin_beside_the_dra_driver_fails_mode_detection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let mut cmd = run_command(Path::new("plans/dra.yaml"), &reports);
+    cmd.args(["--set", "operator.values.devicePlugin.enabled=true"]);
+    let out = cmd.output().expect("run gpuconform");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let c = cases(&reports);
+    let failed: Vec<&String> = c
+        .iter()
+        .filter(|(_, (s, _, _))| s != "passed")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(failed, ["dra/dra/mode"], "{c:#?}");
+    let (_, message, detail) = &c["dra/dra/mode"];
+    assert!(
+        message.contains("its GPUs are served by the device plugin"),
+        "{message}"
+    );
+    for n in [
+        "mig-worker-1:",
+        "t4-worker-1: its GPUs are served by the device plugin (4 allocatable nvidia.com devices) and by the DRA driver (pool t4-worker-1, 4 devices)",
+    ] {
+        assert!(detail.contains(n), "{n}: {detail}");
+    }
+}
+
 #[test]
 fn each_dra_fault_fails_exactly_its_testcase() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -128,7 +159,17 @@ fn each_dra_fault_fails_exactly_its_testcase() {
             .filter(|(_, (s, _, _))| s != "passed")
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(failed, [case], "{fault}: {c:#?}");
+        // An incomplete pool serves no GPU: mode detection names the node too.
+        let mut want_failed = vec![case.to_string()];
+        if fault == "dra-incomplete-pool" {
+            want_failed.push("dra/dra/mode".into());
+        }
+        want_failed.sort();
+        assert_eq!(
+            failed,
+            want_failed.iter().collect::<Vec<_>>(),
+            "{fault}: {c:#?}"
+        );
         assert!(c[case].1.starts_with(want), "{fault}: {}", c[case].1);
         // The node that broke gets no claims; the other node's still run and pass.
         assert!(

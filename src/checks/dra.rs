@@ -93,6 +93,46 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
 
     // Each node's pool, once the driver has published it (or the deadline says it never will).
     let slices = settled_slices(ctx, &wants, deadline).await;
+    // Every GPU node allocates through DRA, and only through it.
+    let all_nodes: Vec<Node> = node_objs.values().cloned().collect();
+    let gpu_names: Vec<String> = nodes.iter().map(|g| g.name.clone()).collect();
+    out.push(
+        match super::alloc_mode::detect(&all_nodes, &gpu_names, &have, &slices) {
+            Ok(modes) => {
+                let other: Vec<String> = modes
+                    .iter()
+                    .filter(|(_, m)| **m != super::alloc_mode::Mode::Dra)
+                    .map(|(n, m)| format!("{n} ({})", m.word()))
+                    .collect();
+                if other.is_empty() {
+                    Outcome::pass(
+                        "mode",
+                        None,
+                        format!(
+                            "every GPU node allocates through DRA: {}",
+                            gpu_names.join(", ")
+                        ),
+                    )
+                } else {
+                    Outcome::fail(
+                        "mode",
+                        None,
+                        format!("not allocated through DRA: {}", other.join(", ")),
+                        "",
+                    )
+                }
+            }
+            Err(problems) => Outcome::fail(
+                "mode",
+                None,
+                match problems.len() {
+                    1 => problems[0].clone(),
+                    n => format!("{} (and {} more)", problems[0], n - 1),
+                },
+                problems.join("\n"),
+            ),
+        },
+    );
     let mut allocatable = Vec::new();
     for g in nodes {
         let w = match &wants[&g.name] {

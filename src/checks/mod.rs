@@ -4,6 +4,7 @@
 //! (watches, never sleep loops) for what it verifies, and returns one outcome per node (or per
 //! cluster-wide subject). Failure messages name the node, the observed and the expected value.
 
+pub mod alloc_mode;
 pub mod allocatable;
 pub mod asked;
 pub mod dra;
