@@ -46,6 +46,12 @@ const DRA_CASES: &[&str] = &[
     "dra/dra/distinct/mig-worker-1",
     "dra/dra/unsatisfiable",
     "dra/dra/cycles",
+    "secure-access/probe/positive/t4-worker-1",
+    "secure-access/probe/negative/t4-worker-1",
+    "secure-access/probe/multi-container/t4-worker-1",
+    "secure-access/probe/positive/mig-worker-1",
+    "secure-access/probe/negative/mig-worker-1",
+    "secure-access/probe/multi-container/mig-worker-1",
 ];
 
 #[test]
@@ -96,6 +102,14 @@ fn the_dra_stack_allocates_through_claims_on_every_gpu_node() {
         "{:?}",
         c["dra/dra/unsatisfiable"]
     );
+    // The probe's counts came through each container's log.
+    let multi = &c["secure-access/probe/multi-container/mig-worker-1"].2;
+    assert!(
+        multi.ends_with(
+            "(a claim of DeviceClass mig.nvidia.com): with-device sees 1, without-device sees 0"
+        ),
+        "{multi}"
+    );
     for (name, (status, message, _)) in &c {
         assert_eq!(status, "passed", "{name}: {message}");
     }
@@ -117,7 +131,16 @@ fn a_device_plugin_beside_the_dra_driver_fails_mode_detection() {
         .filter(|(_, (s, _, _))| s != "passed")
         .map(|(n, _)| n)
         .collect();
-    assert_eq!(failed, ["dra/dra/mode"], "{c:#?}");
+    // The probe cannot pick a mechanism on either node: it fails closed on each.
+    assert_eq!(
+        failed,
+        [
+            "dra/dra/mode",
+            "secure-access/probe/positive/mig-worker-1",
+            "secure-access/probe/positive/t4-worker-1"
+        ],
+        "{c:#?}"
+    );
     let (_, message, detail) = &c["dra/dra/mode"];
     assert!(
         message.contains("its GPUs are served by the device plugin"),
@@ -141,6 +164,11 @@ fn each_dra_fault_fails_exactly_its_testcase() {
             "t4-worker-1: pool t4-worker-1 is incomplete: 1 of 2 slices at generation 1",
         ),
         (
+            "leaky-device",
+            "secure-access/probe/negative/t4-worker-1",
+            "t4-worker-1: pod gpuconform-probe-negative-t4-worker-1 (asking for no GPU): container probe sees 1 GPU device, expected 0 (it asks for none)",
+        ),
+        (
             "dra-wrong-attribute",
             "dra/dra/mig-worker-1",
             "mig-worker-1: gpu-0-mig-3g20gb-9-0 driverVersion is \"570.172.8\", expected \"580.95.05\"",
@@ -162,7 +190,12 @@ fn each_dra_fault_fails_exactly_its_testcase() {
         // An incomplete pool serves no GPU: mode detection names the node too.
         let mut want_failed = vec![case.to_string()];
         if fault == "dra-incomplete-pool" {
+            // Nor can the probe pick a mechanism for that node.
             want_failed.push("dra/dra/mode".into());
+            want_failed.push("secure-access/probe/positive/t4-worker-1".into());
+        }
+        if fault == "leaky-device" {
+            want_failed.push("secure-access/probe/multi-container/t4-worker-1".into());
         }
         want_failed.sort();
         assert_eq!(

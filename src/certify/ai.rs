@@ -180,15 +180,20 @@ pub fn finding(id: &str, cases: &[Case], inv: Option<&Inventory>) -> Finding {
                 "GPU sharing (MIG devices or replicas published and allocatable as schedulable resources on the sharing nodes)",
             )
         }
-        "secure_accelerator_access" | "dra_support" => Finding {
-            status: "Not Implemented",
-            evidence: Vec::new(),
-            notes: "Not tested: gpuconform has no check for this requirement yet; this checklist claims nothing for it.".into(),
-        },
+        "dra_support" => judge(
+            of(&["dra"]),
+            "Dynamic Resource Allocation (resource.k8s.io/v1 served, the DRA driver's DeviceClasses, every GPU node's pool complete with its expected devices and attributes, claims allocated by the scheduler and released, allocation mode decided per node)",
+        ),
+        "secure_accelerator_access" => judge(
+            of(&["secure-access"]),
+            "secure accelerator access (on every GPU node a pod that asks for a GPU sees exactly one, a pod that asks for none sees none, and only the container that asks sees it; the probe's exact ACCELERATOR_COUNT line)",
+        ),
         _ => Finding {
             status: "Not Implemented",
             evidence: Vec::new(),
-            notes: "Outside what gpuconform tests (the GPU stack); evidence must come from elsewhere.".into(),
+            notes:
+                "Outside what gpuconform tests (the GPU stack); evidence must come from elsewhere."
+                    .into(),
         },
     }
 }

@@ -15,6 +15,7 @@ pub mod mig;
 pub mod mig_parted;
 pub mod operator;
 pub mod pods;
+pub mod secure_access;
 pub mod sharing;
 pub mod teardown;
 pub mod throughput;
@@ -154,6 +155,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant, only: &[String])
         CheckKind::Workload => workload::run(step, ctx, &nodes, deadline).await,
         CheckKind::Throughput => throughput::run(step, ctx, &nodes, deadline).await,
         CheckKind::Dra => dra::run(step, ctx, &nodes, deadline).await,
+        CheckKind::SecureAccess => secure_access::run(step, ctx, &nodes, deadline).await,
         CheckKind::Uninstall => teardown::uninstall(ctx, deadline).await,
         CheckKind::Teardown => teardown::verify(step, ctx, deadline).await,
     }

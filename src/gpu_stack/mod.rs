@@ -12,6 +12,7 @@
 pub mod dra;
 pub mod driver;
 pub mod layer;
+pub mod probe;
 pub mod upgrade;
 
 use std::collections::BTreeMap;

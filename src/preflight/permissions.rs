@@ -307,6 +307,38 @@ fn for_kind(kind: CheckKind, mode: OperatorMode) -> &'static [Row] {
             "dra check",
         ),
     ];
+    const SECURE_ACCESS: &[Row] = &[
+        need(Cluster, "", "nodes", &["list"], "secure-access check"),
+        need(
+            Cluster,
+            "resource.k8s.io",
+            "deviceclasses",
+            &["list"],
+            "secure-access check (allocation mode)",
+        ),
+        need(
+            Cluster,
+            "resource.k8s.io",
+            "resourceslices",
+            &["list"],
+            "secure-access check (allocation mode)",
+        ),
+        need(
+            Tests,
+            "resource.k8s.io",
+            "resourceclaims",
+            &["create", "delete"],
+            "secure-access check",
+        ),
+        need(
+            Tests,
+            "",
+            "pods",
+            &["create", "get", "list", "watch", "delete"],
+            "secure-access check",
+        ),
+        need(Tests, "", "pods/log", &["get"], "secure-access check"),
+    ];
     const TEARDOWN: &[Row] = &[
         need(
             Cluster,
@@ -324,6 +356,7 @@ fn for_kind(kind: CheckKind, mode: OperatorMode) -> &'static [Row] {
         (CheckKind::Workload, _) => WORKLOAD,
         (CheckKind::Throughput, _) => THROUGHPUT,
         (CheckKind::Dra, _) => DRA,
+        (CheckKind::SecureAccess, _) => SECURE_ACCESS,
         // Verify-only skips them before any API call.
         (CheckKind::Uninstall | CheckKind::Teardown, OperatorMode::Existing) => &[],
         (CheckKind::Uninstall | CheckKind::Teardown, OperatorMode::Install) => TEARDOWN,

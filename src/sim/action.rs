@@ -57,6 +57,16 @@ pub enum Action {
         /// The log, one entry per line.
         lines: Vec<String>,
     },
+    /// Give each of a pod's containers a log (`(container, file, lines)`), as [`Self::PodLog`]
+    /// does for one.
+    PodLogs {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// Per container.
+        logs: Vec<(String, std::path::PathBuf, Vec<String>)>,
+    },
     /// Delete these CRDs (the cleanup-crd hook's work).
     DeleteCrds(Vec<String>),
     /// Cordon (`false`) or uncordon a node (the upgrade controller's work).

@@ -84,6 +84,11 @@ impl Actor {
                 self.pod_log(&namespace, &name, &container, &file, &lines)
                     .await?
             }
+            Action::PodLogs {
+                namespace,
+                name,
+                logs,
+            } => self.pod_logs(&namespace, &name, &logs).await?,
             Action::DeleteCrds(names) => {
                 let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
                 for name in names {
@@ -186,15 +191,30 @@ impl Actor {
         file: &std::path::Path,
         lines: &[String],
     ) -> Result<(), kube::Error> {
+        let one = [(container.to_string(), file.to_path_buf(), lines.to_vec())];
+        self.pod_logs(namespace, name, &one).await
+    }
+
+    /// Writes each container's log and one `Logs` object for the pod naming them all.
+    async fn pod_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        logs: &[(String, std::path::PathBuf, Vec<String>)],
+    ) -> Result<(), kube::Error> {
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let text: String = lines
-            .iter()
-            .map(|l| format!("{ts} stdout F {l}\n"))
-            .collect();
-        if let Some(dir) = file.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let mut entries = Vec::new();
+        for (container, file, lines) in logs {
+            let text: String = lines
+                .iter()
+                .map(|l| format!("{ts} stdout F {l}\n"))
+                .collect();
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(file, text).map_err(|e| kube::Error::Service(Box::new(e)))?;
+            entries.push(json!({"containers": [container], "logsFile": file.display().to_string(), "follow": false}));
         }
-        std::fs::write(file, text).map_err(|e| kube::Error::Service(Box::new(e)))?;
         let ar = kube::api::ApiResource::from_gvk_with_plural(
             &kube::api::GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
             "logs",
@@ -204,7 +224,7 @@ impl Actor {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "Logs",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"logs": [{"containers": [container], "logsFile": file.display().to_string(), "follow": false}]},
+            "spec": {"logs": entries},
         });
         api.patch(
             name,
@@ -281,6 +301,11 @@ fn describe(action: &Action) -> String {
         } => {
             format!("pod {namespace}/{name}: log of {} lines", lines.len())
         }
+        Action::PodLogs {
+            namespace,
+            name,
+            logs,
+        } => format!("pod {namespace}/{name}: logs of {} containers", logs.len()),
         Action::DeleteCrds(names) => format!("deleted CRDs {}", names.join(", ")),
         Action::Event(e) => format!("event {} {}/{}: {}", e.reason, e.kind, e.name, e.message),
         Action::Schedulable { node, schedulable } => format!(

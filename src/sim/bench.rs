@@ -43,6 +43,8 @@ pub struct BenchPlayer {
     perf: Option<PerfTable>,
     log_dir: PathBuf,
     pods: HashMap<String, Stage>,
+    /// Probe pods whose logs are written (by uid).
+    probed: std::collections::HashSet<String>,
 }
 
 impl BenchPlayer {
@@ -54,6 +56,7 @@ impl BenchPlayer {
             perf: PerfTable::embedded().ok(),
             log_dir,
             pods: HashMap::new(),
+            probed: std::collections::HashSet::new(),
         }
     }
 
@@ -116,6 +119,51 @@ impl BenchPlayer {
             }
         }
         self.pods.retain(|uid, _| live.contains(uid));
+        out.extend(self.probes(snap));
+        out
+    }
+
+    /// The secure-access probe's output in each container of a Running probe pod on a GPU node.
+    fn probes(&mut self, snap: &Snapshot<'_>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        for pod in snap.pods.iter().filter(|p| super::probe::is_probe(p)) {
+            let uid = pod.uid().unwrap_or_default();
+            live.insert(uid.clone());
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let node = on_node_name(pod).unwrap_or_default().to_string();
+            let gpu_node = self
+                .fixture
+                .pool_of(&node)
+                .is_some_and(|p| p.hardware.spec.gpu.is_some());
+            if !running || !gpu_node || self.probed.contains(&uid) {
+                continue;
+            }
+            let leaky = self
+                .fixture
+                .faults_on(&node)
+                .any(|f| matches!(f, Fault::LeakyDevice { .. }));
+            let Some(counts) = super::probe::counts(pod, snap.claims, leaky) else {
+                continue;
+            };
+            let ns = pod.namespace().unwrap_or_default();
+            let logs = counts
+                .into_iter()
+                .map(|(c, n)| {
+                    let file = self
+                        .log_dir
+                        .join(format!("{ns}_{}_{c}.log", pod.name_any()));
+                    (c, file, vec![super::probe::line(n)])
+                })
+                .collect();
+            out.push(Action::PodLogs {
+                namespace: ns,
+                name: pod.name_any(),
+                logs,
+            });
+            self.probed.insert(uid);
+        }
+        self.probed.retain(|u| live.contains(u));
         out
     }
 

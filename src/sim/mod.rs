@@ -17,6 +17,7 @@ mod apply;
 pub mod bench;
 pub mod config;
 pub mod labels;
+pub mod probe;
 mod stages;
 #[cfg(test)]
 mod tests;
@@ -170,6 +171,10 @@ async fn run(
         Api::<k8s_openapi::api::resource::v1::ResourceSlice>::all(client.clone()),
         cfg(),
     );
+    let (claims, claim_events) = reflect(
+        Api::<k8s_openapi::api::resource::v1::ResourceClaim>::all(client.clone()),
+        cfg(),
+    );
 
     let ar = crate::gpu_stack::operator::cluster_policy();
     let policy_writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
@@ -198,6 +203,7 @@ async fn run(
         ds_events.boxed(),
         cm_events.boxed(),
         slice_events.boxed(),
+        claim_events.boxed(),
         policy_events.boxed(),
         job_events.boxed(),
     ]);
@@ -248,6 +254,7 @@ async fn run(
             policies.state(),
             slices.state(),
         );
+        let cl = claims.state();
         let snap = Snapshot {
             nodes: &n,
             pods: &p,
@@ -255,6 +262,7 @@ async fn run(
             config_maps: &c,
             policy: pol.first().map(|p| p.as_ref()),
             slices: &sl,
+            claims: &cl,
         };
         let now = Instant::now();
         let (mut actions, mut next) = world.reconcile(&snap, now);

@@ -99,6 +99,7 @@ fn run(s: &Scene) -> (Vec<Action>, Option<Instant>) {
         config_maps: &[],
         policy: s.policy.then_some(&p),
         slices: &[],
+        claims: &[],
     };
     let t0 = Instant::now();
     let _ = w.reconcile(&snap, t0);
@@ -427,6 +428,7 @@ fn host_drivers_as_the_driver_manager_and_gfd_see_them() {
             config_maps: &[],
             policy: Some(&p),
             slices: &[],
+            claims: &[],
         };
         let t0 = Instant::now();
         let _ = w.reconcile(&snap, t0);
@@ -494,6 +496,7 @@ fn capacity_outlives_the_device_plugin_for_the_grace_period() {
             config_maps: &[],
             policy: Some(&p),
             slices: &[],
+            claims: &[],
         };
         let t0 = Instant::now();
         let (first, _) = w.reconcile(&snap, t0);

@@ -80,6 +80,8 @@ pub struct Snapshot<'a> {
     pub policy: Option<&'a DynamicObject>,
     /// All ResourceSlices.
     pub slices: &'a [Arc<k8s_openapi::api::resource::v1::ResourceSlice>],
+    /// All ResourceClaims.
+    pub claims: &'a [Arc<k8s_openapi::api::resource::v1::ResourceClaim>],
 }
 
 #[derive(Debug, Clone)]

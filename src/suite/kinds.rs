@@ -58,6 +58,9 @@ pub const WORKLOAD_IMAGE: &str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda1
 /// The default image of the `dra` check's pods: they only hold their claims.
 pub const DRA_IMAGE: &str = "registry.k8s.io/pause:3.10";
 
+/// The default image of the `secure-access` probe (the AI-conformance suite's).
+pub const PROBE_IMAGE: &str = "ubuntu:22.04";
+
 /// A check kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckKind {
@@ -73,6 +76,8 @@ pub enum CheckKind {
     Throughput,
     /// GPUs through Dynamic Resource Allocation.
     Dra,
+    /// Only pods that ask for a GPU see one.
+    SecureAccess,
     /// helm uninstall.
     Uninstall,
     /// The cluster is back to empty.
@@ -81,13 +86,14 @@ pub enum CheckKind {
 
 impl CheckKind {
     /// Every kind, in the order `list` shows them.
-    pub const ALL: [CheckKind; 8] = [
+    pub const ALL: [CheckKind; 9] = [
         Self::Operator,
         Self::Labels,
         Self::Allocatable,
         Self::Workload,
         Self::Throughput,
         Self::Dra,
+        Self::SecureAccess,
         Self::Uninstall,
         Self::Teardown,
     ];
@@ -101,6 +107,7 @@ impl CheckKind {
             Self::Workload => "workload",
             Self::Throughput => "throughput",
             Self::Dra => "dra",
+            Self::SecureAccess => "secure-access",
             Self::Uninstall => "uninstall",
             Self::Teardown => "teardown",
         }
@@ -129,6 +136,9 @@ impl CheckKind {
             }
             Self::Dra => {
                 "resource.k8s.io/v1 served and the DRA driver's DeviceClasses there; each GPU node's pool complete with exactly its expected devices and their attributes (product, architecture, compute capability, memory, driver) agreeing with the expectation and GFD; a claim per node allocated by the scheduler from that node's pool and released when its pod goes; two claims get distinct devices; an unsatisfiable selector leaves its pod Pending; create/delete cycles leak nothing"
+            }
+            Self::SecureAccess => {
+                "on every GPU node, with its allocation mode (DRA claim or device-plugin limit): a pod that asks for one GPU sees exactly one, a pod that asks for none sees none, and of two containers only the one that asks sees it (the probe's exact RESULT: ACCELERATOR_COUNT=N line)"
             }
             Self::Uninstall => {
                 "helm uninstall of the operator release, then deletion of its namespace"
@@ -220,6 +230,12 @@ impl CheckKind {
                     about: "claim create/delete cycles on one node that must leave no allocation behind",
                 },
             ],
+            Self::SecureAccess => &[Param {
+                name: "image",
+                ty: T::Str,
+                default: D::Str(PROBE_IMAGE),
+                about: "the probe's image (it needs a POSIX shell)",
+            }],
             Self::Uninstall => &[],
         }
     }

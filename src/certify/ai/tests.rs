@@ -120,7 +120,7 @@ fn only_passed_testcases_are_evidence() {
             .is_some_and(|n| n.contains("not passed: gpu-stack/workload/gpu-1")),
         "{drm}"
     );
-    // DRA is a MUST in 1.35 and gpuconform does not test it yet: nothing is claimed.
+    // DRA is a MUST in 1.35 and this run has no dra testcase: nothing is claimed.
     let dra = &b["spec"]["accelerators"][0];
     assert_eq!(
         (&dra["id"], &dra["level"]),
@@ -128,6 +128,32 @@ fn only_passed_testcases_are_evidence() {
     );
     assert_eq!(dra["status"], "Not Implemented");
     assert_eq!(dra["evidence"], serde_json::json!([]));
+    assert!(
+        dra["notes"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Not tested in this run")),
+        "{dra}"
+    );
+    // A run of the dra check evidences it with exactly its passed testcases.
+    let mut with_dra = run();
+    with_dra.push(case("dra", "dra", "dra/api", None, Status::Passed));
+    with_dra.push(case(
+        "dra",
+        "dra",
+        "dra/gpu-1",
+        Some("gpu-1"),
+        Status::Passed,
+    ));
+    let b = parse(&fill(t, &Metadata::default(), &with_dra, None));
+    let dra = &b["spec"]["accelerators"][0];
+    assert_eq!(dra["status"], "Implemented");
+    assert_eq!(
+        dra["evidence"],
+        serde_json::json!([
+            "file://junit.xml#dra/dra/api",
+            "file://junit.xml#dra/dra/gpu-1"
+        ])
+    );
 }
 
 #[test]
