@@ -40,17 +40,7 @@ fn dra_devices(node: &str, slices: &[ResourceSlice]) -> Option<usize> {
         .iter()
         .filter(|s| s.spec.driver == dra::DRIVER && s.spec.node_name.as_deref() == Some(node))
         .collect();
-    let newest = mine.iter().map(|s| s.spec.pool.generation).max()?;
-    let current: Vec<&&ResourceSlice> = mine
-        .iter()
-        .filter(|s| s.spec.pool.generation == newest)
-        .collect();
-    let want = current
-        .first()
-        .map_or(0, |s| s.spec.pool.resource_slice_count);
-    if current.len() as i64 != want {
-        return None;
-    }
+    let current = super::dra_judge::complete(&mine).ok()?;
     Some(
         current
             .iter()

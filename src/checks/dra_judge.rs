@@ -106,7 +106,7 @@ pub fn mib(q: &str) -> Option<u64> {
 }
 
 /// The pool's slices at its newest generation when the pool is complete, else `None`.
-fn complete<'a>(slices: &[&'a ResourceSlice]) -> Result<Vec<&'a ResourceSlice>, String> {
+pub(super) fn complete<'a>(slices: &[&'a ResourceSlice]) -> Result<Vec<&'a ResourceSlice>, String> {
     let Some(newest_gen) = slices.iter().map(|s| s.spec.pool.generation).max() else {
         return Err("no ResourceSlice".into());
     };
