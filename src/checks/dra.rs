@@ -209,7 +209,6 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             ),
         });
     }
-    let _ = left(deadline);
     out
 }
 
