@@ -27,6 +27,14 @@ fn cases(reports: &Path) -> BTreeMap<String, (String, String, String)> {
         .collect()
 }
 
+/// The testcases that did not pass, by name.
+fn not_passed(c: &BTreeMap<String, (String, String, String)>) -> Vec<&String> {
+    c.iter()
+        .filter(|(_, (s, _, _))| s != "passed")
+        .map(|(n, _)| n)
+        .collect()
+}
+
 fn run(reports: &Path, fixture: Option<&str>) -> std::process::Output {
     let mut cmd = run_command(Path::new("plans/dra.yaml"), reports);
     if let Some(f) = fixture {
@@ -126,11 +134,7 @@ fn a_device_plugin_beside_the_dra_driver_fails_mode_detection() {
     let out = cmd.output().expect("run gpuconform");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let c = cases(&reports);
-    let failed: Vec<&String> = c
-        .iter()
-        .filter(|(_, (s, _, _))| s != "passed")
-        .map(|(n, _)| n)
-        .collect();
+    let failed = not_passed(&c);
     // The probe cannot pick a mechanism on either node: it fails closed on each.
     assert_eq!(
         failed,
@@ -182,11 +186,7 @@ fn each_dra_fault_fails_exactly_its_testcase() {
         );
         assert_eq!(out.status.code(), Some(1), "{fault}: {}", text(&out));
         let c = cases(&reports);
-        let failed: Vec<&String> = c
-            .iter()
-            .filter(|(_, (s, _, _))| s != "passed")
-            .map(|(n, _)| n)
-            .collect();
+        let failed = not_passed(&c);
         // An incomplete pool serves no GPU: mode detection names the node too.
         let mut want_failed = vec![case.to_string()];
         if fault == "dra-incomplete-pool" {

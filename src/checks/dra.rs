@@ -47,7 +47,6 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         }
     };
     let names: Vec<String> = have.iter().map(ResourceExt::name_any).collect();
-    let asked = super::asked::Asked::read(ctx).await;
     let node_objs: BTreeMap<String, Node> = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await
@@ -57,7 +56,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         .iter()
         .map(|g| {
             let w = match node_objs.get(&g.name) {
-                Some(n) => dra_judge::want(n, g, &asked, ctx.plan.expect_driver.as_ref()),
+                Some(n) => dra_judge::want(n, g, ctx.plan.expect_driver.as_ref()),
                 None => Err("node not found".into()),
             };
             (g.name.clone(), w)
@@ -228,7 +227,6 @@ async fn settled_slices(
     deadline: Instant,
 ) -> Vec<ResourceSlice> {
     let api: Api<ResourceSlice> = Api::all(ctx.client.clone());
-    let lp = ListParams::default().fields(&format!("spec.driver={}", dra::DRIVER));
     let ready = |items: &[ResourceSlice]| {
         wants.iter().all(|(node, w)| {
             let Ok(w) = w else { return true };
@@ -249,28 +247,39 @@ async fn settled_slices(
         })
     };
     const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
-    // A watch would need a store of its own; a node's slices change a handful of times, so a
-    // short series of lists bounded by the deadline waits for them.
-    let mut wait = std::time::Duration::from_millis(200);
-    let mut last: Option<(Vec<String>, Instant)> = None;
-    loop {
-        let items = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
-        let versions: Vec<String> = items
+    // A store fed by a watch: every change is a new look; a quiet SETTLE is one too.
+    let (store, writer) = kube::runtime::reflector::store();
+    let cfg =
+        kube::runtime::watcher::Config::default().fields(&format!("spec.driver={}", dra::DRIVER));
+    let events = kube::runtime::reflector(writer, kube::runtime::watcher(api, cfg));
+    futures::pin_mut!(events);
+    let items = || {
+        store
+            .state()
             .iter()
-            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
-            .collect();
-        let stable = match &last {
-            Some((v, since)) if *v == versions => since.elapsed() >= SETTLE,
-            _ => {
-                last = Some((versions, Instant::now()));
-                false
+            .map(|s| (**s).clone())
+            .collect::<Vec<_>>()
+    };
+    let end = tokio::time::Instant::from_std(deadline);
+    loop {
+        let quiet = tokio::time::Instant::now() + SETTLE;
+        tokio::select! {
+            e = futures::StreamExt::next(&mut events) => match e {
+                Some(_) => {
+                    let now = items();
+                    if ready(&now) {
+                        return now;
+                    }
+                }
+                None => return items(),
+            },
+            () = tokio::time::sleep_until(quiet.min(end)) => {
+                let now = items();
+                if published(&now) || tokio::time::Instant::now() >= end {
+                    return now;
+                }
             }
-        };
-        if ready(&items) || (published(&items) && stable) || left(deadline) < wait * 2 {
-            return items;
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(2));
     }
 }
 

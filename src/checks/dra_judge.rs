@@ -8,7 +8,6 @@ use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use kube::ResourceExt;
 
 use super::GpuNode;
-use super::asked::Asked;
 use super::mig::{self, MigExpectation};
 use crate::gpu_stack::dra::{self, attr};
 use crate::gpu_stack::{asks, driver, gfd, resources};
@@ -40,12 +39,7 @@ impl Want {
 
 /// The node's pool as its expectation and MIG layout say. The DRA driver publishes MIG
 /// devices one by one whatever the device plugin's strategy, so the layout is read as `mixed`.
-pub fn want(
-    node: &Node,
-    g: &GpuNode,
-    _asked: &Asked,
-    expect_driver: Option<&DriverRule>,
-) -> Result<Want, String> {
+pub fn want(node: &Node, g: &GpuNode, expect_driver: Option<&DriverRule>) -> Result<Want, String> {
     let driver = g.driver.clone().or_else(|| expect_driver.cloned());
     let config = node.labels().get(asks::MIG_CONFIG).map(String::as_str);
     match mig::expected("mixed", config, g) {
