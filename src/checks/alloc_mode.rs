@@ -55,6 +55,67 @@ fn dra_devices(node: &str, slices: &[ResourceSlice]) -> Option<usize> {
     )
 }
 
+/// Why a node's mode cannot be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Neither mechanism serves the node (rather than two at once).
+    pub neither: bool,
+    /// What is wrong, naming the node.
+    pub message: String,
+}
+
+/// One node's mode, or why it cannot be decided.
+pub fn one(
+    nodes: &[Node],
+    name: &str,
+    classes: &[DeviceClass],
+    slices: &[ResourceSlice],
+) -> Result<Mode, Problem> {
+    let mapping: Vec<String> = classes
+        .iter()
+        .filter(|c| c.spec.extended_resource_name.as_deref() == Some(resources::GPU))
+        .map(ResourceExt::name_any)
+        .collect();
+    let plugin: u64 = nodes
+        .iter()
+        .find(|n| n.name_any() == name)
+        .map(|n| {
+            gpu_resources(n)
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(resources::PREFIX))
+                .map(|(_, (_, alloc))| alloc)
+                .sum()
+        })
+        .unwrap_or(0);
+    let drad = dra_devices(name, slices).filter(|n| *n > 0);
+    let problem = |neither: bool, message: String| Err(Problem { neither, message });
+    match (plugin > 0, drad) {
+        (true, Some(d)) => problem(
+            false,
+            format!(
+                "{name}: its GPUs are served by the device plugin ({plugin} allocatable nvidia.com devices) and by the DRA driver (pool {name}, {d} devices): one GPU could be allocated twice"
+            ),
+        ),
+        (false, None) => problem(
+            true,
+            format!(
+                "{name}: neither the device plugin (no allocatable nvidia.com resource) nor the DRA driver (no complete {} pool with an untainted device) serves its GPUs",
+                dra::DRIVER
+            ),
+        ),
+        (true, None) if !mapping.is_empty() => problem(
+            false,
+            format!(
+                "{name}: the device plugin serves {} here while DeviceClass {} maps it to DRA: which of the two answers a request is not deterministic",
+                resources::GPU,
+                mapping.join(", ")
+            ),
+        ),
+        (true, None) => Ok(Mode::DevicePlugin),
+        (false, Some(_)) => Ok(Mode::Dra),
+    }
+}
+
 /// Each GPU node's mode, or every problem found.
 pub fn detect(
     nodes: &[Node],
@@ -64,45 +125,12 @@ pub fn detect(
 ) -> Result<BTreeMap<String, Mode>, Vec<String>> {
     let mut modes = BTreeMap::new();
     let mut problems = Vec::new();
-    let mapping: Vec<String> = classes
-        .iter()
-        .filter(|c| c.spec.extended_resource_name.as_deref() == Some(resources::GPU))
-        .map(ResourceExt::name_any)
-        .collect();
     for name in gpu_nodes {
-        let plugin: u64 = nodes
-            .iter()
-            .find(|n| &n.name_any() == name)
-            .map(|n| {
-                gpu_resources(n)
-                    .into_iter()
-                    .filter(|(k, _)| k.starts_with(resources::PREFIX))
-                    .map(|(_, (_, alloc))| alloc)
-                    .sum()
-            })
-            .unwrap_or(0);
-        let drad = dra_devices(name, slices).filter(|n| *n > 0);
-        match (plugin > 0, drad) {
-            (true, Some(d)) => problems.push(format!(
-                "{name}: its GPUs are served by the device plugin ({plugin} allocatable nvidia.com devices) and by the DRA driver (pool {name}, {d} devices): one GPU could be allocated twice"
-            )),
-            (false, None) => problems.push(format!(
-                "{name}: neither the device plugin (no allocatable nvidia.com resource) nor the DRA driver (no complete {} pool with an untainted device) serves its GPUs",
-                dra::DRIVER
-            )),
-            (true, None) => {
-                if !mapping.is_empty() {
-                    problems.push(format!(
-                        "{name}: the device plugin serves {} here while DeviceClass {} maps it to DRA: which of the two answers a request is not deterministic",
-                        resources::GPU,
-                        mapping.join(", ")
-                    ));
-                }
-                modes.insert(name.clone(), Mode::DevicePlugin);
+        match one(nodes, name, classes, slices) {
+            Ok(m) => {
+                modes.insert(name.clone(), m);
             }
-            (false, Some(_)) => {
-                modes.insert(name.clone(), Mode::Dra);
-            }
+            Err(p) => problems.push(p.message),
         }
     }
     if problems.is_empty() {

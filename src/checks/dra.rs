@@ -91,7 +91,11 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     }
 
     // Each node's pool, once the driver has published it (or the deadline says it never will).
-    let slices = settled_slices(ctx, &wants, deadline).await;
+    let sizes: BTreeMap<String, usize> = wants
+        .iter()
+        .filter_map(|(n, w)| w.as_ref().ok().map(|w| (n.clone(), w.devices)))
+        .collect();
+    let slices = super::claims::settled(ctx, &sizes, deadline).await;
     // Every GPU node allocates through DRA, and only through it.
     let all_nodes: Vec<Node> = node_objs.values().cloned().collect();
     let gpu_names: Vec<String> = nodes.iter().map(|g| g.name.clone()).collect();
@@ -216,70 +220,6 @@ fn or_none(v: &[String]) -> String {
         "none".into()
     } else {
         v.join(", ")
-    }
-}
-
-/// The ResourceSlices once every expected node's pool looks complete, or at the deadline
-/// (whatever is there then is judged).
-async fn settled_slices(
-    ctx: &Ctx<'_>,
-    wants: &BTreeMap<String, Result<Want, String>>,
-    deadline: Instant,
-) -> Vec<ResourceSlice> {
-    let api: Api<ResourceSlice> = Api::all(ctx.client.clone());
-    let ready = |items: &[ResourceSlice]| {
-        wants.iter().all(|(node, w)| {
-            let Ok(w) = w else { return true };
-            let mine: Vec<&ResourceSlice> = items
-                .iter()
-                .filter(|s| s.spec.node_name.as_deref() == Some(node.as_str()))
-                .collect();
-            dra_judge::device_count(&mine) == Some(w.devices)
-        })
-    };
-    // Every node has published something: a pool that stays as it is for SETTLE is judged as
-    // it is (a plugin publishes in one go; an incomplete pool does not heal by waiting).
-    let published = |items: &[ResourceSlice]| {
-        wants.keys().all(|node| {
-            items
-                .iter()
-                .any(|s| s.spec.node_name.as_deref() == Some(node.as_str()))
-        })
-    };
-    const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
-    // A store fed by a watch: every change is a new look; a quiet SETTLE is one too.
-    let (store, writer) = kube::runtime::reflector::store();
-    let cfg =
-        kube::runtime::watcher::Config::default().fields(&format!("spec.driver={}", dra::DRIVER));
-    let events = kube::runtime::reflector(writer, kube::runtime::watcher(api, cfg));
-    futures::pin_mut!(events);
-    let items = || {
-        store
-            .state()
-            .iter()
-            .map(|s| (**s).clone())
-            .collect::<Vec<_>>()
-    };
-    let end = tokio::time::Instant::from_std(deadline);
-    loop {
-        let quiet = tokio::time::Instant::now() + SETTLE;
-        tokio::select! {
-            e = futures::StreamExt::next(&mut events) => match e {
-                Some(_) => {
-                    let now = items();
-                    if ready(&now) {
-                        return now;
-                    }
-                }
-                None => return items(),
-            },
-            () = tokio::time::sleep_until(quiet.min(end)) => {
-                let now = items();
-                if published(&now) || tokio::time::Instant::now() >= end {
-                    return now;
-                }
-            }
-        }
     }
 }
 

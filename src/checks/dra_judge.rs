@@ -209,6 +209,18 @@ pub fn judge(
         if get(attr::TYPE) != kind {
             bad(&mut problems, attr::TYPE, get(attr::TYPE), kind.into());
         }
+        // A device the driver took out of service: the scheduler will not allocate it.
+        for t in d.taints.iter().flatten() {
+            if t.effect == "NoSchedule" || t.effect == "NoExecute" {
+                problems.push(format!(
+                    "{} is tainted {}={}:{} (the scheduler allocates no claim to it)",
+                    d.name,
+                    t.key,
+                    t.value.as_deref().unwrap_or_default(),
+                    t.effect
+                ));
+            }
+        }
         let uuid = get(attr::UUID);
         if uuid.is_empty() || !uuids.insert(uuid.clone()) {
             problems.push(format!("{} uuid \"{uuid}\" is empty or not unique", d.name));

@@ -7,6 +7,7 @@
 pub mod alloc_mode;
 pub mod allocatable;
 pub mod asked;
+pub mod claims;
 pub mod dra;
 pub mod dra_judge;
 pub mod driver;
@@ -189,6 +190,10 @@ pub async fn watch_nodes(
     use kube::runtime::{WatchStreamExt as _, watcher};
     let mut last: std::collections::BTreeMap<String, Option<Node>> =
         nodes.iter().map(|n| (n.name.clone(), None)).collect();
+    // A watch over no nodes would only end at the deadline.
+    if nodes.is_empty() {
+        return last;
+    }
     let api: Api<Node> = Api::all(ctx.client.clone());
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()

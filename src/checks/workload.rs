@@ -3,7 +3,9 @@
 //! resource the node is expected to offer (as [`super::allocatable`] expects them): `nvidia.com/gpu`, the renamed shared `nvidia.com/gpu.shared`, and
 //! each MIG profile `nvidia.com/mig-<profile>` under the mixed strategy (requesting
 //! `nvidia.com/gpu` there would never schedule). The testcase is the node for `nvidia.com/gpu`,
-//! `<node>/<resource>` for the others.
+//! `<node>/<resource>` for the others. On a node the DRA driver serves, the Job's pod gets its
+//! device from a ResourceClaimTemplate instead (one whole GPU of `gpu.nvidia.com`, or one MIG
+//! device of the profile from `mig.nvidia.com`: [`super::claims`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,10 +13,13 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::resource::v1::ResourceClaimTemplate;
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
+use super::alloc_mode::Mode;
+use super::claims::{self, Modes};
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::gpu_stack::{ours, resources};
 use crate::suite::Step;
@@ -27,7 +32,9 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let image = step.str("image");
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     // Job name → (node, resource).
-    let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut names: BTreeMap<String, (String, String, bool)> = BTreeMap::new();
+    let templates: Api<ResourceClaimTemplate> =
+        Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
     let mut out = Vec::new();
     let gpu_use = super::pods::gpu_use(ctx).await;
     let seen: BTreeMap<String, k8s_openapi::api::core::v1::Node> =
@@ -39,16 +46,31 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     // The kinds each node is expected to offer, from the plan's MIG and sharing configs and
     // the catalog (as `allocatable` expects them), never from what the node advertises.
     let asked = super::asked::Asked::read(ctx).await;
+    // On a DRA node the Job's pod gets a claim from a template instead of a limit.
+    let modes = Modes::read(ctx).await;
+    let held = claims::held(ctx).await;
     let mut jobs_for = Vec::new();
     for g in nodes {
+        let decision = modes.decide(&g.name);
+        if let Some(why) = decision.ambiguous {
+            out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!("allocation mode: {why}"),
+                "",
+            ));
+            continue;
+        }
+        let dra = decision.mode == Mode::Dra;
         let want = match seen.get(&g.name) {
+            Some(node) if dra => claims::expected(node, g, ctx),
             Some(node) => super::allocatable::expected(node, g, &asked),
             None => Err("node not found".into()),
         };
         match want {
             Ok(want) => {
                 for kind in kinds(&want) {
-                    jobs_for.push((g, kind));
+                    jobs_for.push((g, kind, dra));
                 }
             }
             Err(why) => out.push(Outcome::fail(
@@ -59,11 +81,19 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             )),
         }
     }
-    for (g, kind) in jobs_for {
+    for (g, kind, dra) in jobs_for {
         let subject = subject(&g.name, &kind);
-        if kind == resources::GPU
-            && let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, 1)
-        {
+        let busy = if dra {
+            let usable = claims::usable(&g.name, modes.slices())
+                .map(|(h, _)| h.values().sum::<u64>())
+                .unwrap_or(0);
+            claims::busy(held.as_ref(), &g.name, usable, 1)
+        } else if kind == resources::GPU {
+            super::pods::busy(gpu_use.as_ref(), &g.name, 1)
+        } else {
+            None
+        };
+        if let Some(why) = busy {
             out.push(Outcome::skip(subject, Some(&g.name), why));
             continue;
         }
@@ -77,6 +107,29 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         });
         // The CUDA sample images name no user: run them as a non-root one.
         super::pods::restricted(&mut spec, Some(super::pods::NON_ROOT_USER));
+        if dra {
+            let one = BTreeMap::from([(kind.clone(), 1)]);
+            let made = serde_json::from_value::<ResourceClaimTemplate>(claims::template(
+                &name, &labels, &one,
+            ))
+            .map_err(|e| e.to_string());
+            let made = match made {
+                Ok(t) => templates
+                    .create(&PostParams::default(), &t)
+                    .await
+                    .map_err(|e| crate::errors::chain(&e)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = made {
+                out.push(Outcome::error(
+                    subject,
+                    Some(&g.name),
+                    format!("create ResourceClaimTemplate {name}: {e}"),
+                ));
+                continue;
+            }
+            claims::attach(&mut spec, claims::Source::Template(&name));
+        }
         let job: Job = match serde_json::from_value(serde_json::json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -94,7 +147,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         };
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {
-                names.insert(name, (g.name.clone(), kind));
+                names.insert(name, (g.name.clone(), kind, dra));
             }
             Err(e) => out.push(Outcome::error(
                 subject,
@@ -154,8 +207,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     })
     .await;
 
-    for (job, (node, kind)) in &names {
+    for (job, (node, kind, dra)) in &names {
         let subject = subject(node, kind);
+        let asking = if *dra {
+            format!("with a DRA claim for 1 {kind}")
+        } else {
+            format!("requesting {kind}: 1")
+        };
         let pod = pods
             .list(&ListParams::default().labels(&format!("job-name={job}")))
             .await
@@ -185,16 +243,14 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             Some(_) => Outcome::fail(
                 subject.clone(),
                 Some(node),
-                format!(
-                    "{node}: smoke pod requesting {kind}: 1 failed ({pod_state}), expected Succeeded"
-                ),
+                format!("{node}: smoke pod {asking} failed ({pod_state}), expected Succeeded"),
                 pod_state.clone(),
             ),
             None => Outcome::fail(
                 subject.clone(),
                 Some(node),
                 format!(
-                    "{node}: smoke pod requesting {kind}: 1 did not complete in time ({pod_state}), expected Succeeded"
+                    "{node}: smoke pod {asking} did not complete in time ({pod_state}), expected Succeeded"
                 ),
                 pod_state.clone(),
             ),
@@ -205,6 +261,10 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             ..DeleteParams::default()
         };
         let _ = jobs.delete(job, &dp).await;
+        if *dra {
+            // Claims made from it are the pods' own and go with them.
+            let _ = templates.delete(job, &DeleteParams::default()).await;
+        }
     }
     out
 }

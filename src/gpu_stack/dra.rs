@@ -31,5 +31,9 @@ pub mod attr {
     pub const PARENT_UUID: &str = "parentUUID";
 }
 
+/// The taint key the kubelet plugin's health monitor puts on a device after a fatal XID (its
+/// value the XID), `TaintKeyXID` in the driver's `cmd/gpu-kubelet-plugin`.
+pub const TAINT_XID: &str = "gpu.nvidia.com/xid";
+
 /// Device capacity: memory in bytes.
 pub const MEMORY: &str = "memory";

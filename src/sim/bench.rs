@@ -93,13 +93,17 @@ impl BenchPlayer {
             };
             let stage = *self.pods.entry(uid.clone()).or_insert(Stage::Running(now));
             match stage {
+                // A claim the simulator has not seen allocated yet: look again in a moment.
+                Stage::Running(_) if claims_unseen(pod, snap) => {
+                    *wake = earliest(*wake, now + Duration::from_millis(200));
+                }
                 Stage::Running(since) if now >= since + RUN => {
                     let node_obj = snap
                         .nodes
                         .iter()
                         .find(|n| n.name_any() == node)
                         .map(|n| n.as_ref());
-                    if let Some(a) = self.log_action(pod, &node, &driver(&node), node_obj) {
+                    if let Some(a) = self.log_action(pod, &node, &driver(&node), node_obj, snap) {
                         out.push(a);
                     }
                     self.pods.insert(uid, Stage::Logged(now));
@@ -225,7 +229,7 @@ impl BenchPlayer {
                 _ => None,
             })
             .collect();
-        let mig = given.mig.and_then(|profile| {
+        let mig = given.mig.as_deref().and_then(|profile| {
             let m = self.catalog.gpu_models.get(model_key)?;
             let p = m.mig_profiles.iter().find(|p| p.name == profile)?;
             // The whole GPU's memory as MIG can hand it out: its largest profile's.
@@ -308,6 +312,7 @@ impl BenchPlayer {
         node: &str,
         driver: &str,
         node_obj: Option<&Node>,
+        snap: &Snapshot<'_>,
     ) -> Option<Action> {
         let pool = self.fixture.pool_of(node)?;
         let gpus = pool
@@ -324,7 +329,9 @@ impl BenchPlayer {
             pod.namespace().unwrap_or_default(),
             pod.name_any()
         ));
-        let given = gpus.and_then(|(model_key, count)| given(pod, model_key, count, node_obj));
+        let given = gpus.and_then(|(model_key, count)| {
+            given_by_claims(pod, model_key, snap).or_else(|| given(pod, model_key, count, node_obj))
+        });
         Some(Action::PodLog {
             namespace: pod.namespace().unwrap_or_default(),
             name: pod.name_any(),
@@ -388,13 +395,52 @@ impl BenchPlayer {
 }
 
 /// What a bench pod was given on its node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Given<'a> {
     model_key: &'a str,
     /// Devices CUDA shows.
     devices: u32,
     /// The MIG profile of the (one) device, if it is a MIG device.
-    mig: Option<&'a str>,
+    mig: Option<String>,
+}
+
+/// The devices a bench pod's DRA claim was allocated, as the DRA driver's CDI specs hand them
+/// to the container: the whole GPUs, or the MIG device (its profile read from the node's
+/// ResourceSlice). `None` for a pod that references no allocated claim.
+fn given_by_claims<'a>(pod: &Pod, model_key: &'a str, snap: &Snapshot<'_>) -> Option<Given<'a>> {
+    let container = pod.spec.as_ref()?.containers.first()?;
+    let devices = super::probe::claimed(pod, container, snap.claims)?;
+    if devices.is_empty() {
+        return None;
+    }
+    let profile = devices.iter().find_map(|(pool, device)| {
+        let d = snap
+            .slices
+            .iter()
+            .filter(|s| s.spec.pool.name == *pool)
+            .flat_map(|s| s.spec.devices.iter().flatten())
+            .find(|d| d.name == *device)?;
+        let a = d.attributes.as_ref()?;
+        let kind = a
+            .get(crate::gpu_stack::dra::attr::TYPE)?
+            .string
+            .as_deref()?;
+        (kind == "mig")
+            .then(|| a.get(crate::gpu_stack::dra::attr::PROFILE)?.string.clone())
+            .flatten()
+    });
+    Some(match profile {
+        Some(p) => Given {
+            model_key,
+            devices: 1,
+            mig: Some(p),
+        },
+        None => Given {
+            model_key,
+            devices: u32::try_from(devices.len()).unwrap_or(u32::MAX),
+            mig: None,
+        },
+    })
 }
 
 /// The devices the pod's GPU request gives it, as the device plugin hands them out: a MIG
@@ -425,7 +471,7 @@ fn given<'a>(
             return (amount(q) > 0).then_some(Given {
                 model_key,
                 devices: 1,
-                mig: Some(profile),
+                mig: Some(profile.to_string()),
             });
         }
     }
@@ -448,7 +494,7 @@ fn given<'a>(
         Some(profile) => Given {
             model_key,
             devices: 1,
-            mig: Some(profile),
+            mig: Some(profile.to_string()),
         },
         None => Given {
             model_key,
@@ -456,6 +502,14 @@ fn given<'a>(
             mig: None,
         },
     })
+}
+
+/// The pod's first container references a claim whose allocation the simulator has not seen.
+fn claims_unseen(pod: &Pod, snap: &Snapshot<'_>) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .is_some_and(|c| super::probe::claimed(pod, c, snap.claims).is_none())
 }
 
 fn is_bench(p: &Pod) -> bool {

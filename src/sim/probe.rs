@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use kube::ResourceExt;
 
@@ -22,9 +22,14 @@ pub fn is_probe(p: &Pod) -> bool {
         && crate::gpu_stack::on_node_name(p).is_some()
 }
 
-/// Devices each container sees: `(container, count)` in spec order; `None` while a claim a
-/// container references is not allocated in what the simulator has seen yet.
-pub fn counts(pod: &Pod, claims: &[Arc<ResourceClaim>], leaky: bool) -> Option<Vec<(String, u32)>> {
+/// The devices `(pool, device)` a container was allocated through the DRA claims it references
+/// (named claims, or the pod's own claims made from a template); `None` while a claim it
+/// references is not allocated in what the simulator has seen yet.
+pub fn claimed(
+    pod: &Pod,
+    container: &Container,
+    claims: &[Arc<ResourceClaim>],
+) -> Option<Vec<(String, String)>> {
     let spec = pod.spec.as_ref()?;
     let ns = pod.namespace().unwrap_or_default();
     // A pod claim's name → the ResourceClaim behind it (named, or made from a template).
@@ -45,28 +50,38 @@ pub fn counts(pod: &Pod, claims: &[Arc<ResourceClaim>], leaky: bool) -> Option<V
                 .clone()
         })
     };
+    let mut out = Vec::new();
+    let refs = container.resources.as_ref().and_then(|r| r.claims.as_ref());
+    for rc in refs.into_iter().flatten() {
+        let name = claim_of(&rc.name)?;
+        let k = claims
+            .iter()
+            .find(|k| k.name_any() == name && k.namespace().as_deref() == Some(ns.as_str()))?;
+        let results = k
+            .status
+            .as_ref()?
+            .allocation
+            .as_ref()?
+            .devices
+            .as_ref()?
+            .results
+            .as_ref()?;
+        out.extend(results.iter().map(|r| (r.pool.clone(), r.device.clone())));
+    }
+    Some(out)
+}
+
+/// Devices each container sees: `(container, count)` in spec order; `None` while a claim a
+/// container references is not allocated in what the simulator has seen yet.
+pub fn counts(pod: &Pod, claims: &[Arc<ResourceClaim>], leaky: bool) -> Option<Vec<(String, u32)>> {
+    let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()
         .map(|c| {
-            let res = c.resources.as_ref();
-            let mut from_claims = 0;
-            for rc in res.and_then(|r| r.claims.as_ref()).into_iter().flatten() {
-                let name = claim_of(&rc.name)?;
-                let k = claims.iter().find(|k| {
-                    k.name_any() == name && k.namespace().as_deref() == Some(ns.as_str())
-                })?;
-                let results = k
-                    .status
-                    .as_ref()?
-                    .allocation
-                    .as_ref()?
-                    .devices
-                    .as_ref()?
-                    .results
-                    .as_ref()?;
-                from_claims += u32::try_from(results.len()).unwrap_or(0);
-            }
-            let from_limits: u32 = res
+            let from_claims = u32::try_from(claimed(pod, c, claims)?.len()).unwrap_or(0);
+            let from_limits: u32 = c
+                .resources
+                .as_ref()
                 .and_then(|r| r.limits.as_ref())
                 .into_iter()
                 .flatten()

@@ -128,11 +128,13 @@ impl CheckKind {
                 "NFD, operator and GFD labels on every GPU node, values consistent with the node's expectation (plan `expect` entry or catalog) and the driver the plan expects"
             }
             Self::Allocatable => {
-                "capacity and allocatable GPU resources equal the expected count; a pod requesting all of a node's GPUs is schedulable there"
+                "capacity and allocatable GPU resources equal the expected count (on a DRA node: its pool's untainted devices); a pod requesting all of a node's GPUs (on a DRA node: a claim for all of them) is schedulable there"
             }
-            Self::Workload => "a pod requesting one GPU runs to completion on every GPU node",
+            Self::Workload => {
+                "a pod requesting one GPU (on a DRA node: a claim from a ResourceClaimTemplate) runs to completion on every GPU node"
+            }
             Self::Throughput => {
-                "gpuconform-bench in a pod per GPU node: per GPU and metric the value against the floor from the GPU performance table, and stragglers"
+                "gpuconform-bench in a pod per GPU node (its GPUs by limit, or by a claim on a DRA node): per GPU and metric the value against the floor from the GPU performance table, and stragglers"
             }
             Self::Dra => {
                 "resource.k8s.io/v1 served and the DRA driver's DeviceClasses there; each GPU node's pool complete with exactly its expected devices and their attributes (product, architecture, compute capability, memory, driver) agreeing with the expectation and GFD; a claim per node allocated by the scheduler from that node's pool and released when its pod goes; two claims get distinct devices; an unsatisfiable selector leaves its pod Pending; create/delete cycles leak nothing"

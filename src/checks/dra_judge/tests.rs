@@ -146,6 +146,58 @@ fn each_wrong_thing_is_named() {
 }
 
 #[test]
+fn a_tainted_device_is_named_with_its_taint() {
+    let mut s = real();
+    let none = labels(&[]);
+    let d = s
+        .spec
+        .devices
+        .as_mut()
+        .and_then(|d| d.get_mut(1))
+        .expect("gpu-1");
+    d.taints = Some(vec![
+        serde_json::from_value(serde_json::json!({"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule", "timeAdded": "2026-12-02T10:00:00Z"}))
+            .expect("taint"),
+    ]);
+    let m = judge(
+        NODE,
+        &[&s],
+        &want(2, "580.126.20"),
+        &gpu_node("T4", 2),
+        &none,
+    )
+    .expect_err("fails")
+    .0;
+    assert_eq!(
+        m,
+        format!(
+            "{NODE}: gpu-1 is tainted gpu.nvidia.com/xid=79:NoSchedule (the scheduler allocates no claim to it)"
+        )
+    );
+    // An informational taint (effect None, a non-fatal XID) is not a failure.
+    if let Some(t) = s
+        .spec
+        .devices
+        .as_mut()
+        .and_then(|d| d.get_mut(1))
+        .and_then(|d| d.taints.as_mut())
+        .and_then(|t| t.first_mut())
+    {
+        t.effect = "None".into();
+    }
+    assert!(
+        judge(
+            NODE,
+            &[&s],
+            &want(2, "580.126.20"),
+            &gpu_node("T4", 2),
+            &none
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn quantities_read_in_mib() {
     assert_eq!(mib("15Gi"), Some(15360));
     assert_eq!(mib("4864Mi"), Some(4864));

@@ -8,19 +8,26 @@
 //!
 //! A crashed bench pod fails its testcase with the exit code and the end of its log; a wrong
 //! kernel result fails the metric's testcase (a wrong result is never a number).
+//!
+//! On a node the DRA driver serves, each bench pod gets its devices from a ResourceClaim of its
+//! own name ([`super::claims`]): all whole GPUs of `gpu.nvidia.com`, or one MIG device of the
+//! profile from `mig.nvidia.com`.
 
 mod judge;
 pub mod partition;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::resource::v1::ResourceClaim;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
+use super::alloc_mode::Mode;
+use super::claims::{self, Modes};
 use super::{Ctx, GpuNode, Outcome, left, no_nodes};
 use crate::bench::{BenchReport, NodeBench};
 
@@ -49,6 +56,18 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let mut simulated_nodes = std::collections::BTreeSet::new();
     let gpu_use = super::pods::gpu_use(ctx).await;
     let asked = super::asked::Asked::read(ctx).await;
+    // A DRA node's pods get claims; its MIG devices are published one by one whatever the device
+    // plugin's strategy, and the device plugin's sharing is not its.
+    let modes = Modes::read(ctx).await;
+    let held = claims::held(ctx).await;
+    let dra_asked = super::asked::Asked {
+        mig_strategy: "mixed".into(),
+        plugin: None,
+        mig_parted: asked.mig_parted.clone(),
+    };
+    let claim_api: Api<ResourceClaim> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
+    // Pods whose devices come from a claim of the same name.
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
     // Pod name → the job it runs.
     let mut jobs: BTreeMap<String, partition::Job> = BTreeMap::new();
     for g in nodes {
@@ -69,7 +88,19 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .models
             .get(g.model.perf_key(&g.model_key))
             .map(|p| p.sms);
-        let planned = match partition::plan(&n, g, &asked, gpu_sms) {
+        let decision = modes.decide(&g.name);
+        if let Some(why) = decision.ambiguous {
+            out.push(Outcome::fail(
+                g.name.clone(),
+                Some(&g.name),
+                format!("allocation mode: {why}"),
+                "",
+            ));
+            continue;
+        }
+        let dra = decision.mode == Mode::Dra;
+        let asked = if dra { &dra_asked } else { &asked };
+        let planned = match partition::plan(&n, g, asked, gpu_sms) {
             partition::Plan::Skip(why) => {
                 out.push(Outcome::skip(
                     g.name.clone(),
@@ -82,7 +113,16 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         };
         // A node without what its pods request cannot run the bench; the allocatable check
         // reports that, this one says why it measured nothing.
-        let have = crate::gpu_stack::gpu_resources(&n);
+        let have: BTreeMap<String, u64> = if dra {
+            claims::usable(&g.name, modes.slices())
+                .map(|(h, _)| h)
+                .unwrap_or_default()
+        } else {
+            crate::gpu_stack::gpu_resources(&n)
+                .into_iter()
+                .map(|(k, (_, a))| (k, a))
+                .collect()
+        };
         let short: Vec<String> = planned
             .iter()
             .fold(BTreeMap::<&str, u64>::new(), |mut m, j| {
@@ -91,8 +131,13 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             })
             .into_iter()
             .filter_map(|(res, need)| {
-                let alloc = have.get(res).map_or(0, |r| r.1);
-                (alloc < need).then(|| format!("{alloc} {res} allocatable, {need} needed"))
+                let alloc = have.get(res).copied().unwrap_or(0);
+                let what = if dra {
+                    "usable in its DRA pool"
+                } else {
+                    "allocatable"
+                };
+                (alloc < need).then(|| format!("{alloc} {res} {what}, {need} needed"))
             })
             .collect();
         if !short.is_empty() {
@@ -108,12 +153,40 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .filter(|j| j.resource == resources::GPU)
             .map(|j| j.count)
             .sum();
-        if let Some(why) = super::pods::busy(gpu_use.as_ref(), &g.name, need) {
+        let busy = if dra {
+            let all: u64 = planned.iter().map(|j| j.count).sum();
+            claims::busy(held.as_ref(), &g.name, have.values().sum(), all)
+        } else {
+            super::pods::busy(gpu_use.as_ref(), &g.name, need)
+        };
+        if let Some(why) = busy {
             out.push(Outcome::skip(g.name.clone(), Some(&g.name), why));
             continue;
         }
         for job in planned {
-            match bench_pod(ctx, &job, repetitions) {
+            if dra {
+                let want = BTreeMap::from([(job.resource.clone(), job.count)]);
+                let labels = super::pods::labels(&ctx.run_id, "throughput");
+                let made = match serde_json::from_value::<ResourceClaim>(claims::claim(
+                    &job.pod, &labels, &want,
+                )) {
+                    Ok(c) => claim_api
+                        .create(&PostParams::default(), &c)
+                        .await
+                        .map_err(|e| crate::errors::chain(&e)),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = made {
+                    out.push(Outcome::error(
+                        job.subject.clone(),
+                        Some(&g.name),
+                        format!("create claim {}: {e}", job.pod),
+                    ));
+                    continue;
+                }
+                claimed.insert(job.pod.clone());
+            }
+            match bench_pod(ctx, &job, repetitions, dra) {
                 Ok(pod) => match pods.create(&PostParams::default(), &pod).await {
                     Ok(_) => {
                         jobs.insert(job.pod.clone(), job);
@@ -132,6 +205,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     // Watch until every bench pod has finished, or the deadline.
     let mut finished: BTreeMap<String, Pod> = BTreeMap::new();
     if jobs.is_empty() {
+        release(&claim_api, &claimed).await;
         return out;
     }
     let cfg = watcher::Config::default().labels(&format!("{}={}", BENCH_LABEL.0, BENCH_LABEL.1));
@@ -334,6 +408,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .await;
     }
 
+    // Each claim goes once its pod has (its pod was deleted above).
+    release(&claim_api, &claimed).await;
     out.extend(judge::all(ctx.perf, &settings, &results));
     for (g, job, r) in results {
         ctx.emit(Event::Bench(NodeBench {
@@ -351,8 +427,21 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     out
 }
 
-/// The pod that runs `job`.
-fn bench_pod(ctx: &Ctx<'_>, job: &partition::Job, repetitions: i64) -> Result<Pod, String> {
+/// Deletes the claims of this step's bench pods (the API keeps one that is still reserved for
+/// a pod until that pod is gone).
+async fn release(api: &Api<ResourceClaim>, claimed: &BTreeSet<String>) {
+    for name in claimed {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+}
+
+/// The pod that runs `job`; `dra`: its devices come from the claim of its own name.
+fn bench_pod(
+    ctx: &Ctx<'_>,
+    job: &partition::Job,
+    repetitions: i64,
+    dra: bool,
+) -> Result<Pod, String> {
     let mut labels = super::pods::labels(&ctx.run_id, "throughput");
     labels[BENCH_LABEL.0] = BENCH_LABEL.1.into();
     let mut spec = serde_json::json!({
@@ -369,6 +458,9 @@ fn bench_pod(ctx: &Ctx<'_>, job: &partition::Job, repetitions: i64) -> Result<Po
     });
     // The bench image runs as its own non-root user (images/bench/Dockerfile).
     super::pods::restricted(&mut spec, None);
+    if dra {
+        claims::attach(&mut spec, claims::Source::Claim(&job.pod));
+    }
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",

@@ -14,6 +14,9 @@
 //!   `type: mig`, `uuid: MIG-…`, `parentUUID`, `profile`, the parent's product, architecture
 //!   and versions, and capacities `multiprocessors`, `memory` and `memorySlice<i>`.
 //!
+//! A fatal XID taints the GPU and its MIG devices `gpu.nvidia.com/xid=<xid>:NoSchedule`, as the
+//! plugin's NVML health monitor does (`cmd/gpu-kubelet-plugin/device_health.go`, `TaintKeyXID`).
+//!
 //! When the plugin stops the slice goes (the kubelet removes a plugin's slices when it
 //! unregisters).
 
@@ -25,7 +28,7 @@ use super::super::labels::{self, MigLayout};
 use super::super::world::*;
 use crate::fixture::Fault;
 
-use crate::gpu_stack::dra::{DRIVER as DRIVER_NAME, PLUGIN};
+use crate::gpu_stack::dra::{DRIVER as DRIVER_NAME, PLUGIN, TAINT_XID};
 
 /// The slice's name for `node` (the 1.35 controller adds a random suffix to `<node>-<driver>-`;
 /// one fixed name keeps the simulator's writes idempotent).
@@ -249,6 +252,17 @@ impl World {
                         d["attributes"][attribute.as_str()] = json!({ty: value});
                     }
                 }
+                Fault::TaintedDevice { gpu, xid, .. } => {
+                    let whole = format!("gpu-{gpu}");
+                    let migs = format!("gpu-{gpu}-mig-");
+                    for d in want["devices"].as_array_mut().into_iter().flatten() {
+                        let name = d["name"].as_str().unwrap_or_default().to_string();
+                        if name == whole || name.starts_with(&migs) {
+                            d["taints"] =
+                                json!([{"key": TAINT_XID, "value": xid, "effect": "NoSchedule"}]);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -283,6 +297,16 @@ impl World {
 /// Whether a stored spec holds what the plugin would publish (the API server adds defaults
 /// such as `allNodes: false`, so only the fields the plugin writes are compared).
 fn same_spec(have: &Value, want: &Value) -> bool {
+    // The API server stamps each taint's `timeAdded`.
+    let mut have = have.clone();
+    for d in have["devices"].as_array_mut().into_iter().flatten() {
+        let taints = d.get_mut("taints").and_then(Value::as_array_mut);
+        for t in taints.into_iter().flatten() {
+            if let Some(t) = t.as_object_mut() {
+                t.remove("timeAdded");
+            }
+        }
+    }
     ["driver", "nodeName", "pool", "devices"]
         .iter()
         .all(|k| have.get(*k) == want.get(*k))

@@ -65,8 +65,12 @@ impl Starting {
             tools.kubernetes_version(),
             ports.apiserver
         ));
-        let api_args =
-            components::apiserver_args(&ports, &prepared.files, &self.dir.pki().join("apiserver"));
+        let api_args = components::apiserver_args(
+            &ports,
+            &prepared.files,
+            &self.dir.pki().join("apiserver"),
+            &fixture.feature_gates,
+        );
         self.spawn(
             &mut state,
             "kube-apiserver",
@@ -118,6 +122,7 @@ impl Starting {
             &ports,
             &prepared.files,
             &self.dir.pki().join("controller-manager"),
+            &fixture.feature_gates,
         );
         self.spawn(
             &mut state,
@@ -126,8 +131,12 @@ impl Starting {
             kcm_args,
             &[ports.controller_manager],
         )?;
-        let sched_args =
-            components::scheduler_args(&ports, &prepared.files, &self.dir.pki().join("scheduler"));
+        let sched_args = components::scheduler_args(
+            &ports,
+            &prepared.files,
+            &self.dir.pki().join("scheduler"),
+            &fixture.feature_gates,
+        );
         self.spawn(
             &mut state,
             "kube-scheduler",

@@ -5,6 +5,7 @@
 //! 127.0.0.1 (there may be no default route), and it reaches the kubelet API (kwok) through each
 //! node's InternalIP, which is 127.0.0.1, verifying kwok's certificate against our CA.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Loopback ports of one cluster.
@@ -150,9 +151,22 @@ pub fn etcd_args(ports: &Ports, data_dir: &Path) -> Vec<String> {
     ]
 }
 
+/// `--feature-gates=A=true,B=false` for a fixture's gates (none: no flag).
+fn gates_arg(gates: &BTreeMap<String, bool>) -> Option<String> {
+    (!gates.is_empty()).then(|| {
+        let pairs: Vec<String> = gates.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("--feature-gates={}", pairs.join(","))
+    })
+}
+
 /// kube-apiserver: TLS with our CA, RBAC and Node authorization, service-account signing.
-pub fn apiserver_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> {
-    vec![
+pub fn apiserver_args(
+    ports: &Ports,
+    f: &Files,
+    cert_dir: &Path,
+    gates: &BTreeMap<String, bool>,
+) -> Vec<String> {
+    let mut args = vec![
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),
@@ -182,14 +196,21 @@ pub fn apiserver_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> 
         // rejects; nothing in this cluster runs in-cluster clients that need it.
         "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    args.extend(gates_arg(gates));
+    args
 }
 
 /// kube-controller-manager: its own identity (bootstrap RBAC), per-controller service accounts
 /// as kubeadm configures, node CIDR allocation so kwok gives pods addresses from node ranges.
-pub fn controller_manager_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> {
+pub fn controller_manager_args(
+    ports: &Ports,
+    f: &Files,
+    cert_dir: &Path,
+    gates: &BTreeMap<String, bool>,
+) -> Vec<String> {
     let kc = p(&f.controller_manager_kubeconfig);
-    vec![
+    let mut args = vec![
         format!("--kubeconfig={kc}"),
         format!("--authentication-kubeconfig={kc}"),
         format!("--authorization-kubeconfig={kc}"),
@@ -210,13 +231,20 @@ pub fn controller_manager_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec
         "--leader-elect=true".into(),
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    args.extend(gates_arg(gates));
+    args
 }
 
 /// kube-scheduler: its own identity, default profile (extended resources need no plugin).
-pub fn scheduler_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> {
+pub fn scheduler_args(
+    ports: &Ports,
+    f: &Files,
+    cert_dir: &Path,
+    gates: &BTreeMap<String, bool>,
+) -> Vec<String> {
     let kc = p(&f.scheduler_kubeconfig);
-    vec![
+    let mut args = vec![
         format!("--kubeconfig={kc}"),
         format!("--authentication-kubeconfig={kc}"),
         format!("--authorization-kubeconfig={kc}"),
@@ -226,7 +254,9 @@ pub fn scheduler_args(ports: &Ports, f: &Files, cert_dir: &Path) -> Vec<String> 
         "--leader-elect=true".into(),
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    args.extend(gates_arg(gates));
+    args
 }
 
 /// kwok: plays the kubelet of every node carrying kwok's annotation, serves their kubelet API on
@@ -263,9 +293,9 @@ mod tests {
         let d = Path::new("/r/x");
         let all = [
             etcd_args(&ports(), d),
-            apiserver_args(&ports(), &f, d),
-            controller_manager_args(&ports(), &f, d),
-            scheduler_args(&ports(), &f, d),
+            apiserver_args(&ports(), &f, d, &BTreeMap::new()),
+            controller_manager_args(&ports(), &f, d, &BTreeMap::new()),
+            scheduler_args(&ports(), &f, d, &BTreeMap::new()),
             kwok_args(&ports(), &f, &[]),
         ];
         for args in &all {
@@ -278,6 +308,26 @@ mod tests {
         }
         assert!(all[1].contains(&"--advertise-address=127.0.0.1".to_string()));
         assert!(all[1].contains(&"--authorization-mode=Node,RBAC".to_string()));
+    }
+
+    #[test]
+    fn a_fixtures_gates_reach_every_control_plane_component() {
+        let f = Files::layout(Path::new("/r"), Path::new("/r/pki"));
+        let d = Path::new("/r/x");
+        let gates = BTreeMap::from([
+            ("DRADeviceTaints".to_string(), true),
+            ("DRAPrioritizedList".to_string(), false),
+        ]);
+        let flag = "--feature-gates=DRADeviceTaints=true,DRAPrioritizedList=false".to_string();
+        for args in [
+            apiserver_args(&ports(), &f, d, &gates),
+            controller_manager_args(&ports(), &f, d, &gates),
+            scheduler_args(&ports(), &f, d, &gates),
+        ] {
+            assert!(args.contains(&flag), "{args:?}");
+        }
+        let none = apiserver_args(&ports(), &f, d, &BTreeMap::new());
+        assert!(!none.iter().any(|a| a.starts_with("--feature-gates")));
     }
 
     #[test]
