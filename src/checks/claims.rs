@@ -44,6 +44,19 @@ pub struct Decision {
     pub ambiguous: Option<String>,
 }
 
+impl Decision {
+    /// The node's failed testcase when two mechanisms could answer (checks fail closed).
+    pub fn ambiguity(&self, g: &GpuNode) -> Option<super::Outcome> {
+        let why = self.ambiguous.as_ref()?;
+        Some(super::Outcome::fail(
+            g.name.clone(),
+            Some(&g.name),
+            format!("allocation mode: {why}"),
+            "",
+        ))
+    }
+}
+
 impl Modes {
     /// Lists nodes, DeviceClasses and the DRA driver's ResourceSlices (the DRA objects are
     /// optional: a cluster that does not serve them is a device-plugin cluster).

@@ -52,13 +52,8 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
     let mut jobs_for = Vec::new();
     for g in nodes {
         let decision = modes.decide(&g.name);
-        if let Some(why) = decision.ambiguous {
-            out.push(Outcome::fail(
-                g.name.clone(),
-                Some(&g.name),
-                format!("allocation mode: {why}"),
-                "",
-            ));
+        if let Some(failed) = decision.ambiguity(g) {
+            out.push(failed);
             continue;
         }
         let dra = decision.mode == Mode::Dra;
