@@ -303,6 +303,121 @@ pub fn busy(
     })
 }
 
+/// Whether a bench measured exactly the whole GPUs its claim was allocated: `allocated` holds
+/// each allocated device's name and the UUID the DRA driver published for it (NVML's, the
+/// same one CUDA shows the container), `measured` the UUIDs in the bench's document. `Ok` gives
+/// the detail (`gpu-0 GPU-…, gpu-2 GPU-…`), or `None` when there is nothing to compare: a
+/// device published without a UUID. `Err` names the devices measured but not allocated, or
+/// allocated but not measured: the numbers would belong to other GPUs.
+pub fn same_gpus(
+    allocated: &[(String, Option<String>)],
+    measured: &[&str],
+) -> Result<Option<String>, String> {
+    if allocated
+        .iter()
+        .any(|(_, u)| u.as_deref().is_none_or(str::is_empty))
+    {
+        return Ok(None);
+    }
+    let uuid = |(_, u): &(String, Option<String>)| u.clone().unwrap_or_default();
+    let want: std::collections::BTreeSet<String> = allocated.iter().map(uuid).collect();
+    let got: std::collections::BTreeSet<String> = measured.iter().map(|u| u.to_string()).collect();
+    let named = |(d, u): &(String, Option<String>)| format!("{d} {}", u.as_deref().unwrap_or(""));
+    if want == got && allocated.len() == measured.len() {
+        return Ok(Some(
+            allocated.iter().map(named).collect::<Vec<_>>().join(", "),
+        ));
+    }
+    let mut why = Vec::new();
+    let extra: Vec<&String> = got.difference(&want).collect();
+    if !extra.is_empty() {
+        why.push(format!(
+            "measured {} that its claim was not allocated",
+            extra
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let missing: Vec<String> = allocated
+        .iter()
+        .filter(|a| !got.contains(&uuid(a)))
+        .map(named)
+        .collect();
+    if !missing.is_empty() {
+        why.push(format!("did not measure allocated {}", missing.join(", ")));
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "measured {} devices for {} allocated",
+            measured.len(),
+            allocated.len()
+        ));
+    }
+    Err(format!("the bench {}", why.join("; ")))
+}
+
+/// Each allocated device `(pool, device)` with the UUID its pool's slices publish for it.
+pub fn allocated_uuids(
+    allocated: &[(String, String)],
+    slices: &[ResourceSlice],
+) -> Vec<(String, Option<String>)> {
+    allocated
+        .iter()
+        .map(|(pool, device)| {
+            let uuid = dra::device_string(slices, pool, device, attr::UUID).map(str::to_string);
+            (device.clone(), uuid)
+        })
+        .collect()
+}
+
+/// Claim name → the devices `(pool, device)` it was last seen allocated.
+type Seen = BTreeMap<String, Vec<(String, String)>>;
+
+/// The allocations of a check's claims as they happen, from a watch started before its pods
+/// run: the resourceclaim controller deallocates a claim once its pod is done, before the
+/// check reads what the pod measured. The watch stops when this is dropped.
+pub struct Allocations {
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Allocations {
+    /// Watches the claims in `api` that carry `labels` (a label selector).
+    pub fn watch(api: Api<ResourceClaim>, labels: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let into = seen.clone();
+        let cfg = watcher::Config::default().labels(labels);
+        let task = tokio::spawn(async move {
+            let events = watcher(api, cfg).default_backoff().applied_objects();
+            let mut events = std::pin::pin!(events);
+            while let Some(ev) = events.next().await {
+                let Ok(claim) = ev else { continue };
+                if let Some(a) = dra::allocation(&claim)
+                    && let Ok(mut m) = into.lock()
+                {
+                    m.insert(claim.name_any(), a);
+                }
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// The devices claim `name` was last seen allocated.
+    pub fn get(&self, name: &str) -> Option<Vec<(String, String)>> {
+        self.seen.lock().ok()?.get(name).cloned()
+    }
+}
+
+impl Drop for Allocations {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Where a pod's claim comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {

@@ -326,17 +326,7 @@ pub fn judge(
 
 /// The pool and device a claim was allocated (its first result).
 pub fn allocated(c: &ResourceClaim) -> Option<(String, String)> {
-    let r = c
-        .status
-        .as_ref()?
-        .allocation
-        .as_ref()?
-        .devices
-        .as_ref()?
-        .results
-        .as_ref()?
-        .first()?;
-    Some((r.pool.clone(), r.device.clone()))
+    crate::gpu_stack::dra::allocation(c)?.into_iter().next()
 }
 
 #[cfg(test)]

@@ -37,3 +37,44 @@ pub const TAINT_XID: &str = "gpu.nvidia.com/xid";
 
 /// Device capacity: memory in bytes.
 pub const MEMORY: &str = "memory";
+
+/// The devices `(pool, device)` a claim was allocated, in the order of its results; `None`
+/// while it is not allocated. What the scheduler decided, read the same way by the checks and
+/// by the simulator's kubelet plugin.
+pub fn allocation(
+    c: &k8s_openapi::api::resource::v1::ResourceClaim,
+) -> Option<Vec<(String, String)>> {
+    let results = c
+        .status
+        .as_ref()?
+        .allocation
+        .as_ref()?
+        .devices
+        .as_ref()?
+        .results
+        .as_ref()?;
+    Some(
+        results
+            .iter()
+            .map(|r| (r.pool.clone(), r.device.clone()))
+            .collect(),
+    )
+}
+
+/// The string attribute `name` (`uuid`, `type`, `profile`) of `device` in `pool`, from the
+/// pool's slices; `None` when no slice holds the device or it has no such string attribute.
+pub fn device_string<'a, I>(slices: I, pool: &str, device: &str, name: &str) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a k8s_openapi::api::resource::v1::ResourceSlice>,
+{
+    slices
+        .into_iter()
+        .filter(|s| s.spec.pool.name == pool)
+        .flat_map(|s| s.spec.devices.iter().flatten())
+        .find(|d| d.name == device)?
+        .attributes
+        .as_ref()?
+        .get(name)?
+        .string
+        .as_deref()
+}

@@ -17,6 +17,15 @@ pub struct HelmError {
     pub message: String,
 }
 
+/// Whether helm failed mapping the chart's objects because the API server did not serve the
+/// kind of a CRD the chart itself had just created (helm/helm#6332: discovery lags the CRD's
+/// Established condition on a busy API server). helm stores no release in that case.
+pub fn crd_race(e: &HelmError) -> bool {
+    e.message
+        .contains("unable to build kubernetes objects from release manifest")
+        && e.message.contains("no matches for kind")
+}
+
 /// A release as `helm list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {

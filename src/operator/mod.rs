@@ -210,14 +210,29 @@ pub async fn install(i: &Install<'_>, record: &mut InstallRecord) -> Result<Stri
         source,
     })?;
     record.installing = record.adopted_from.is_none();
-    i.helm
-        .install(
+    let install = || {
+        i.helm.install(
             &plan.operator,
             &values,
             plan.timeouts.install,
             record.adopted_from.is_some(),
         )
-        .await?;
+    };
+    match install().await {
+        // helm's known race (helm/helm#6332): the chart's CRDs are created and Established, but
+        // the API server's discovery does not serve their kinds yet when helm maps the chart's
+        // objects. helm stores no release when it fails there, so the same install once more
+        // is safe; the CRDs then exist and are served.
+        Err(e) if helm::crd_race(&e) && record.adopted_from.is_none() => {
+            if i.helm.status(&plan.operator).await?.is_some() {
+                return Err(e.into());
+            }
+            install().await?;
+        }
+        r => {
+            r?;
+        }
+    }
     if let Ok(Some(r)) = i.helm.status(&plan.operator).await {
         record.chart_version = r.chart;
         record.upgraded_to = Some(r.revision);
@@ -476,7 +491,26 @@ pub fn k3s_toolkit_values(values: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::InstallRecord;
+    use super::{InstallRecord, helm};
+
+    /// helm's CRD race, as a loaded local cluster produced it, and failures that only look
+    /// alike: a kind no CRD of the chart serves fails the same way only when helm names both.
+    #[test]
+    fn the_crd_race_is_told_from_other_helm_failures() {
+        let e = |m: &str| helm::HelmError {
+            action: "upgrade --install".into(),
+            message: m.into(),
+        };
+        assert!(helm::crd_race(&e(
+            "Error: unable to build kubernetes objects from release manifest: resource mapping not found for name: \"cluster-policy\" namespace: \"\" from \"\": no matches for kind \"ClusterPolicy\" in version \"nvidia.com/v1\"\nensure CRDs are installed first"
+        )));
+        assert!(!helm::crd_race(&e(
+            "Error: INSTALLATION FAILED: cannot re-use a name that is still in use"
+        )));
+        assert!(!helm::crd_race(&e(
+            "Error: unable to build kubernetes objects from release manifest: error validating data: unknown field \"spec.foo\""
+        )));
+    }
 
     #[test]
     fn only_a_release_the_run_installed_is_its_own() {

@@ -257,6 +257,11 @@ impl BenchPlayer {
             mig,
         });
         fill_from_catalog(&mut report, &self.catalog, model_key);
+        for (d, uuid) in report.gpus.iter_mut().zip(&given.uuids) {
+            if !uuid.is_empty() {
+                d.device.uuid.clone_from(uuid);
+            }
+        }
         // A driver that slows a metric down, on every GPU it runs.
         for f in &self.fixture.faults {
             if let Fault::DriverRegression {
@@ -402,6 +407,9 @@ struct Given<'a> {
     devices: u32,
     /// The MIG profile of the (one) device, if it is a MIG device.
     mig: Option<String>,
+    /// The whole GPUs' UUIDs, in device order, where the allocation names them (DRA); empty
+    /// where the device plugin hands out GPUs (the simulator makes their UUIDs up).
+    uuids: Vec<String>,
 }
 
 /// The devices a bench pod's DRA claim was allocated, as the DRA driver's CDI specs hand them
@@ -413,20 +421,14 @@ fn given_by_claims<'a>(pod: &Pod, model_key: &'a str, snap: &Snapshot<'_>) -> Op
     if devices.is_empty() {
         return None;
     }
+    use crate::gpu_stack::dra::{attr, device_string};
+    let slices = snap.slices.iter().map(|s| s.as_ref());
+    let string = |pool: &str, device: &str, name: &str| {
+        device_string(slices.clone(), pool, device, name).map(str::to_string)
+    };
     let profile = devices.iter().find_map(|(pool, device)| {
-        let d = snap
-            .slices
-            .iter()
-            .filter(|s| s.spec.pool.name == *pool)
-            .flat_map(|s| s.spec.devices.iter().flatten())
-            .find(|d| d.name == *device)?;
-        let a = d.attributes.as_ref()?;
-        let kind = a
-            .get(crate::gpu_stack::dra::attr::TYPE)?
-            .string
-            .as_deref()?;
-        (kind == "mig")
-            .then(|| a.get(crate::gpu_stack::dra::attr::PROFILE)?.string.clone())
+        (string(pool, device, attr::TYPE)? == "mig")
+            .then(|| string(pool, device, attr::PROFILE))
             .flatten()
     });
     Some(match profile {
@@ -434,11 +436,17 @@ fn given_by_claims<'a>(pod: &Pod, model_key: &'a str, snap: &Snapshot<'_>) -> Op
             model_key,
             devices: 1,
             mig: Some(p),
+            uuids: Vec::new(),
         },
+        // CUDA shows the GPUs under the UUIDs NVML gives them, the ones the driver published.
         None => Given {
             model_key,
             devices: u32::try_from(devices.len()).unwrap_or(u32::MAX),
             mig: None,
+            uuids: devices
+                .iter()
+                .map(|(pool, device)| string(pool, device, attr::UUID).unwrap_or_default())
+                .collect(),
         },
     })
 }
@@ -472,6 +480,7 @@ fn given<'a>(
                 model_key,
                 devices: 1,
                 mig: Some(profile.to_string()),
+                uuids: Vec::new(),
             });
         }
     }
@@ -495,11 +504,13 @@ fn given<'a>(
             model_key,
             devices: 1,
             mig: Some(profile.to_string()),
+            uuids: Vec::new(),
         },
         None => Given {
             model_key,
             devices: whole.min(count),
             mig: None,
+            uuids: Vec::new(),
         },
     })
 }

@@ -57,16 +57,7 @@ pub fn claimed(
         let k = claims
             .iter()
             .find(|k| k.name_any() == name && k.namespace().as_deref() == Some(ns.as_str()))?;
-        let results = k
-            .status
-            .as_ref()?
-            .allocation
-            .as_ref()?
-            .devices
-            .as_ref()?
-            .results
-            .as_ref()?;
-        out.extend(results.iter().map(|r| (r.pool.clone(), r.device.clone())));
+        out.extend(crate::gpu_stack::dra::allocation(k)?);
     }
     Some(out)
 }

@@ -249,3 +249,49 @@ fn each_node_is_asked_through_its_own_mechanism() {
     let why = m.decide("plugin").ambiguous.expect("ambiguous");
     assert!(why.contains("maps it to DRA"), "{why}");
 }
+
+/// A claim allocated both T4s of the real slice: the bench must have measured exactly their
+/// UUIDs (the ones the driver published, NVML's), no other GPU and none fewer.
+#[test]
+fn a_bench_must_measure_the_gpus_its_claim_was_allocated() {
+    let claim: ResourceClaim = serde_json::from_value(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": "bench", "namespace": "t"},
+        "spec": {"devices": {"requests": []}},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "gpu", "driver": "gpu.nvidia.com", "pool": NODE, "device": "gpu-1"},
+            {"request": "gpu", "driver": "gpu.nvidia.com", "pool": NODE, "device": "gpu-0"},
+        ]}}},
+    }))
+    .expect("claim");
+    let slices = [real()];
+    let allocated = allocated_uuids(&dra::allocation(&claim).expect("allocated"), &slices);
+    let a = "GPU-da96f367-6e47-8dc4-fd29-4f0b97b9f174";
+    let b = "GPU-204349eb-0405-e927-278b-8804172f1be3";
+    assert_eq!(
+        same_gpus(&allocated, &[a, b]),
+        Ok(Some(format!("gpu-1 {b}, gpu-0 {a}")))
+    );
+    let other = "GPU-00000000-0000-0000-0000-000000000001";
+    assert_eq!(
+        same_gpus(&allocated, &[a, other]),
+        Err(format!(
+            "the bench measured {other} that its claim was not allocated; did not measure allocated gpu-1 {b}"
+        ))
+    );
+    assert_eq!(
+        same_gpus(&allocated, &[a]),
+        Err(format!("the bench did not measure allocated gpu-1 {b}"))
+    );
+    assert_eq!(
+        same_gpus(&allocated, &[a, b, b]),
+        Err("the bench measured 3 devices for 2 allocated".into())
+    );
+    // A device in no slice (the pool moved on): nothing to compare, not a failure.
+    let gone = vec![("gpu-9".to_string(), None)];
+    assert_eq!(same_gpus(&gone, &[a]), Ok(None));
+    assert_eq!(
+        allocated_uuids(&[(NODE.to_string(), "gpu-9".to_string())], &slices),
+        gone
+    );
+}

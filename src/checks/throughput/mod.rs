@@ -66,6 +66,19 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         mig_parted: asked.mig_parted.clone(),
     };
     let claim_api: Api<ResourceClaim> = Api::namespaced(ctx.client.clone(), &ctx.test_namespace);
+    // What each bench claim is allocated, seen while its pod holds it.
+    let allocations = nodes
+        .iter()
+        .any(|g| modes.decide(&g.name).mode == Mode::Dra)
+        .then(|| {
+            let selector = format!(
+                "{}={},{}=throughput",
+                ours::RUN_LABEL,
+                ours::run_label(&ctx.run_id),
+                ours::CHECK_LABEL
+            );
+            claims::Allocations::watch(claim_api.clone(), &selector)
+        });
     // Pods whose devices come from a claim of the same name.
     let mut claimed: BTreeSet<String> = BTreeSet::new();
     // Pod name → the job it runs.
@@ -372,22 +385,35 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
                         tail,
                     )),
                     Ok(()) => {
-                        out.push(Outcome::pass(
-                            subject.clone(),
-                            Some(node),
-                            format!(
-                                "bench {} on {node}{}: {} device(s) ({}), driver {}",
-                                report.tool_version,
-                                if report.simulated { " (simulated)" } else { "" },
-                                report.gpus.len(),
-                                job.mig.as_ref().map_or_else(
-                                    || "whole GPUs".to_string(),
-                                    |m| format!("MIG {}", m.profile.name)
-                                ),
-                                report.driver_version
-                            ),
-                        ));
-                        results.push((g.clone(), job.clone(), report));
+                        match measured_claimed(allocations.as_ref(), &claimed, &modes, job, &report)
+                        {
+                            Err(why) => out.push(Outcome::fail(
+                                subject.clone(),
+                                Some(node),
+                                format!("{subject}: {why}"),
+                                tail,
+                            )),
+                            Ok(seen) => {
+                                out.push(Outcome::pass(
+                                    subject.clone(),
+                                    Some(node),
+                                    format!(
+                                        "bench {} on {node}{}: {} device(s) ({}), driver {}{}",
+                                        report.tool_version,
+                                        if report.simulated { " (simulated)" } else { "" },
+                                        report.gpus.len(),
+                                        job.mig.as_ref().map_or_else(
+                                            || "whole GPUs".to_string(),
+                                            |m| format!("MIG {}", m.profile.name)
+                                        ),
+                                        report.driver_version,
+                                        seen.map(|s| format!("; the claim's GPUs: {s}"))
+                                            .unwrap_or_default()
+                                    ),
+                                ));
+                                results.push((g.clone(), job.clone(), report));
+                            }
+                        }
                     }
                 },
                 Err(e) => out.push(Outcome::fail(
@@ -420,6 +446,32 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
         }));
     }
     out
+}
+
+/// For a bench pod with a claim of whole GPUs: whether the bench measured exactly the GPUs
+/// the claim was allocated (by UUID). MIG devices are not compared: what CUDA calls a MIG
+/// device's UUID depends on the API version the bench uses.
+fn measured_claimed(
+    allocations: Option<&claims::Allocations>,
+    claimed: &BTreeSet<String>,
+    modes: &Modes,
+    job: &partition::Job,
+    report: &BenchReport,
+) -> Result<Option<String>, String> {
+    if !claimed.contains(&job.pod) || job.mig.is_some() {
+        return Ok(None);
+    }
+    let Some(allocated) = allocations.and_then(|a| a.get(&job.pod)) else {
+        return Err(format!(
+            "claim {} was not seen allocated while its pod ran",
+            job.pod
+        ));
+    };
+    let measured: Vec<&str> = report.gpus.iter().map(|d| d.device.uuid.as_str()).collect();
+    claims::same_gpus(
+        &claims::allocated_uuids(&allocated, modes.slices()),
+        &measured,
+    )
 }
 
 /// Deletes the claims of this step's bench pods (the API keeps one that is still reserved for
