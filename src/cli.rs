@@ -220,6 +220,11 @@ pub struct RunArgs {
     /// compare.junit.xml into the run folder and exits 5 on a regression.
     #[arg(long, value_name = "FILE|DIR")]
     pub baseline: Option<PathBuf>,
+    /// Also write the finished run's metrics to FILE in the Prometheus text format (for the
+    /// node exporter's textfile collector or a Pushgateway), replacing it atomically; a
+    /// failed run keeps the file's last-success timestamp (docs/metrics.md).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 impl RunArgs {

@@ -65,15 +65,33 @@ fn cases(r: &serde_json::Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Reads junit.xml with junitparser and checks what CI reporters rely on; returns
-/// `(tests, failures, errors, skipped)` as junitparser counts them.
-fn junitparser(path: &Path) -> (u64, u64, u64, u64) {
+/// Runs `script` on `path` with the test venv's Python; its stdout. `reader` (the Python
+/// package doing the reading) names who refused the file.
+fn venv_python(script: &str, path: &Path, reader: &str) -> String {
     let python = tools_dir().join("venv/bin/python");
     assert!(
         python.is_file(),
         "no test venv at {}: run scripts/install-tools",
         python.display()
     );
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{reader} rejected {}:\n{}",
+        path.display(),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Reads junit.xml with junitparser and checks what CI reporters rely on; returns
+/// `(tests, failures, errors, skipped)` as junitparser counts them.
+fn junitparser(path: &Path) -> (u64, u64, u64, u64) {
     let script = r#"
 import sys
 from junitparser import JUnitXml, Failure, Error, Skipped
@@ -98,23 +116,35 @@ for suite in xml:
     tests += n; failures += f; errors += e; skipped += s
 print(tests, failures, errors, skipped)
 "#;
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "junitparser rejected {}:\n{}",
-        path.display(),
-        text(&out)
-    );
-    let nums: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+    let nums: Vec<u64> = venv_python(script, path, "junitparser")
         .split_whitespace()
         .map(|n| n.parse().expect("number"))
         .collect();
     (nums[0], nums[1], nums[2], nums[3])
+}
+
+/// Every sample of a Prometheus text file as `(name, "k=v,k=v", value)`, parsed by
+/// prometheus-client (the Python client's own parser), which refuses malformed files.
+fn prometheus_samples(path: &Path) -> Vec<(String, String, f64)> {
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    assert family.type == "gauge", (family.name, family.type)
+    for s in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        print(s.name, labels, repr(s.value), sep="\t")
+"#;
+    venv_python(script, path, "prometheus-client")
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next().expect("name").to_string();
+            let labels = f.next().expect("labels").to_string();
+            let value = f.next().expect("value").parse().expect("a number");
+            (name, labels, value)
+        })
+        .collect()
 }
 
 /// The default plan: every testcase passes, reports are written, exit 0, teardown verified.
@@ -123,8 +153,11 @@ fn default_plan_passes_with_reports() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let reports = tmp.path().join("reports");
     let step_summary = tmp.path().join("step-summary.md");
+    let metrics = tmp.path().join("gpuconform.prom");
     let out = Command::new(bin())
         .args(["run", "--reports", &reports.to_string_lossy()])
+        .arg("--metrics")
+        .arg(&metrics)
         .current_dir(root())
         .env("GPUCONFORM_TOOLS", tools_dir())
         .env("GITHUB_STEP_SUMMARY", &step_summary)
@@ -187,6 +220,30 @@ fn default_plan_passes_with_reports() {
     let triad = &bmf["gpu-worker/V100-SXM2-16GB/gpu0/triad@simulated"]["throughput-gb-s"];
     assert!(triad["value"].as_f64().is_some_and(|v| v > 630.0), "{bmf}");
     assert!(triad["lower_value"].as_f64() <= triad["value"].as_f64());
+    // The metrics file, read back by Prometheus' own Python client's text parser.
+    let families = prometheus_samples(&metrics);
+    let one = |name: &str, labels: &str| -> f64 {
+        families
+            .iter()
+            .find(|(n, l, _)| n == name && l.contains(labels))
+            .unwrap_or_else(|| panic!("{name} {labels} missing: {families:#?}"))
+            .2
+    };
+    assert_eq!(one("gpuconform_run_success", "plan=local"), 1.0);
+    assert_eq!(one("gpuconform_run_exit_code", "plan=local"), 0.0);
+    assert_eq!(
+        one("gpuconform_testcases", "status=passed") as usize,
+        all.len()
+    );
+    assert!(one("gpuconform_last_success_timestamp_seconds", "plan=local") > 1.7e9);
+    assert!(one("gpuconform_bench_median", "metric=triad") > 630.0);
+    assert_eq!(
+        families
+            .iter()
+            .filter(|(n, _, _)| n == "gpuconform_testcase_status")
+            .count(),
+        all.len()
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
     // One chart per metric the V100 has: copy, triad, FMA, SGEMM, FP16 GEMM, H2D, D2H.
     assert_eq!(html.matches("<svg").count(), 7, "one chart per metric");

@@ -195,19 +195,21 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
     for l in &record.leftovers {
         printer.warn(format!("left behind: {l}"));
     }
-    if let (Some(c), Some((plan, suites))) = (&certify, &as_run) {
-        return Ok(c.seal(&dir, &record, plan, suites, printer));
-    }
-    let Some(base) = baseline else {
-        return Ok(record.exit_code);
+    let code = if let (Some(c), Some((plan, suites))) = (&certify, &as_run) {
+        c.seal(&dir, &record, plan, suites, printer)
+    } else if let Some(base) = baseline {
+        against_baseline(&base, &dir, record.exit_code, &compare_settings, printer)
+    } else {
+        record.exit_code
     };
-    Ok(against_baseline(
-        &base,
-        &dir,
-        record.exit_code,
-        &compare_settings,
-        printer,
-    ))
+    // With the process's own exit code: a regression against the baseline is not a success.
+    if let Some(path) = &args.metrics {
+        match crate::report::metrics::write(path, &record, code) {
+            Ok(()) => printer.result(format!("metrics: {}", path.display())),
+            Err(e) => printer.warn(format!("write metrics to {}: {e}", path.display())),
+        }
+    }
+    Ok(code)
 }
 
 /// Compares the finished run in `dir` with `base`; the run's exit code wins over a regression

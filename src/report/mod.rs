@@ -9,6 +9,7 @@ pub mod events;
 pub mod inventory;
 pub mod junit;
 pub mod log;
+pub mod metrics;
 pub mod summary;
 pub mod terminal;
 pub mod upgrade;
@@ -276,11 +277,11 @@ fn write_bench_docs(dir: &Path, docs: &[crate::bench::NodeBench]) -> std::io::Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A fixed record: one failure with diagnostics, a warning, a skip, every phase.
-    fn sample() -> RunRecord {
+    pub(crate) fn sample() -> RunRecord {
         let case =
             |step: &str, name: &str, node: Option<&str>, status: Status, message: Option<&str>| {
                 Case {
