@@ -27,6 +27,9 @@ pub enum Command {
     /// Run a local cluster: a real control plane on loopback with simulated (kwok) nodes.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Write a commented, verify-only starter plan for an existing cluster: the operator where
+    /// it runs, the driver and an `expect` entry per GPU node group it finds, to be confirmed.
+    Init(InitArgs),
     /// Run a plan: provision, install the GPU Operator, run the suites, tear down, write reports.
     Run(RunArgs),
     /// Check plans, suites and cluster fixtures; every error with file, line and field.
@@ -54,6 +57,46 @@ pub enum Command {
     /// optionally signed bundle with PRODUCT.yaml, the inventory and the AI-conformance
     /// checklist; exit 1 when the run does not certify.
     Certify(CertifyArgs),
+    /// Print a shell completion script: `gpuconform completions bash > /etc/bash_completion.d/gpuconform`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into --out.
+    Man(ManArgs),
+}
+
+/// Flags of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Flags of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `gpuconform.1` and a `gpuconform-<command>.1` per command into this folder instead.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Flags of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Kubeconfig of the cluster (default: kubectl's: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Where to write the plan (`-`: standard output); an existing file is kept unless --force.
+    #[arg(long, short, default_value = "gpuconform.yaml")]
+    pub out: PathBuf,
+    /// Replace the file at --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Catalog file merged over the built-in one (repeatable), as `run --catalog` does.
+    #[arg(long)]
+    pub catalog: Vec<PathBuf>,
 }
 
 /// Flags of `certify`.
@@ -137,6 +180,9 @@ pub struct CompareArgs {
     /// Write compare.md, compare.html and compare.junit.xml into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Output format (json: the comparison, every row's ratio, interval and verdict).
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 fn parse_metric_threshold(s: &str) -> Result<(String, f64), String> {
@@ -170,6 +216,9 @@ pub struct SweepArgs {
     /// Delete what was found (without it, only list).
     #[arg(long)]
     pub yes: bool,
+    /// Output format (json: what was found and what was left, per region, once done).
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 /// Flags of `run`.
@@ -225,6 +274,10 @@ pub struct RunArgs {
     /// failed run keeps the file's last-success timestamp (docs/metrics.md).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Also write every event of the run to FILE as it happens, one JSON object per line
+    /// (`schemas/events.schema.json`, docs/events.md).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -257,9 +310,13 @@ pub struct LintArgs {
 /// Flags of `list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Folder with the suites.
+    /// Folder with the suites (the built-in ones are listed too, unless a file here has the
+    /// same name).
     #[arg(long, default_value = "suites")]
     pub suite_dir: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 /// `gpuconform local ...`.
@@ -270,7 +327,7 @@ pub enum LocalCommand {
     /// Stop the cluster in a run folder; fails if a process or port is left.
     Down(DirArgs),
     /// Show the cluster in a run folder.
-    Status(DirArgs),
+    Status(StatusArgs),
 }
 
 /// Flags of `local up`.
@@ -295,6 +352,27 @@ pub struct UpArgs {
     /// Tool cache (default: $GPUCONFORM_TOOLS or ~/.cache/gpuconform/tools).
     #[arg(long)]
     pub tools: Option<PathBuf>,
+}
+
+/// How a listing command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document on standard output, for scripts.
+    Json,
+}
+
+/// Flags of `local status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run folder.
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 /// A run folder.

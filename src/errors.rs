@@ -23,6 +23,12 @@ pub enum ExpectedError {
     /// Stopping left something behind.
     #[error("stop everything: left behind:\n  {}", .0.join("\n  "))]
     TeardownIncomplete(Vec<String>),
+    /// The cluster could not be reached (`init`).
+    #[error(transparent)]
+    Connect(#[from] crate::target::existing::ConnectError),
+    /// The cluster did not answer a read (`init`).
+    #[error(transparent)]
+    Cluster(#[from] crate::k8s::K8sError),
     /// Two runs could not be compared (unreadable, no benchmarks in common, other hardware).
     #[error(transparent)]
     Compare(#[from] crate::compare::CompareError),
@@ -46,6 +52,7 @@ impl ExpectedError {
             Self::Local(_) => exit_codes::INFRA_ERROR,
             Self::TeardownIncomplete(_) => exit_codes::TEARDOWN_INCOMPLETE,
             Self::Compare(_) => exit_codes::INPUT_ERROR,
+            Self::Connect(_) | Self::Cluster(_) => exit_codes::INFRA_ERROR,
         }
     }
 

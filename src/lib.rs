@@ -5,7 +5,7 @@
 //! - `cli` — raw flags; `commands` — what each subcommand does; `errors` and `exit_codes` — how a
 //!   failure reaches the user; `output` — the only writer of stdout and stderr; `signals` — the
 //!   one SIGINT/SIGTERM listener.
-//! - `input` — YAML loading with file/line/field errors; `plan` and `suite` — the resolved plan
+//! - `builtin` — the shipped suites and default plan, built into the binary; `input` — YAML loading with file/line/field errors; `plan` and `suite` — the resolved plan
 //!   and suites (`suite::kinds`: the check kinds); `catalog` — instance types and GPU models;
 //!   `fixture` — cluster fixtures.
 //! - `target` — where the cluster comes from (`local`, `aws`, `existing`) and how it goes;
@@ -18,6 +18,7 @@
 //!   the harness builds.
 
 pub mod bench;
+pub mod builtin;
 pub mod catalog;
 pub mod certify;
 pub mod checks;

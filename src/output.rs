@@ -51,6 +51,12 @@ impl Printer {
         Self::write(&mut std::io::stderr().lock(), text.as_ref());
     }
 
+    /// A JSON document on stdout (`-o json`), pretty-printed, shown even under `--quiet`.
+    pub fn json(&self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+        Self::write(&mut std::io::stdout().lock(), &text);
+    }
+
     /// A result line on stdout (what scripts read).
     pub fn result(&self, line: impl AsRef<str>) {
         Self::write(&mut std::io::stdout().lock(), line.as_ref());

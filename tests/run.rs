@@ -147,6 +147,33 @@ for family in text_string_to_metric_families(open(sys.argv[1]).read()):
         .collect()
 }
 
+/// Each line of an events file validated by jsonschema against `schemas/events.schema.json`,
+/// `seq` counting from 1; the lines' types in order.
+fn events_types(path: &Path) -> Vec<String> {
+    let script = format!(
+        r#"
+import json, sys
+from jsonschema import Draft202012Validator
+schema = json.load(open({schema:?}))
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema)
+for i, line in enumerate(open(sys.argv[1]), 1):
+    e = json.loads(line)
+    v.validate(e)
+    assert e["seq"] == i, (e["seq"], i)
+    print(e["type"])
+"#,
+        schema = root()
+            .join("schemas/events.schema.json")
+            .display()
+            .to_string()
+    );
+    venv_python(&script, path, "jsonschema")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The default plan: every testcase passes, reports are written, exit 0, teardown verified.
 #[test]
 fn default_plan_passes_with_reports() {
@@ -154,10 +181,13 @@ fn default_plan_passes_with_reports() {
     let reports = tmp.path().join("reports");
     let step_summary = tmp.path().join("step-summary.md");
     let metrics = tmp.path().join("gpuconform.prom");
+    let events = tmp.path().join("events.jsonl");
     let out = Command::new(bin())
         .args(["run", "--reports", &reports.to_string_lossy()])
         .arg("--metrics")
         .arg(&metrics)
+        .arg("--events")
+        .arg(&events)
         .current_dir(root())
         .env("GPUCONFORM_TOOLS", tools_dir())
         .env("GITHUB_STEP_SUMMARY", &step_summary)
@@ -244,6 +274,12 @@ fn default_plan_passes_with_reports() {
             .count(),
         all.len()
     );
+    // The events file: every line valid against the shipped schema (jsonschema), in order.
+    let kinds = events_types(&events);
+    assert_eq!(kinds.first().map(String::as_str), Some("run_started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+    assert_eq!(kinds.iter().filter(|k| *k == "case").count(), all.len());
+    assert!(kinds.iter().any(|k| k == "bench"), "{kinds:?}");
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
     // One chart per metric the V100 has: copy, triad, FMA, SGEMM, FP16 GEMM, H2D, D2H.
     assert_eq!(html.matches("<svg").count(), 7, "one chart per metric");
@@ -992,6 +1028,82 @@ fn a_preinstalled_operator_is_verified_refused_or_adopted_never_removed() {
     assert!(
         history.contains(&format!("Rollback to {}", before.0)),
         "{history}"
+    );
+
+    from_outside_the_repository(&kubeconfig);
+}
+
+/// From a folder outside the repository, with only what the binary has built in: `init` writes
+/// a verify-only plan for the cluster (and will not overwrite it), which dry-runs and runs
+/// green without changing the owner's operator; the built-in default plan dry-runs too.
+fn from_outside_the_repository(kubeconfig: &Path) {
+    let before = owner_state(kubeconfig);
+    let outside = tempfile::tempdir().expect("tempdir");
+    let cmd = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .current_dir(outside.path())
+            .env("GPUCONFORM_TOOLS", tools_dir())
+            .env("XDG_CACHE_HOME", outside.path().join("cache"))
+            .output()
+            .expect("run gpuconform")
+    };
+    let k = kubeconfig.to_string_lossy();
+    let init = cmd(&["init", "--kubeconfig", &k]);
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init));
+    let plan = std::fs::read_to_string(outside.path().join("gpuconform.yaml")).expect("plan");
+    for want in [
+        "CONFIRM BEFORE USE",
+        "mode: existing",
+        "release: \"gpu-operator\"",
+        "the catalog expects 1× V100-SXM2-16GB",
+    ] {
+        assert!(plan.contains(want), "{want} not in:\n{plan}");
+    }
+    let again = cmd(&["init", "--kubeconfig", &k]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+    let dry = cmd(&["run", "gpuconform.yaml", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let run = cmd(&["run", "gpuconform.yaml", "--reports", "reports"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let r = results(&run_dir(&outside.path().join("reports")));
+    let all = cases(&r);
+    assert!(
+        all.iter()
+            .filter(|(n, _, _)| n.starts_with("gpu-stack/") || n.starts_with("throughput/"))
+            .all(|(_, s, _)| s == "passed"),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|(n, _, _)| n.starts_with("throughput/bench/")),
+        "{all:#?}"
+    );
+    assert_eq!(
+        owner_state(kubeconfig),
+        before,
+        "init and its plan changed the operator"
+    );
+    let default = cmd(&["run", "--dry-run"]);
+    assert_eq!(default.status.code(), Some(0), "{}", text(&default));
+    assert!(
+        text(&default).contains("gpuconform/builtin/"),
+        "{}",
+        text(&default)
+    );
+    let list = cmd(&["list", "-o", "json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list -o json");
+    let files: Vec<&str> = v["suites"]
+        .as_array()
+        .expect("suites")
+        .iter()
+        .filter_map(|s| s["file"].as_str())
+        .collect();
+    assert!(
+        files.contains(&"builtin:suites/gpu-stack.yaml"),
+        "{files:?}"
     );
 }
 

@@ -1,7 +1,7 @@
 //! `gpuconform compare BASE NEW` and `gpuconform trend DIR…`: flags into settings, the
 //! comparison or the trend, its report.
 
-use crate::cli::{CompareArgs, TrendArgs};
+use crate::cli::{CompareArgs, Format, TrendArgs};
 use crate::compare::{self, CompareError, Settings};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
@@ -38,7 +38,15 @@ pub fn compare(args: CompareArgs, printer: &Printer) -> Result<u8, ExpectedError
     for w in &c.warnings {
         printer.warn(format!("software differs: {w}"));
     }
-    printer.result(md.trim_end());
+    if args.output == Format::Json {
+        let mut v = serde_json::to_value(&c).unwrap_or_default();
+        v["base"] = base.path.display().to_string().into();
+        v["new"] = new.path.display().to_string().into();
+        v["regressed"] = c.regressed().into();
+        printer.json(&v);
+    } else {
+        printer.result(md.trim_end());
+    }
     if let Some(dir) = &args.out {
         for (name, text) in [
             ("compare.md", md.clone()),

@@ -3,10 +3,12 @@
 mod certify;
 mod compare;
 mod dry_run;
+mod init;
 mod lint;
 mod list;
 mod local;
 mod run;
+mod shell;
 mod simulator;
 mod sweep;
 mod verify;
@@ -21,6 +23,7 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Local(LocalCommand::Up(args)) => local::up(args, printer).await,
         Command::Local(LocalCommand::Down(args)) => local::down(args, printer).await,
         Command::Local(LocalCommand::Status(args)) => local::status(args, printer),
+        Command::Init(args) => init::init(args, printer).await,
         Command::Run(args) => run::run(args, run::Mode::Plain, printer).await,
         Command::Certify(args) => certify::certify(args, printer).await,
         Command::Upgrade(args) => run::upgrade(args, printer).await,
@@ -30,5 +33,7 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Sweep(args) => sweep::sweep(args, printer).await,
         Command::Compare(args) => compare::compare(args, printer),
         Command::Trend(args) => compare::trend(args, printer),
+        Command::Completions(args) => Ok(shell::completions(&args, printer)),
+        Command::Man(args) => shell::man(&args, printer),
     }
 }

@@ -2,7 +2,7 @@
 //! before anything starts, so a bad file never leaves a cluster behind — then hand over to the
 //! runner and report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
 use crate::cli::{RunArgs, UpgradeArgs};
@@ -12,7 +12,6 @@ use crate::output::Printer;
 use crate::plan::{Plan, Target};
 use crate::report::terminal::Terminal;
 use crate::runner::{self, RunSettings};
-use crate::suite::Suite;
 use crate::target::TargetFlags;
 use crate::target::local::tools::Tools;
 
@@ -56,6 +55,21 @@ pub enum Mode {
     Certify(super::certify::Options),
 }
 
+/// The plan to load: the file named; for the default `plans/local.yaml` outside a clone (no
+/// such file here), the built-in default plan written out into the cache.
+fn plan_file(named: &Path) -> Result<PathBuf, ExpectedError> {
+    if named != Path::new(crate::builtin::DEFAULT_PLAN) || named.is_file() {
+        return Ok(named.to_path_buf());
+    }
+    let cache = crate::builtin::cache_dir();
+    crate::builtin::default_plan(&cache).map_err(|e| {
+        ExpectedError::Inputs(vec![crate::input::InputError::file(
+            &cache,
+            format!("cannot write the built-in default plan there: {e}"),
+        )])
+    })
+}
+
 /// Runs a plan (with an upgrade in it, for `gpuconform upgrade`; under the certification
 /// profile, for `gpuconform certify`); the exit code is the run's.
 pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, ExpectedError> {
@@ -73,7 +87,8 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
             "not a namespace name (a DNS label: lowercase letters, digits, `-`)",
         )]));
     }
-    let plan = Plan::load(&args.plan, &args.layers(), &args.suite_dir, &catalog)?;
+    let plan_file = plan_file(&args.plan)?;
+    let plan = Plan::load(&plan_file, &args.layers(), &args.suite_dir, &catalog)?;
     if let Some(up) = &upgrade {
         let refuse = |why: String| {
             ExpectedError::Inputs(vec![crate::input::InputError::file(&plan.file, why)])
@@ -99,9 +114,11 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {
-        match Suite::load(&args.suite_dir.join(format!("{name}.yaml"))) {
-            Ok(s) => suites.push(s),
-            Err(e) => errors.extend(e),
+        match crate::suite::resolve(&args.suite_dir, name) {
+            Some(Ok(s)) => suites.push(s),
+            Some(Err(e)) => errors.extend(e),
+            // Plan::load checked every name resolves.
+            None => {}
         }
     }
     if let Some(c) = &certify {
@@ -177,11 +194,23 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         companion: Some(std::sync::Arc::new(super::simulator::GpuSimulator)),
         upgrade,
     };
+    // A file that cannot be created is bad input, said before anything starts.
+    let mut stream = match &args.events {
+        Some(p) => Some(crate::report::stream::EventStream::create(p).map_err(|e| {
+            crate::input::InputError::file(p, format!("cannot write the events file: {e}"))
+        })?),
+        None => None,
+    };
     let interrupts = crate::signals::listen();
     let mut terminal = Terminal::new(*printer);
     let mut log = crate::report::log::EventLog::default();
     let state_dir = settings.state_dir.clone();
-    let record = runner::run(settings, vec![&mut terminal, &mut log], interrupts).await;
+    let mut reporters: Vec<&mut dyn crate::report::events::Reporter> =
+        vec![&mut terminal, &mut log];
+    if let Some(s) = &mut stream {
+        reporters.push(s);
+    }
+    let record = runner::run(settings, reporters, interrupts).await;
     drop(terminal);
     // The folder claimed for the run id stays empty on targets that keep no state (an existing
     // cluster): remove it then (`remove_dir` leaves a folder that has something in it).
@@ -208,6 +237,9 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
             Ok(()) => printer.result(format!("metrics: {}", path.display())),
             Err(e) => printer.warn(format!("write metrics to {}: {e}", path.display())),
         }
+    }
+    if let Some(s) = &stream {
+        printer.result(format!("events: {}", s.path().display()));
     }
     Ok(code)
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::SweepArgs;
+use crate::cli::{Format, SweepArgs};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::input::InputError;
@@ -21,6 +21,7 @@ pub async fn sweep(args: SweepArgs, printer: &Printer) -> Result<u8, ExpectedErr
     }
     let mut left_total = Vec::new();
     let mut errors = 0;
+    let mut regions: Vec<serde_json::Value> = Vec::new();
     for region in &args.regions {
         let client = ec2::client(region).await;
         let found = match ec2::find(&client, args.run_id.as_deref(), chrono::Utc::now()).await {
@@ -31,25 +32,43 @@ pub async fn sweep(args: SweepArgs, printer: &Printer) -> Result<u8, ExpectedErr
                 continue;
             }
         };
+        let text = args.output == Format::Text;
         for (id, ty, state, run, exp) in &found.instances {
-            printer.result(format!(
-                "{region} instance {id} {ty} {state} run {run} expires {exp}"
-            ));
+            if text {
+                printer.result(format!(
+                    "{region} instance {id} {ty} {state} run {run} expires {exp}"
+                ));
+            }
         }
         for (id, run, exp) in &found.security_groups {
-            printer.result(format!(
-                "{region} security-group {id} run {run} expires {exp}"
-            ));
+            if text {
+                printer.result(format!(
+                    "{region} security-group {id} run {run} expires {exp}"
+                ));
+            }
         }
+        let mut row = serde_json::json!({
+            "region": region,
+            "instances": found.instances.iter().map(|(id, ty, state, run, exp)| serde_json::json!({
+                "id": id, "type": ty, "state": state, "run": run, "expires": exp.to_string(),
+            })).collect::<Vec<_>>(),
+            "securityGroups": found.security_groups.iter().map(|(id, run, exp)| serde_json::json!({
+                "id": id, "run": run, "expires": exp.to_string(),
+            })).collect::<Vec<_>>(),
+            "deleted": false,
+            "left": Vec::<String>::new(),
+        });
         let n = found.instances.len() + found.security_groups.len();
         if n == 0 {
             printer.progress(format!("{region}: nothing to sweep"));
+            regions.push(row);
             continue;
         }
         if !args.yes {
             printer.progress(format!(
                 "{region}: {n} resources would be deleted; run again with --yes to delete them"
             ));
+            regions.push(row);
             continue;
         }
         let progress = |l: String| printer.progress(format!("{region}: {l}"));
@@ -60,7 +79,13 @@ pub async fn sweep(args: SweepArgs, printer: &Printer) -> Result<u8, ExpectedErr
             &progress,
         )
         .await;
+        row["deleted"] = true.into();
+        row["left"] = left.clone().into();
+        regions.push(row);
         left_total.extend(left.into_iter().map(|l| format!("{region}: {l}")));
+    }
+    if args.output == Format::Json {
+        printer.json(&serde_json::json!({ "regions": regions, "errors": errors }));
     }
     if !left_total.is_empty() {
         return Err(ExpectedError::TeardownIncomplete(left_total));

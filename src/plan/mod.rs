@@ -13,6 +13,7 @@ pub mod driver;
 pub mod expect;
 mod namespace;
 mod operator;
+pub mod starter;
 
 pub use certification::Certification;
 pub use namespace::{TestNamespace, default_test_namespace, is_dns_label};
@@ -314,15 +315,14 @@ impl Plan {
         }
         let mut suites = Vec::new();
         for (i, s) in raw.suites.value.iter().enumerate() {
-            let path = suite_dir.join(format!("{}.yaml", s.value));
-            if !path.is_file() {
+            if !crate::suite::exists(suite_dir, &s.value) {
                 let known = crate::suite::known_suites(suite_dir);
                 return Err(InputError::at(
                     file,
                     s,
                     format!("suites[{i}]"),
                     format!(
-                        "no suite `{}` in {} (known: {})",
+                        "no suite `{}` in {} or built in (known: {})",
                         s.value,
                         suite_dir.display(),
                         known.join(", ")

@@ -112,8 +112,38 @@ impl Suite {
     }
 }
 
-/// Suite names in a folder.
+/// The suite `name`: `dir/<name>.yaml` when that file is there (a user's suite, or one edited
+/// in a clone), else the built-in one of that name; `None` when neither exists.
+pub fn resolve(dir: &Path, name: &str) -> Option<Result<Suite, Vec<InputError>>> {
+    let file = dir.join(format!("{name}.yaml"));
+    if file.is_file() {
+        return Some(Suite::load(&file));
+    }
+    let text = crate::builtin::suite(name)?;
+    let file = crate::builtin::label(&format!("suites/{name}.yaml"));
+    Some(
+        crate::input::parse_yaml(&file, text)
+            .map_err(|e| vec![e])
+            .and_then(|raw| validate(&file, raw)),
+    )
+}
+
+/// Whether [`resolve`] finds a suite `name`.
+pub fn exists(dir: &Path, name: &str) -> bool {
+    dir.join(format!("{name}.yaml")).is_file() || crate::builtin::suite(name).is_some()
+}
+
+/// Suite names in a folder and the built-in ones, sorted, each once.
 pub fn known_suites(dir: &Path) -> Vec<String> {
+    let mut out = on_disk(dir);
+    out.extend(crate::builtin::SUITES.iter().map(|(n, _)| n.to_string()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Suite names in a folder.
+fn on_disk(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()

@@ -1,7 +1,7 @@
 //! `gpuconform local up|down|status`.
 
 use crate::catalog::Catalog;
-use crate::cli::{DirArgs, UpArgs};
+use crate::cli::{DirArgs, Format, StatusArgs, UpArgs};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::fixture::ClusterFixture;
@@ -87,8 +87,36 @@ fn finish_stop(report: &StopReport, printer: &Printer) -> Result<(), ExpectedErr
 }
 
 /// `local status`: exit 0 when every process is alive, 3 otherwise.
-pub fn status(args: DirArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+pub fn status(flags: StatusArgs, printer: &Printer) -> Result<u8, ExpectedError> {
+    let args = flags.dir;
     let (state, processes) = local::status(&args.dir)?;
+    if flags.output == Format::Json {
+        let supervisor_alive = state
+            .supervisor
+            .as_ref()
+            .map(crate::target::local::process::is_ours);
+        let all = supervisor_alive.unwrap_or(true) && processes.iter().all(|(_, a)| *a);
+        printer.json(&serde_json::json!({
+            "cluster": state.cluster,
+            "fixture": state.fixture.display().to_string(),
+            "kubernetesVersion": state.kubernetes_version,
+            "server": state.server,
+            "kubeconfig": args.dir.join("kubeconfig").display().to_string(),
+            "nodes": state.nodes,
+            "supervisor": state.supervisor.as_ref().map(|s| serde_json::json!({
+                "name": s.name, "pid": s.pid, "running": supervisor_alive.unwrap_or(false),
+            })),
+            "processes": processes.iter().map(|(p, alive)| serde_json::json!({
+                "name": p.name, "pid": p.pid, "running": alive, "ports": p.ports,
+            })).collect::<Vec<_>>(),
+            "running": all,
+        }));
+        return Ok(if all {
+            exit_codes::OK
+        } else {
+            exit_codes::INFRA_ERROR
+        });
+    }
     printer.result(format!(
         "cluster {} ({}), Kubernetes {}, API {}",
         state.cluster,

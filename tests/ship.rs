@@ -1,0 +1,168 @@
+//! What ships beside the binary: the image Dockerfiles (hadolint, every file they copy exists,
+//! the helm/kubectl pins agree with scripts/install-tools, non-root), and the shell completions
+//! and man page the binary generates.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn dockerfiles() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("images"))
+        .expect("images/")
+        .flatten()
+        .map(|e| e.path().join("Dockerfile"))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `ARG NAME=value` and `NAME=value` pins of a file.
+fn pin(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let l = l.trim().trim_start_matches("ARG ").trim();
+        l.strip_prefix(&format!("{name}=")).map(str::to_string)
+    })
+}
+
+#[test]
+fn dockerfiles_lint_and_copy_only_what_exists() {
+    let files = dockerfiles();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let hadolint = tools_dir().join("venv/bin/hadolint");
+    assert!(
+        hadolint.is_file(),
+        "no hadolint in the test venv: run scripts/install-tools"
+    );
+    for f in &files {
+        let out = Command::new(&hadolint)
+            .arg(f)
+            .output()
+            .expect("run hadolint");
+        assert!(
+            out.status.success(),
+            "hadolint {}:\n{}",
+            f.display(),
+            text(&out)
+        );
+        let body = std::fs::read_to_string(f).expect("Dockerfile");
+        let mut last_user = None;
+        for line in body.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first().copied() {
+                Some("COPY") if !words.iter().any(|w| w.starts_with("--from=")) => {
+                    // Every source (all but the last word) is in the build context: the repo.
+                    for src in &words[1..words.len() - 1] {
+                        if *src == "." {
+                            continue;
+                        }
+                        assert!(
+                            root().join(src).exists(),
+                            "{}: COPY {src}: no such file in the repository",
+                            f.display()
+                        );
+                    }
+                }
+                Some("FROM") => {
+                    assert!(
+                        words
+                            .get(1)
+                            .is_some_and(|i| i.contains(':') && !i.ends_with(":latest")),
+                        "{}: `{line}`: pin the base image",
+                        f.display()
+                    );
+                    last_user = None;
+                }
+                Some("USER") => last_user = words.get(1).map(|u| u.to_string()),
+                _ => {}
+            }
+        }
+        let user =
+            last_user.unwrap_or_else(|| panic!("{}: the final stage sets no USER", f.display()));
+        let uid: u32 = user
+            .split(':')
+            .next()
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("{}: USER {user} is not numeric", f.display()));
+        assert_ne!(uid, 0, "{}: runs as root", f.display());
+    }
+}
+
+#[test]
+fn the_image_ships_the_tools_the_tests_pin() {
+    let install =
+        std::fs::read_to_string(root().join("scripts/install-tools")).expect("install-tools");
+    let image =
+        std::fs::read_to_string(root().join("images/gpuconform/Dockerfile")).expect("Dockerfile");
+    for name in ["LAYER_PACKAGE", "HELM_SHA256", "KUBECTL_SHA256"] {
+        let want = pin(&install, name).unwrap_or_else(|| panic!("{name} not in install-tools"));
+        assert_eq!(pin(&image, name).as_deref(), Some(want.as_str()), "{name}");
+    }
+    let dockerignore =
+        std::fs::read_to_string(root().join(".dockerignore")).expect(".dockerignore");
+    for ignored in ["target", "reports", ".git"] {
+        assert!(
+            dockerignore.lines().any(|l| l.trim() == ignored),
+            "{ignored} not ignored"
+        );
+    }
+}
+
+fn generated(args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run gpuconform");
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// bash parses the completion script, and it completes the subcommands and `run`'s flags.
+#[test]
+fn completions_parse_and_name_the_commands() {
+    let script = generated(&["completions", "bash"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("gpuconform.bash");
+    std::fs::write(&path, &script).expect("write");
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("bash -n");
+    assert!(out.status.success(), "bash -n: {}", text(&out));
+    for word in ["init", "run", "--events", "--metrics", "compare"] {
+        assert!(script.contains(word), "{word} not completed");
+    }
+    for shell in ["zsh", "fish"] {
+        assert!(
+            generated(&["completions", shell]).contains("gpuconform"),
+            "{shell}"
+        );
+    }
+}
+
+/// One roff page per command; the top page names every subcommand.
+#[test]
+fn man_pages_cover_every_command() {
+    let top = generated(&["man"]);
+    assert!(
+        top.starts_with(".ie") || top.contains(".TH gpuconform"),
+        "{}",
+        &top[..top.len().min(200)]
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    generated(&["man", "--out", &tmp.path().to_string_lossy()]);
+    for page in [
+        "gpuconform.1",
+        "gpuconform-run.1",
+        "gpuconform-init.1",
+        "gpuconform-local-status.1",
+    ] {
+        let text = std::fs::read_to_string(tmp.path().join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}");
+    }
+}
