@@ -278,6 +278,11 @@ pub struct RunArgs {
     /// (`schemas/events.schema.json`, docs/events.md).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Also write the finished run's summary (counts, exit code, run folder, summary.md) to
+    /// this ConfigMap, created or replaced: `NAMESPACE/NAME`, or `NAME` in the pod's own
+    /// namespace (an in-cluster run). Only for a `kubeconfig` target.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pub summary_configmap: Option<String>,
 }
 
 impl RunArgs {

@@ -83,6 +83,13 @@ async fn gather(d: &DryRun<'_>, path: Option<PathBuf>, context: Option<String>) 
             .contains("throughput")
             .then(|| plan.bench_image.clone()),
     };
+    let (path, context) = match crate::target::existing::with_in_cluster(path, context) {
+        Ok(pc) => pc,
+        Err(e) => {
+            report.version = Err(crate::errors::chain(&e));
+            return report;
+        }
+    };
     let config = match crate::target::existing::load_config(path.as_ref(), context.as_ref()).await {
         Ok(c) => c,
         Err(e) => {

@@ -10,6 +10,7 @@ mod local;
 mod run;
 mod shell;
 mod simulator;
+mod summary;
 mod sweep;
 mod verify;
 

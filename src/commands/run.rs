@@ -111,6 +111,13 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         None => None,
     };
     let compare_settings = plan.compare.clone();
+    let summary_place = match &args.summary_configmap {
+        Some(f) => Some(super::summary::place(f, &plan).map_err(|why| {
+            crate::input::InputError::file(Path::new(&format!("--summary-configmap {f}")), why)
+        })?),
+        None => None,
+    };
+    let summary_plan = summary_place.as_ref().map(|_| plan.clone());
     let mut errors = Vec::new();
     let mut suites = Vec::new();
     for name in &plan.suites {
@@ -153,6 +160,10 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         }
     });
     let flags = TargetFlags {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let summary_flags = TargetFlags {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
     };
@@ -240,6 +251,21 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
     }
     if let Some(s) = &stream {
         printer.result(format!("events: {}", s.path().display()));
+    }
+    if let (Some(place), Some(plan)) = (&summary_place, &summary_plan) {
+        let data = super::summary::data(&record, code, &dir);
+        match super::summary::write(place, plan, &summary_flags, data).await {
+            Ok(()) => printer.result(format!(
+                "summary: configmap {}/{}",
+                place.namespace, place.name
+            )),
+            Err(e) => printer.warn(format!(
+                "write the summary to configmap {}/{}: {}",
+                place.namespace,
+                place.name,
+                crate::errors::chain(e.as_ref())
+            )),
+        }
     }
     Ok(code)
 }

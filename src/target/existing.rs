@@ -22,6 +22,17 @@ pub enum ConnectError {
     // the chain does not repeat them.
     #[error("connect to the cluster: {0}")]
     Config(Box<dyn std::error::Error + Send + Sync>),
+    /// A ServiceAccount file of the in-cluster configuration could not be read.
+    #[error("connect to the cluster: in-cluster configuration: {what} {}", path.display())]
+    InCluster {
+        /// What was read.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The API server did not answer.
     #[error("connect to the cluster at {server}: {cause}")]
     Api {
@@ -57,12 +68,30 @@ pub fn kubeconfig_path(
     plan.cloned()
 }
 
+/// The kubeconfig to use: `path` and `context` as given, except in a pod (none given, no
+/// kubeconfig anywhere, the service's address in the environment), where it is the
+/// in-cluster configuration's kubeconfig ([`super::in_cluster::kubeconfig`]).
+pub fn with_in_cluster(
+    path: Option<PathBuf>,
+    context: Option<String>,
+) -> Result<(Option<PathBuf>, Option<String>), ConnectError> {
+    if path.is_none() && context.is_none() && super::in_cluster::applies() {
+        let k = super::in_cluster::kubeconfig(
+            &super::in_cluster::dir(),
+            &super::in_cluster::cache_dir(),
+        )?;
+        return Ok((Some(k), None));
+    }
+    Ok((path, context))
+}
+
 /// Connects with the given kubeconfig and context (None: kubectl's default resolution).
 pub async fn connect(
     path: Option<PathBuf>,
     context: Option<String>,
     timeout: Duration,
 ) -> Result<Cluster, ConnectError> {
+    let (path, context) = with_in_cluster(path, context)?;
     let config = load_config(path.as_ref(), context.as_ref()).await?;
     connect_with(config, path, context, timeout).await
 }

@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod existing;
 pub mod gpu_nodes;
+pub mod in_cluster;
 pub mod local;
 
 use std::path::{Path, PathBuf};
