@@ -113,6 +113,9 @@ for suite in xml:
             elif isinstance(r, Error): e += 1
             elif isinstance(r, Skipped): s += 1
     assert (suite.tests, suite.failures, suite.errors) == (n, f, e), (suite.name, suite.tests, n, suite.failures, f, suite.errors, e)
+    # Each testcase carries its share of its step's time: they add up to the suite's.
+    total = sum(float(case.time) for case in suite)
+    assert abs(total - float(suite.time)) <= 0.001 * max(1, n), (suite.name, total, suite.time)
     tests += n; failures += f; errors += e; skipped += s
 print(tests, failures, errors, skipped)
 "#;
@@ -121,6 +124,26 @@ print(tests, failures, errors, skipped)
         .map(|n| n.parse().expect("number"))
         .collect();
     (nums[0], nums[1], nums[2], nums[3])
+}
+
+/// Validates a JUnit file with lxml against the strict schema Jenkins' xUnit plugin uses
+/// (`tests/data/junit/junit-10.xsd`, vendored with its source and licence).
+fn strict_junit(path: &Path) {
+    let script = format!(
+        r#"
+import sys
+from lxml import etree
+schema = etree.XMLSchema(etree.parse({xsd:?}))
+doc = etree.parse(sys.argv[1])
+if not schema.validate(doc):
+    sys.exit("\n".join(str(e) for e in schema.error_log))
+"#,
+        xsd = root()
+            .join("tests/data/junit/junit-10.xsd")
+            .display()
+            .to_string()
+    );
+    venv_python(&script, path, "the strict JUnit schema (lxml)");
 }
 
 /// Every sample of a Prometheus text file as `(name, "k=v,k=v", value)`, parsed by
@@ -236,6 +259,7 @@ fn default_plan_passes_with_reports() {
     }
     let (tests, failures, errors, _) = junitparser(&dir.join("junit.xml"));
     assert_eq!((failures, errors), (0, 0));
+    strict_junit(&dir.join("junit.xml"));
     assert_eq!(
         tests as usize,
         all.len() + r["phases"].as_array().map_or(0, Vec::len)
@@ -2279,4 +2303,81 @@ fn the_chart_runs_as_its_cronjob_would_with_the_in_cluster_configuration() {
             .is_some_and(|s| s.contains("— passed")),
         "{cm:#}"
     );
+}
+
+/// A step with `retries: 1` on a node whose label never comes: the check runs again on that
+/// node only, the testcase still fails and carries its first attempt, and the JUnit shows it as
+/// a `rerunFailure` and stays valid against the strict schema.
+#[test]
+fn a_retried_step_keeps_its_attempts_and_the_junit_stays_strict() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let suites = tmp.path().join("suites");
+    std::fs::create_dir_all(&suites).expect("mkdir");
+    for name in ["gpu-stack", "teardown"] {
+        let mut text =
+            std::fs::read_to_string(root().join(format!("suites/{name}.yaml"))).expect("suite");
+        if name == "gpu-stack" {
+            let before = "  - name: labels\n    check: labels\n";
+            assert!(text.contains(before), "{text}");
+            text = text.replace(
+                before,
+                "  - name: labels\n    check: labels\n    retries: 1\n",
+            );
+        }
+        std::fs::write(suites.join(format!("{name}.yaml")), text).expect("write suite");
+    }
+    let p = plan(
+        tmp.path(),
+        "retried",
+        "fixtures/clusters/faults/missing-label.yaml",
+        "25s",
+        "10s",
+    );
+    let text_plan = std::fs::read_to_string(&p)
+        .expect("plan")
+        .replace("  - throughput\n", "");
+    std::fs::write(&p, text_plan).expect("write plan");
+    let reports = tmp.path().join("reports");
+    let out = gpuconform(&[
+        "run",
+        &p.to_string_lossy(),
+        "--reports",
+        &reports.to_string_lossy(),
+        "--suite-dir",
+        &suites.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("retry 1 of 1"), "{}", text(&out));
+    let dir = run_dir(&reports);
+    let r = results(&dir);
+    let labels = r["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == "labels/gpu-worker-1")
+        .expect("labels case");
+    assert_eq!(labels["status"], "failed", "{labels:#}");
+    let attempts = labels["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{labels:#}");
+    assert!(
+        attempts[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nvidia.com/gpu.product is missing")),
+        "{labels:#}"
+    );
+    // Only the failed node's check ran again: the passing nodes carry no attempts.
+    assert!(
+        r["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .filter(|c| c["name"] != "labels/gpu-worker-1")
+            .all(|c| c.get("attempts").is_none()),
+        "{r:#}"
+    );
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit");
+    assert_eq!(junit.matches("<rerunFailure").count(), 1, "{junit}");
+    strict_junit(&dir.join("junit.xml"));
+    let (_, failures, _, _) = junitparser(&dir.join("junit.xml"));
+    assert_eq!(failures, 1);
 }

@@ -166,3 +166,38 @@ fn man_pages_cover_every_command() {
         assert!(text.contains(".TH"), "{page}");
     }
 }
+
+/// The JUnit golden (what `report::junit` renders for a record with a failure, a rerun, a
+/// flaky pass, a skip and an attachment) is valid against the strict schema Jenkins' xUnit
+/// plugin validates with.
+#[test]
+fn the_junit_golden_is_valid_against_the_strict_schema() {
+    let python = tools_dir().join("venv/bin/python");
+    let script = r#"
+import sys
+from lxml import etree
+schema = etree.XMLSchema(etree.parse(sys.argv[1]))
+if not schema.validate(etree.parse(sys.argv[2])):
+    sys.exit("\n".join(str(e) for e in schema.error_log))
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(root().join("tests/data/junit/junit-10.xsd"))
+        .arg(root().join("tests/golden/junit.xml"))
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", text(&out));
+    let golden = std::fs::read_to_string(root().join("tests/golden/junit.xml")).expect("golden");
+    for element in [
+        "<rerunFailure",
+        "<flakyError",
+        "[[ATTACHMENT|",
+        "timestamp=",
+    ] {
+        assert!(
+            golden.contains(element),
+            "{element} not exercised by the golden"
+        );
+    }
+}

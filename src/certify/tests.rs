@@ -23,6 +23,7 @@ fn case(suite: &str, name: &str, status: Status) -> Case {
         warnings: Vec::new(),
         seconds: 0.5,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     }
 }

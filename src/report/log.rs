@@ -106,6 +106,14 @@ pub fn lines(event: &Event) -> Vec<String> {
                 c.suite, c.name, c.seconds
             )];
             out.extend(c.warnings.iter().map(|w| format!("    warning: {w}")));
+            for (i, a) in c.attempts.iter().enumerate() {
+                out.push(format!(
+                    "    attempt {} {:?}: {}",
+                    i + 1,
+                    a.status,
+                    a.message.as_deref().unwrap_or("failed")
+                ));
+            }
             if c.status != Status::Passed {
                 out.extend(c.detail.lines().map(|l| format!("    {l}")));
             }
@@ -186,6 +194,7 @@ mod tests {
             warnings: vec!["slow".into()],
             seconds: 2.0,
             diagnostics: Vec::new(),
+            attempts: Vec::new(),
             layer: None,
         };
         assert_eq!(

@@ -73,6 +73,30 @@ pub struct Case {
     /// For a failure or error: the layer of the stack it belongs to (set by the fold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer: Option<crate::gpu_stack::layer::Layer>,
+    /// The earlier attempts of a step with `retries:`, oldest first; the case's own status is
+    /// the last attempt's. A passed case with attempts is flaky.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One earlier attempt of a retried testcase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    /// Failed or error (a passing attempt ends the retries).
+    pub status: Status,
+    /// Its one line.
+    pub message: Option<String>,
+    /// What the check saw then.
+    pub detail: String,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+impl Case {
+    /// Passed, but only after failing first.
+    pub fn flaky(&self) -> bool {
+        self.status == Status::Passed && !self.attempts.is_empty()
+    }
 }
 
 /// Cloud instances a run used (aws target).
@@ -301,6 +325,7 @@ pub(crate) mod tests {
                     warnings: Vec::new(),
                     seconds: 1.5,
                     diagnostics: Vec::new(),
+                    attempts: Vec::new(),
                     layer: None,
                 }
             };
@@ -317,6 +342,13 @@ pub(crate) mod tests {
             .diagnostics
             .push("diagnostics/gpu-stack-labels-gpu-worker-1".into());
         failed.layer = Some(crate::gpu_stack::layer::Layer::DevicePlugin);
+        // A step with `retries: 1`: the failure stood after its retry.
+        failed.attempts.push(Attempt {
+            status: Status::Failed,
+            message: Some("gpu-worker-1: nvidia.com/gpu.count is missing".into()),
+            detail: "first attempt".into(),
+            seconds: 1.0,
+        });
         let mut warned = case(
             "verified-empty",
             "verified-empty/gpu-worker-1",
@@ -324,6 +356,13 @@ pub(crate) mod tests {
             Status::Passed,
             None,
         );
+        // Passed on its retry: flaky.
+        warned.attempts.push(Attempt {
+            status: Status::Error,
+            message: Some("list nodes: connection reset".into()),
+            detail: "first attempt".into(),
+            seconds: 0.5,
+        });
         warned.warnings.push("gpu-worker-1: 2 nvidia.com labels left after uninstall: nvidia.com/gpu.present, nvidia.com/gpu.deploy.driver".into());
         RunRecord {
             schema_version: RESULTS_SCHEMA_VERSION,

@@ -5,6 +5,7 @@ use super::{RunRecord, Status};
 /// The Markdown summary of a run.
 pub fn render(r: &RunRecord) -> String {
     let (passed, failed, errors, skipped) = r.counts();
+    let flaky = r.cases.iter().filter(|c| c.flaky()).count();
     let verdict = if !r.finished {
         "teardown in progress (this report is rewritten when the run ends)"
     } else if r.interrupted {
@@ -16,7 +17,7 @@ pub fn render(r: &RunRecord) -> String {
     };
     let mut s = format!("# gpuconform {} — {verdict}\n\n", r.run_id);
     s.push_str(&format!(
-        "| | |\n|---|---|\n| plan | `{}` |\n| cluster | {} (Kubernetes {}) |\n| operator | {} {} |\n| driver | {} |\n| GPUs | {} |\n| result | {passed} passed, {failed} failed, {errors} errors, {skipped} skipped in {:.0} s |\n| exit code | {} |\n\n",
+        "| | |\n|---|---|\n| plan | `{}` |\n| cluster | {} (Kubernetes {}) |\n| operator | {} {} |\n| driver | {} |\n| GPUs | {} |\n| result | {passed} passed{}, {failed} failed, {errors} errors, {skipped} skipped in {:.0} s |\n| exit code | {} |\n\n",
         r.plan,
         r.cluster,
         r.kubernetes_version,
@@ -24,6 +25,7 @@ pub fn render(r: &RunRecord) -> String {
         r.operator_chart_version,
         if r.driver_version.is_empty() { "(chart default)" } else { &r.driver_version },
         if r.gpu_models.is_empty() { "none found".to_string() } else { r.gpu_models.join(", ") },
+        if flaky > 0 { format!(" ({flaky} flaky)") } else { String::new() },
         r.seconds,
         r.exit_code,
     ));
@@ -60,17 +62,27 @@ pub fn render(r: &RunRecord) -> String {
     s.push_str("\n## Testcases\n\n| suite | testcase | status | message |\n|---|---|---|---|\n");
     for c in &r.cases {
         let status = match c.status {
+            Status::Passed if c.flaky() => "passed (**flaky**)",
             Status::Passed if !c.warnings.is_empty() => "passed (warning)",
             Status::Passed => "passed",
             Status::Failed => "**failed**",
             Status::Error => "**error**",
             Status::Skipped => "skipped",
         };
-        let msg = c
+        let mut msg = c
             .message
             .clone()
             .or_else(|| c.warnings.first().cloned())
             .unwrap_or_default();
+        // What the earlier attempts of a retried step said, so a flaky pass is not silent.
+        if let Some(first) = c.attempts.first() {
+            msg = format!(
+                "{msg}{}after {} earlier attempt(s), the first: {}",
+                if msg.is_empty() { "" } else { "; " },
+                c.attempts.len(),
+                first.message.as_deref().unwrap_or("failed")
+            );
+        }
         s.push_str(&format!(
             "| {} | {} | {status} | {} |\n",
             c.suite,

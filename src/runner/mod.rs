@@ -11,6 +11,7 @@
 pub mod diagnostics;
 mod inventory;
 mod phase;
+mod retry;
 pub mod suite;
 mod upgrade;
 
@@ -479,6 +480,7 @@ fn discovery_case(
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     }
 }

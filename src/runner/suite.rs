@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Emitter;
 use super::diagnostics;
+use super::retry;
 use crate::checks::{self, Ctx, Outcome};
 use crate::report::events::Event;
 use crate::report::{Case, Status};
@@ -218,6 +219,36 @@ impl Scheduler<'_, '_, '_> {
                 );
                 continue;
             };
+            // `retries:` — each failed testcase's check again, on its node only.
+            let mut history = BTreeMap::new();
+            let mut seconds = seconds;
+            for attempt in 1..=step.retries {
+                let bad = retry::failing(&outcomes);
+                if bad.is_empty() || self.interrupts.borrow().count > seen {
+                    break;
+                }
+                let again_on = retry::nodes(&outcomes, &bad, per_node, &only);
+                self.em.emit(Event::Note(format!(
+                    "{}/{}: {} failed testcases, retry {attempt} of {}",
+                    suite.name,
+                    step.name,
+                    bad.len(),
+                    step.retries
+                )));
+                let t = Instant::now();
+                let again = tokio::select! {
+                    o = checks::run(step, ctx, t + timeout, &again_on) => Some(o),
+                    _ = signals::beyond(self.interrupts, seen) => None,
+                };
+                while let Ok(e) = self.from_checks.try_recv() {
+                    self.em.emit(e);
+                }
+                seconds += t.elapsed().as_secs_f64();
+                let Some(again) = again else {
+                    break;
+                };
+                retry::merge(&mut outcomes, &bad, again, t.elapsed(), &mut history);
+            }
             if per_node {
                 for (n, why) in &skipped {
                     outcomes.push(Outcome::skip(n.clone(), Some(n), why.clone()));
@@ -229,7 +260,8 @@ impl Scheduler<'_, '_, '_> {
                     .count();
             }
             results.insert(step.name.clone(), result_of(per_node, &outcomes, &skipped));
-            self.emit_outcomes(suite, step, outcomes, seconds).await;
+            self.emit_outcomes(suite, step, outcomes, seconds, history)
+                .await;
         }
         if let Some(c) = nothing_checked(
             suite,
@@ -255,6 +287,7 @@ impl Scheduler<'_, '_, '_> {
         step: &Step,
         outcomes: Vec<Outcome>,
         seconds: f64,
+        mut history: BTreeMap<String, Vec<crate::report::Attempt>>,
     ) {
         use futures::StreamExt as _;
         let ctx = self.ctx;
@@ -262,9 +295,17 @@ impl Scheduler<'_, '_, '_> {
             ctx.plan.operator.namespace.as_str(),
             ctx.test_namespace.as_str(),
         ];
+        // The step's wall time shared by its testcases (they ran at once), so a suite's time
+        // is the sum of its testcases' and does not grow with the node count.
+        let share = seconds / outcomes.len().max(1) as f64;
         let mut cases: Vec<Case> = outcomes
             .into_iter()
-            .map(|o| case(suite, step, o, seconds))
+            .map(|o| {
+                let attempts = history.remove(&o.subject).unwrap_or_default();
+                let mut c = case(suite, step, o, share);
+                c.attempts = attempts;
+                c
+            })
             .collect();
         let failed: Vec<bool> = cases
             .iter()
@@ -353,6 +394,7 @@ pub fn nothing_checked(
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     })
 }
@@ -375,6 +417,7 @@ pub fn case(suite: &Suite, step: &Step, o: Outcome, seconds: f64) -> Case {
         warnings: o.warnings,
         seconds,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     }
 }
@@ -426,6 +469,7 @@ mod tests {
             needs: needs.iter().map(|s| s.to_string()).collect(),
             params: BTreeMap::new(),
             timeout: None,
+            retries: 0,
         }
     }
 

@@ -429,6 +429,7 @@ impl Upgrade<'_> {
             warnings: Vec::new(),
             seconds: 0.0,
             diagnostics: Vec::new(),
+            attempts: Vec::new(),
             layer: None,
         };
         match result {

@@ -39,6 +39,8 @@ struct RawStep {
     params: BTreeMap<String, Spanned<serde_json::Value>>,
     #[serde(default)]
     timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    retries: Option<Spanned<i64>>,
 }
 
 /// One step.
@@ -54,7 +56,13 @@ pub struct Step {
     pub params: BTreeMap<String, serde_json::Value>,
     /// Overrides the plan's step timeout.
     pub timeout: Option<Duration>,
+    /// How many more times a failed testcase's check runs (on its node only) before it counts
+    /// as failed; one that passes on a retry is reported flaky (0: no retries).
+    pub retries: u32,
 }
+
+/// The most `retries:` a step may have: a check that needs more is broken, not flaky.
+pub const MAX_RETRIES: i64 = 3;
 
 impl Step {
     /// An integer parameter, or its default from the kind's table.
@@ -309,6 +317,37 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                     }
                 },
             };
+            let retries = match &s.retries {
+                None => 0,
+                Some(r) if kind == Some(CheckKind::Uninstall) => {
+                    errors.push(InputError::at(
+                        file,
+                        r,
+                        field("retries"),
+                        "uninstall is an action, not a check: it is never retried",
+                    ));
+                    0
+                }
+                Some(r) if kind == Some(CheckKind::Throughput) => {
+                    errors.push(InputError::at(
+                        file,
+                        r,
+                        field("retries"),
+                        "throughput is a measurement: a retry would report the better of two runs",
+                    ));
+                    0
+                }
+                Some(r) if (0..=MAX_RETRIES).contains(&r.value) => r.value as u32,
+                Some(r) => {
+                    errors.push(InputError::at(
+                        file,
+                        r,
+                        field("retries"),
+                        format!("`{}`: give 0 to {MAX_RETRIES}", r.value),
+                    ));
+                    0
+                }
+            };
             seen.push(name.clone());
             // An unknown kind is already an error; the step is not used then.
             let step = Step {
@@ -321,6 +360,7 @@ fn validate(file: &Path, raw: RawSuite) -> Result<Suite, Vec<InputError>> {
                     .map(|(k, v)| (k.clone(), v.value.clone()))
                     .collect(),
                 timeout,
+                retries,
             };
             if is_finally {
                 finally.push(step);
@@ -360,6 +400,27 @@ mod tests {
         assert_eq!(s.steps[0].int("maxRestarts"), 2);
         assert_eq!(s.steps[1].int("memoryTolerancePercent"), 0, "the default");
         assert_eq!(s.finally[0].check, CheckKind::Uninstall);
+    }
+
+    #[test]
+    fn retries_are_bounded_and_only_for_checks() {
+        let s = check("name: s\nsteps:\n  - name: a\n    check: labels\n    retries: 2\n")
+            .expect("valid");
+        assert_eq!(s.steps[0].retries, 2);
+        let errs = check("name: s\nsteps:\n  - name: a\n    check: labels\n    retries: 4\n  - name: b\n    check: throughput\n    retries: 1\nfinally:\n  - name: c\n    check: uninstall\n    retries: 1\n").expect_err("invalid");
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        for (field, line, msg) in [
+            ("steps[0].retries", 5, "give 0 to 3"),
+            ("steps[1].retries", 8, "measurement"),
+            ("finally[0].retries", 12, "action"),
+        ] {
+            let e = errs
+                .iter()
+                .find(|e| e.field.as_deref() == Some(field))
+                .unwrap_or_else(|| panic!("{field} missing: {text:#?}"));
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
     }
 
     #[test]

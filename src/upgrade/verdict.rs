@@ -159,6 +159,7 @@ pub fn case(step: &str, node: Option<&str>, status: Status, message: Option<Stri
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     }
 }

@@ -13,6 +13,7 @@ fn case(suite: &str, check: &str, name: &str, node: Option<&str>, status: Status
         warnings: Vec::new(),
         seconds: 0.0,
         diagnostics: Vec::new(),
+        attempts: Vec::new(),
         layer: None,
     }
 }
