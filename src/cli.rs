@@ -274,6 +274,11 @@ pub struct RunArgs {
     /// failed run keeps the file's last-success timestamp (docs/metrics.md).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Also push the run's metrics to this Prometheus Pushgateway (`http://host:9091`), group
+    /// `job=gpuconform, plan=<plan>`; with --metrics too, a failed run pushes the file's
+    /// carried-forward last-success timestamp.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
     /// Also write every event of the run to FILE as it happens, one JSON object per line
     /// (`schemas/events.schema.json`, docs/events.md).
     #[arg(long, value_name = "FILE")]

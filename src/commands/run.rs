@@ -111,6 +111,11 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         None => None,
     };
     let compare_settings = plan.compare.clone();
+    if let Some(url) = &args.pushgateway {
+        crate::report::push::parse(url).map_err(|e| {
+            crate::input::InputError::file(Path::new("--pushgateway"), e.to_string())
+        })?;
+    }
     let summary_place = match &args.summary_configmap {
         Some(f) => Some(super::summary::place(f, &plan).map_err(|why| {
             crate::input::InputError::file(Path::new(&format!("--summary-configmap {f}")), why)
@@ -243,10 +248,17 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         record.exit_code
     };
     // With the process's own exit code: a regression against the baseline is not a success.
+    let metrics = crate::report::metrics::now_text(&record, code, args.metrics.as_deref());
     if let Some(path) = &args.metrics {
-        match crate::report::metrics::write(path, &record, code) {
+        match crate::report::metrics::write_text(path, &metrics) {
             Ok(()) => printer.result(format!("metrics: {}", path.display())),
             Err(e) => printer.warn(format!("write metrics to {}: {e}", path.display())),
+        }
+    }
+    if let Some(url) = &args.pushgateway {
+        match crate::report::push::push(url, &record.plan, &metrics) {
+            Ok(()) => printer.result(format!("metrics pushed: {url}")),
+            Err(e) => printer.warn(crate::errors::chain(&e)),
         }
     }
     if let Some(s) = &stream {

@@ -226,14 +226,24 @@ pub fn previous_success(text: &str, plan: &str) -> Option<f64> {
 /// temporary file beside it, then renamed over it, so a scrape never reads half a file. A failed
 /// run keeps the last-success timestamp of the file it replaces.
 pub fn write(path: &Path, record: &RunRecord, exit_code: u8) -> std::io::Result<()> {
+    write_text(path, &now_text(record, exit_code, Some(path)))
+}
+
+/// The metrics of a run that ends now; `previous` is a metrics file whose last-success value a
+/// failed run carries forward.
+pub fn now_text(record: &RunRecord, exit_code: u8, previous: Option<&Path>) -> String {
     let finished_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64().floor())
         .unwrap_or_default();
-    let previous = std::fs::read_to_string(path)
-        .ok()
+    let previous = previous
+        .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|t| previous_success(&t, &record.plan));
-    let text = render(record, exit_code, finished_at, previous);
+    render(record, exit_code, finished_at, previous)
+}
+
+/// Replaces `path` with `text` atomically (written beside, then renamed).
+pub fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

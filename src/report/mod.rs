@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod junit;
 pub mod log;
 pub mod metrics;
+pub mod push;
 pub mod stream;
 pub mod summary;
 pub mod terminal;
