@@ -199,20 +199,28 @@ pub async fn watch_nodes(
         .default_backoff()
         .applied_objects();
     let mut stream = std::pin::pin!(stream);
+    // Each event judges only its own node: the set of nodes not yet right shrinks and grows
+    // with them, so a list of thousands of nodes costs one judgement per event, not one per
+    // node per event.
+    let by_name: std::collections::BTreeMap<&str, &GpuNode> =
+        nodes.iter().map(|g| (g.name.as_str(), g)).collect();
+    let mut pending: std::collections::BTreeSet<String> =
+        nodes.iter().map(|g| g.name.clone()).collect();
     let _ = tokio::time::timeout(left(deadline), async {
         while let Some(ev) = stream.next().await {
-            if let Ok(n) = ev
-                && let Some(slot) = last.get_mut(&n.name_any())
-            {
-                *slot = Some(n);
-                let done = nodes.iter().all(|g| {
-                    last.get(&g.name)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|n| ok(n, g))
-                });
-                if done {
-                    break;
-                }
+            let Ok(n) = ev else { continue };
+            let name = n.name_any();
+            let Some(g) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            if ok(&n, g) {
+                pending.remove(&name);
+            } else {
+                pending.insert(name.clone());
+            }
+            last.insert(name, Some(n));
+            if pending.is_empty() {
+                break;
             }
         }
     })
