@@ -87,14 +87,20 @@ pub fn label(rel: &str) -> PathBuf {
     PathBuf::from(format!("builtin:{rel}"))
 }
 
-/// The cache folder the default plan's tree is written into.
-pub fn cache_dir() -> PathBuf {
+/// gpuconform's cache root: `$XDG_CACHE_HOME/gpuconform`, else `~/.cache/gpuconform`, else
+/// `.cache/gpuconform` (the tool cache, the default plan's tree and the in-cluster kubeconfig
+/// live under it).
+pub fn cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"))
         .join("gpuconform")
-        .join("builtin")
+}
+
+/// The cache folder the default plan's tree is written into.
+pub fn cache_dir() -> PathBuf {
+    cache_root().join("builtin")
 }
 
 /// The default plan's text as written out under `root`: its `fixtures/` paths point into `root`.

@@ -168,10 +168,8 @@ pub async fn run(args: RunArgs, mode: Mode, printer: &Printer) -> Result<u8, Exp
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
     };
-    let summary_flags = TargetFlags {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-    };
+    // The runner takes `flags`; the summary ConfigMap is written with the same ones after it.
+    let summary_flags = flags.clone();
     if args.dry_run {
         if let Some(up) = &upgrade {
             printer.warn(format!(

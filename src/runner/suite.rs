@@ -243,11 +243,12 @@ impl Scheduler<'_, '_, '_> {
                 while let Ok(e) = self.from_checks.try_recv() {
                     self.em.emit(e);
                 }
-                seconds += t.elapsed().as_secs_f64();
+                let took = t.elapsed();
+                seconds += took.as_secs_f64();
                 let Some(again) = again else {
                     break;
                 };
-                retry::merge(&mut outcomes, &bad, again, t.elapsed(), &mut history);
+                retry::merge(&mut outcomes, &bad, again, took, &mut history);
             }
             if per_node {
                 for (n, why) in &skipped {

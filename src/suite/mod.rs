@@ -408,19 +408,15 @@ mod tests {
             .expect("valid");
         assert_eq!(s.steps[0].retries, 2);
         let errs = check("name: s\nsteps:\n  - name: a\n    check: labels\n    retries: 4\n  - name: b\n    check: throughput\n    retries: 1\nfinally:\n  - name: c\n    check: uninstall\n    retries: 1\n").expect_err("invalid");
-        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        for (field, line, msg) in [
-            ("steps[0].retries", 5, "give 0 to 3"),
-            ("steps[1].retries", 8, "measurement"),
-            ("finally[0].retries", 12, "action"),
-        ] {
-            let e = errs
-                .iter()
-                .find(|e| e.field.as_deref() == Some(field))
-                .unwrap_or_else(|| panic!("{field} missing: {text:#?}"));
-            assert_eq!(e.line, Some(line), "{e}");
-            assert!(e.message.contains(msg), "{e}");
-        }
+        assert_errors(
+            &errs,
+            &[
+                ("steps[0].retries", 5, "give 0 to 3"),
+                ("steps[1].retries", 8, "measurement"),
+                ("finally[0].retries", 12, "action"),
+            ],
+        );
+        assert_eq!(errs.len(), 3, "{errs:#?}");
     }
 
     #[test]
@@ -440,7 +436,13 @@ mod tests {
             ("steps[2].with.image", 11, "non-empty string"),
         ];
         assert_eq!(errs.len(), want.len(), "{text:#?}");
-        for (field, line, msg) in want {
+        assert_errors(&errs, &want);
+    }
+
+    /// Each `(field, line, words)` is an error of `errs` at that line saying those words.
+    fn assert_errors(errs: &[InputError], want: &[(&str, u32, &str)]) {
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        for &(field, line, msg) in want {
             let e = errs
                 .iter()
                 .find(|e| e.field.as_deref() == Some(field))

@@ -100,12 +100,7 @@ pub fn kubeconfig(dir: &Path, cache: &Path) -> Result<PathBuf, ConnectError> {
 
 /// Where [`kubeconfig`] writes: `$XDG_CACHE_HOME/gpuconform/in-cluster`.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("gpuconform")
-        .join("in-cluster")
+    crate::builtin::cache_root().join("in-cluster")
 }
 
 #[cfg(test)]

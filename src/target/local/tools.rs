@@ -46,11 +46,7 @@ impl Tools {
         if let Some(dir) = std::env::var_os("GPUCONFORM_TOOLS") {
             return PathBuf::from(dir);
         }
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(|| PathBuf::from(".cache"));
-        cache.join("gpuconform").join("tools")
+        crate::builtin::cache_root().join("tools")
     }
 
     /// Opens the cache and checks every required binary is there.
