@@ -57,10 +57,70 @@ pub enum Command {
     /// optionally signed bundle with PRODUCT.yaml, the inventory and the AI-conformance
     /// checklist; exit 1 when the run does not certify.
     Certify(CertifyArgs),
+    /// Copy a finished in-cluster run's reports (the chart's CronJob) off its volume into
+    /// --out/<run-id>/: a short-lived pod mounts the claim read-only and `tar` streams the
+    /// folder out through pods/exec; the pod is deleted whatever happens.
+    Retrieve(RetrieveArgs),
+    /// Print the JSON Schema of plan or suite files (generated from the types that read them),
+    /// or of the events file or the bench document.
+    Schema(SchemaArgs),
     /// Print a shell completion script: `gpuconform completions bash > /etc/bash_completion.d/gpuconform`.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command into --out.
     Man(ManArgs),
+}
+
+/// Flags of `retrieve`.
+#[derive(Debug, Args)]
+pub struct RetrieveArgs {
+    /// Kubeconfig of the cluster (default: kubectl's: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The namespace the chart was installed into.
+    #[arg(long, short, default_value = "gpuconform-tests")]
+    pub namespace: String,
+    /// The chart's release name (its CronJob, and its `<release>-summary` ConfigMap).
+    #[arg(long, default_value = "gpuconform")]
+    pub release: String,
+    /// The run to copy (default: the last finished one, from the summary ConfigMap).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Where the run's folder goes.
+    #[arg(long, short, default_value = "reports")]
+    pub out: PathBuf,
+    /// Replace a folder of the same run already in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// The helper pod's image: it needs `sleep` and `tar` (the gpuconform image has neither).
+    #[arg(long, default_value = "busybox:1.37.0")]
+    pub image: String,
+    /// How long the helper pod may take to start and the copy to finish.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// Flags of `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema.
+    #[arg(value_enum)]
+    pub of: SchemaOf,
+}
+
+/// The files `gpuconform schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// A plan (`plans/*.yaml`, `gpuconform init`'s output).
+    Plan,
+    /// A suite (`suites/*.yaml`).
+    Suite,
+    /// One line of the `--events` file.
+    Events,
+    /// The bench's JSON document.
+    Bench,
 }
 
 /// Flags of `completions`.

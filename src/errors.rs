@@ -29,6 +29,9 @@ pub enum ExpectedError {
     /// The cluster did not answer a read (`init`).
     #[error(transparent)]
     Cluster(#[from] crate::k8s::K8sError),
+    /// `retrieve` could not copy the run.
+    #[error(transparent)]
+    Retrieve(#[from] crate::retrieve::RetrieveError),
     /// Two runs could not be compared (unreadable, no benchmarks in common, other hardware).
     #[error(transparent)]
     Compare(#[from] crate::compare::CompareError),
@@ -52,6 +55,7 @@ impl ExpectedError {
             Self::Local(_) => exit_codes::INFRA_ERROR,
             Self::TeardownIncomplete(_) => exit_codes::TEARDOWN_INCOMPLETE,
             Self::Compare(_) => exit_codes::INPUT_ERROR,
+            Self::Retrieve(e) => e.exit_code(),
             Self::Connect(_) | Self::Cluster(_) => exit_codes::INFRA_ERROR,
         }
     }

@@ -38,6 +38,7 @@ pub mod pki;
 pub mod plan;
 pub mod preflight;
 pub mod report;
+pub mod retrieve;
 pub mod runner;
 pub mod signals;
 pub mod sim;

@@ -121,6 +121,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "a bundle is checked from its files alone, never from the cluster or the simulator",
     ),
     (
+        "retrieve",
+        &["sim", "checks", "runner", "target", "operator", "commands"],
+        "retrieve copies a run folder out; it judges nothing and provisions nothing",
+    ),
+    (
         "upgrade",
         &["sim", "commands"],
         "the upgrade workflow watches the real controller's states, never the simulator's",

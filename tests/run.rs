@@ -2303,6 +2303,104 @@ fn the_chart_runs_as_its_cronjob_would_with_the_in_cluster_configuration() {
             .is_some_and(|s| s.contains("— passed")),
         "{cm:#}"
     );
+
+    // `gpuconform retrieve` copies that run off the chart's claim. The claim is bound to a
+    // volume holding the folder the run wrote, as a provisioner would; kwok plays the kubelet
+    // and runs exec'd commands in that folder (a ClusterExec for the namespace).
+    let reports = pod.join("reports");
+    let installed = tmp.path().join("installed.yaml");
+    std::fs::write(&installed, chart(&["--set", "suspend=true"])).expect("write");
+    must(&["apply", "-f", &installed.to_string_lossy()]);
+    let volume = tmp.path().join("volume.yaml");
+    std::fs::write(
+        &volume,
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: gpuconform-reports-test\nspec:\n  capacity: {{storage: 2Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  claimRef: {{namespace: gpuconform-tests, name: gpuconform-reports}}\n  hostPath: {{path: {0}}}\n---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterExec\nmetadata:\n  name: gpuconform-reports-volume\nspec:\n  selector: {{matchNamespaces: [gpuconform-tests]}}\n  execs:\n  - local: {{workDir: {0}}}\n",
+            reports.display()
+        ),
+    )
+    .expect("write");
+    must(&["apply", "-f", &volume.to_string_lossy()]);
+    let retrieve = |extra: &[&str]| {
+        Command::new(bin())
+            .args([
+                "retrieve",
+                "--kubeconfig",
+                &admin.to_string_lossy(),
+                "--out",
+                &tmp.path().join("retrieved").to_string_lossy(),
+                "--timeout",
+                "90s",
+            ])
+            .args(extra)
+            .output()
+            .expect("run gpuconform retrieve")
+    };
+    let helpers = || {
+        let out = must(&[
+            "get",
+            "pods",
+            "-n",
+            "gpuconform-tests",
+            "-l",
+            "app.kubernetes.io/component=retrieve",
+            "-o",
+            "name",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = retrieve(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_id = r["runId"].as_str().expect("runId");
+    let files = |root: &Path| -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("read dir") {
+                let e = e.expect("entry");
+                let meta = e.metadata().expect("metadata");
+                if meta.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = e
+                        .path()
+                        .strip_prefix(root)
+                        .expect("under")
+                        .display()
+                        .to_string();
+                    found.push((rel, meta.len()));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let copied = tmp.path().join("retrieved").join(run_id);
+    let original = files(&reports.join(run_id));
+    assert!(
+        original.iter().any(|(f, _)| f == "junit.xml"),
+        "{original:?}"
+    );
+    assert_eq!(files(&copied), original, "{}", text(&out));
+    assert_eq!(helpers(), "", "the helper pod is deleted");
+    // A second copy is refused (exit 2); a run that is not on the volume fails with tar's
+    // words (exit 3); neither leaves its pod.
+    let again = retrieve(&[]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+    let missing = retrieve(&["--run", "20990101-000000-none", "--force"]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("20990101-000000-none"),
+        "{}",
+        text(&missing)
+    );
+    assert!(!tmp.path().join("retrieved/20990101-000000-none").exists());
+    assert_eq!(
+        helpers(),
+        "",
+        "the helper pod is deleted after a failure too"
+    );
 }
 
 /// A step with `retries: 1` on a node whose label never comes: the check runs again on that

@@ -201,3 +201,92 @@ if not schema.validate(etree.parse(sys.argv[2])):
         );
     }
 }
+
+/// Every shipped plan and suite names its generated schema on its first line (editors read
+/// it) and validates against it with Python's jsonschema; a plan with an unknown key or a
+/// string where a list belongs does not, so the check can fail.
+#[test]
+fn shipped_plans_and_suites_validate_against_their_generated_schemas() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cases = Vec::new();
+    for (dir, kind) in [("plans", "plan"), ("suites", "suite")] {
+        let schema = tmp.path().join(format!("{kind}.schema.json"));
+        std::fs::write(&schema, generated(&["schema", kind])).expect("write schema");
+        let shipped = std::fs::read_to_string(root().join(format!("schemas/{kind}.schema.json")))
+            .expect("shipped schema");
+        assert_eq!(
+            shipped.trim_end(),
+            generated(&["schema", kind]).trim_end(),
+            "`gpuconform schema {kind}` is schemas/{kind}.schema.json"
+        );
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 4, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("read");
+            assert_eq!(
+                text.lines().next(),
+                Some(
+                    format!("# yaml-language-server: $schema=../schemas/{kind}.schema.json")
+                        .as_str()
+                ),
+                "{}",
+                f.display()
+            );
+            let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("yaml");
+            cases.push((f.display().to_string(), schema.clone(), doc, true));
+        }
+    }
+    let plan = tmp.path().join("plan.schema.json");
+    let bad = [
+        serde_json::json!({"name": "x", "target": {"local": {"fixture": "f.yaml"}}, "suites": ["a"], "suits": []}),
+        serde_json::json!({"name": "x", "target": {"local": {"fixture": "f.yaml"}}, "suites": "gpu-stack"}),
+    ];
+    for (i, doc) in bad.into_iter().enumerate() {
+        cases.push((format!("bad-{i}"), plan.clone(), doc, false));
+    }
+    let suite = tmp.path().join("suite.schema.json");
+    cases.push((
+        "bad-check".into(),
+        suite,
+        serde_json::json!({"name": "x", "steps": [{"name": "a", "check": "lables"}]}),
+        false,
+    ));
+    let input = tmp.path().join("cases.json");
+    let list: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|(name, schema, doc, ok)| {
+            serde_json::json!({"name": name, "schema": schema, "doc": doc, "valid": ok})
+        })
+        .collect();
+    std::fs::write(&input, serde_json::to_string(&list).expect("json")).expect("write");
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+wrong = []
+for case in json.load(open(sys.argv[1])):
+    schema = json.load(open(case["schema"]))
+    Draft202012Validator.check_schema(schema)
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(case["doc"])]
+    if bool(errors) == case["valid"]:
+        wrong.append(f'{case["name"]}: expected {"valid" if case["valid"] else "invalid"}, got {errors}')
+print("\n".join(wrong))
+sys.exit(1 if wrong else 0)
+"#;
+    let out = Command::new(tools_dir().join("venv/bin/python"))
+        .args(["-c", script])
+        .arg(&input)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

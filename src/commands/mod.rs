@@ -7,6 +7,7 @@ mod init;
 mod lint;
 mod list;
 mod local;
+mod retrieve;
 mod run;
 mod shell;
 mod simulator;
@@ -34,6 +35,8 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<u8, Expecte
         Command::Sweep(args) => sweep::sweep(args, printer).await,
         Command::Compare(args) => compare::compare(args, printer),
         Command::Trend(args) => compare::trend(args, printer),
+        Command::Retrieve(args) => retrieve::retrieve(args, printer).await,
+        Command::Schema(args) => Ok(shell::schema(&args, printer)),
         Command::Completions(args) => Ok(shell::completions(&args, printer)),
         Command::Man(args) => shell::man(&args, printer),
     }

@@ -1,11 +1,12 @@
 //! `gpuconform completions SHELL` and `gpuconform man`: generated from the flag definitions in
-//! `cli`, so they cannot drift from what the binary accepts.
+//! `cli`, so they cannot drift from what the binary accepts; `gpuconform schema`: the input
+//! files' schemas generated from their types, and the output files' shipped ones.
 
 use std::path::Path;
 
 use clap::CommandFactory as _;
 
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{Cli, CompletionsArgs, ManArgs, SchemaArgs, SchemaOf};
 use crate::errors::ExpectedError;
 use crate::exit_codes;
 use crate::input::InputError;
@@ -17,6 +18,18 @@ pub fn completions(args: &CompletionsArgs, printer: &Printer) -> u8 {
     let mut buf = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "gpuconform", &mut buf);
     printer.result(String::from_utf8_lossy(&buf).trim_end());
+    exit_codes::OK
+}
+
+/// Prints the schema.
+pub fn schema(args: &SchemaArgs, printer: &Printer) -> u8 {
+    let text = match args.of {
+        SchemaOf::Plan => crate::input::schema::pretty(&crate::plan::schema()),
+        SchemaOf::Suite => crate::input::schema::pretty(&crate::suite::schema()),
+        SchemaOf::Events => include_str!("../../schemas/events.schema.json").to_string(),
+        SchemaOf::Bench => include_str!("../../schemas/bench.schema.json").to_string(),
+    };
+    printer.result(text.trim_end());
     exit_codes::OK
 }
 

@@ -8,6 +8,7 @@
 
 pub mod expand;
 pub mod layers;
+pub mod schema;
 mod yaml;
 
 pub use layers::Layer;

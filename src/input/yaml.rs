@@ -5,7 +5,48 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use serde_saphyr::Spanned;
+/// A value and where it was in its file: serde-saphyr's `Spanned`, wrapped so that the plan
+/// and suite types can describe themselves as JSON Schema (the orphan rule forbids implementing
+/// schemars' trait on serde-saphyr's type). A `Spanned<T>`'s schema is `T`'s: the location is
+/// the parser's, not the file's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it is used (an alias's use, for an aliased value).
+    pub referenced: serde_saphyr::Location,
+    /// Where it is written.
+    pub defined: serde_saphyr::Location,
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Self {
+            value: s.value,
+            referenced: s.referenced,
+            defined: s.defined,
+        })
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
 
 /// A problem with an input file: where it is and what is wrong.
 ///

@@ -12,7 +12,7 @@ use crate::fixture::pool::PoolCheck;
 use crate::input::{InputError, Spanned};
 
 /// `target.aws` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawAws {
     region: Spanned<String>,
@@ -31,7 +31,7 @@ pub struct RawAws {
     pools: Spanned<Vec<RawPool>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPool {
     name: Spanned<String>,
@@ -43,7 +43,7 @@ struct RawPool {
     root_volume_gi_b: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum RawAmi {
     Id(String),

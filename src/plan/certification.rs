@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::input::{InputError, Spanned};
 
 /// As written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawCertification {
     vendor_name: Spanned<String>,

@@ -17,7 +17,7 @@ use crate::compare::Settings;
 use crate::input::{InputError, Spanned};
 
 /// As written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawCompare {
     #[serde(default)]

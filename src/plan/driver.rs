@@ -10,7 +10,7 @@ use crate::gpu_stack::driver::DriverVersion;
 use crate::input::{InputError, Spanned};
 
 /// `{version: …}`, `{branch: …}` or `{any: true}` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawDriver {
     #[serde(default)]

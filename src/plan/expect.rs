@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::input::{InputError, Spanned};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawExpect {
     select: Spanned<RawSelect>,
@@ -20,7 +20,7 @@ pub(super) struct RawExpect {
     driver: Option<Spanned<super::driver::RawDriver>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawSelect {
     #[serde(default)]

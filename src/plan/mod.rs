@@ -27,39 +27,56 @@ use serde::Deserialize;
 
 use crate::input::{InputError, Layer, Spanned, load_yaml, parse_yaml};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPlan {
+    /// The plan's name (reports, metrics and the summary name it).
     name: Spanned<String>,
+    /// What the plan is for.
     #[serde(default)]
     description: Option<String>,
+    /// Where the cluster comes from: exactly one of `local`, `kubeconfig`, `aws`.
     target: RawTarget,
+    /// The GPU Operator chart, its values, and whether the run installs it or verifies an
+    /// existing one (`mode: existing`).
     #[serde(default)]
     operator: Option<operator::RawOperator>,
+    /// The suites to run, in order: built-in names or files in `--suite-dir`.
     suites: Spanned<Vec<Spanned<String>>>,
+    /// Time limits, as durations (`90s`, `10m`).
     #[serde(default)]
     timeouts: RawTimeouts,
+    /// Where the run folders go (default `reports`).
     #[serde(default)]
     reports: Option<Spanned<String>>,
+    /// What teardown looks for.
     #[serde(default)]
     teardown: RawTeardown,
+    /// The CUDA bench's image.
     #[serde(default)]
     bench: RawBench,
+    /// The namespace of the harness's own pods (default: one per run).
     #[serde(default)]
     test_namespace: Option<RawTestNamespace>,
+    /// What each GPU node group must have, from the owner (not from the node): selector, GPU
+    /// product, count and optionally the driver.
     #[serde(default)]
     expect: Vec<expect::RawExpect>,
+    /// The driver every GPU node must run: `version`, `branch` or `any`.
     #[serde(default)]
     expect_driver: Option<Spanned<driver::RawDriver>>,
+    /// Let a suite that checked no node pass (off: a suite that checked nothing fails).
     #[serde(default)]
     allow_nothing_checked: bool,
+    /// How benchmarks are compared with a baseline run.
     #[serde(default)]
     compare: compare::RawCompare,
+    /// The vendor certification's product and profile (`gpuconform certify`).
     #[serde(default)]
     certification: Option<certification::RawCertification>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawTestNamespace {
     #[serde(default)]
@@ -70,16 +87,17 @@ struct RawTestNamespace {
     annotations: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawBench {
     #[serde(default)]
     image: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawTarget {
+    /// A local cluster started for the run (real control plane, kwok nodes, GPU simulator).
     #[serde(default)]
     local: Option<RawLocal>,
     #[serde(default)]
@@ -88,22 +106,24 @@ struct RawTarget {
     aws: Option<crate::plan::aws::RawAws>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawLocal {
+    /// The cluster fixture file the local cluster is built from.
     fixture: Spanned<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawKubeconfig {
+    /// The kubeconfig file (default: kubectl's: `$KUBECONFIG`, `~/.kube/config`, in-cluster).
     #[serde(default)]
     path: Option<Spanned<String>>,
     #[serde(default)]
     context: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawTimeouts {
     #[serde(default)]
@@ -116,11 +136,20 @@ struct RawTimeouts {
     teardown: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawTeardown {
     #[serde(default)]
     leftover_labels: Option<Spanned<String>>,
+}
+
+/// The JSON Schema of plan files (`schemas/plan.schema.json`).
+pub fn schema() -> serde_json::Value {
+    crate::input::schema::root::<RawPlan>(
+        "https://gpuconform.dev/schema/plan.json",
+        "gpuconform plan",
+        "What one `gpuconform run` does: the cluster, the GPU Operator, the suites, the expectations, the limits. Generated from gpuconform's types; `gpuconform lint` checks more (values, the catalog) with file, line and field.",
+    )
 }
 
 /// Where the cluster comes from.
@@ -463,127 +492,4 @@ pub(crate) fn expand(file: &Path, s: &Spanned<String>, field: &str) -> Result<St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> Result<Plan, InputError> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::env::set_current_dir(root).expect("cd");
-        let file = Path::new("p.yaml");
-        let raw: RawPlan = parse_yaml(file, text)?;
-        let catalog = crate::catalog::Catalog::embedded().expect("catalog");
-        Plan::validate(file, raw, &root.join("suites"), &catalog)
-    }
-
-    const GOOD: &str = "name: t\ntarget:\n  local:\n    fixture: fixtures/clusters/seed.yaml\noperator:\n  chart: fixtures/charts/gpu-operator\n  values:\n    driver:\n      version: \"580.95.05\"\nsuites: [gpu-stack]\n";
-
-    #[test]
-    fn good_plan() {
-        let p = check(GOOD).expect("valid");
-        assert_eq!(p.operator.namespace, "gpu-operator");
-        assert_eq!(p.operator.driver_version().as_deref(), Some("580.95.05"));
-        assert_eq!(p.timeouts.step, Duration::from_secs(300));
-    }
-
-    #[test]
-    fn operator_modes() {
-        let existing = GOOD.replace(
-            "  local:\n    fixture: fixtures/clusters/seed.yaml\n",
-            "  kubeconfig:\n    path: /nonexistent/kubeconfig\n",
-        );
-        let p = check(&existing).expect("valid");
-        assert_eq!(p.operator.mode, OperatorMode::Install, "the default");
-        assert!(!p.operator.adopt);
-        let verify = existing.replace("operator:\n", "operator:\n  mode: existing\n");
-        assert_eq!(
-            check(&verify).expect("valid").operator.mode,
-            OperatorMode::Existing
-        );
-        let adopt = existing.replace("operator:\n", "operator:\n  adopt: true\n");
-        assert!(check(&adopt).expect("valid").operator.adopt);
-        let rows = [
-            (
-                GOOD.replace("operator:\n", "operator:\n  mode: existing\n"),
-                "needs a `kubeconfig` target",
-            ),
-            (
-                verify.replace("mode: existing\n", "mode: existing\n  adopt: true\n"),
-                "never changes it",
-            ),
-            (
-                existing.replace("operator:\n", "operator:\n  mode: verify\n"),
-                "unknown mode `verify`",
-            ),
-        ];
-        for (text, msg) in rows {
-            let e = check(&text).expect_err(msg);
-            assert!(
-                e.field
-                    .as_deref()
-                    .is_some_and(|f| f.starts_with("operator.")),
-                "{e}"
-            );
-            assert!(e.message.contains(msg), "{e}");
-        }
-    }
-
-    #[test]
-    fn errors_name_line_and_field() {
-        let cases = [
-            (
-                GOOD.replace("gpu-stack", "gpu-stak"),
-                10,
-                "suites[0]",
-                "no suite `gpu-stak`",
-            ),
-            (
-                GOOD.replace("seed.yaml", "nope.yaml"),
-                4,
-                "target.local.fixture",
-                "no fixture",
-            ),
-            (
-                format!("{GOOD}timeouts:\n  step: soon\n"),
-                12,
-                "timeouts.step",
-                "not a duration",
-            ),
-            (
-                format!("{GOOD}teardown:\n  leftoverLabels: maybe\n"),
-                12,
-                "teardown.leftoverLabels",
-                "not `warn`",
-            ),
-            (
-                GOOD.replace(
-                    "chart: fixtures/charts/gpu-operator",
-                    "chart: fixtures/charts/none",
-                ),
-                6,
-                "operator.chart",
-                "no chart",
-            ),
-        ];
-        for (text, line, field, msg) in cases {
-            let e = check(&text).expect_err(field);
-            assert_eq!(e.line, Some(line), "{e}");
-            assert_eq!(e.field.as_deref(), Some(field), "{e}");
-            assert!(e.message.contains(msg), "{e}");
-        }
-    }
-
-    #[test]
-    fn the_real_chart_is_the_default() {
-        let text = "name: t\ntarget:\n  kubeconfig: {}\nsuites: [gpu-stack]\n";
-        let p = check(text).expect("valid");
-        assert_eq!(p.operator.chart, NVIDIA_CHART);
-        assert_eq!(p.operator.repo.as_deref(), Some(NVIDIA_REPO));
-        assert_eq!(p.operator.namespace, "gpu-operator");
-    }
-
-    #[test]
-    fn unknown_key_is_an_error() {
-        let e = check(&format!("{GOOD}suite: [x]\n")).expect_err("unknown key");
-        assert!(e.to_string().contains("suite"), "{e}");
-    }
-}
+mod tests;

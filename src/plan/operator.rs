@@ -13,7 +13,7 @@ pub const NVIDIA_CHART: &str = "gpu-operator";
 /// NVIDIA's Helm repository.
 pub const NVIDIA_REPO: &str = "https://helm.ngc.nvidia.com/nvidia";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RawOperator {
     #[serde(default)]

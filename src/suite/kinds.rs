@@ -274,6 +274,12 @@ impl std::fmt::Display for CheckKind {
     }
 }
 
+/// The schema of a step's `check:` in `schemas/suite.schema.json`: one of the kinds' names.
+pub fn check_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.name()).collect();
+    schemars::json_schema!({"type": "string", "enum": names})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

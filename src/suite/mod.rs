@@ -3,7 +3,7 @@
 //!
 //! Validation collects every problem in a file (for `gpuconform lint`), each with file, line and
 //! field; `run` refuses a plan whose suites have any. The format is described by
-//! `suites/schema.json` for editors.
+//! `schemas/suite.schema.json` (generated from these types) for editors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,30 +17,56 @@ pub mod kinds;
 
 pub use kinds::{CheckKind, Param, ParamDefault, ParamType};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawSuite {
+    /// The suite's name; must match its file name.
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
     name: Spanned<String>,
+    /// What the suite checks.
     #[serde(default)]
     description: Option<String>,
+    /// The steps, in order; each runs one check.
+    #[schemars(length(min = 1))]
     steps: Spanned<Vec<RawStep>>,
+    /// Steps that run after the others whatever happened (cleanup).
     #[serde(default)]
     finally: Vec<RawStep>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One step: a check kind, what it needs, its parameters and limits.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawStep {
+    /// Unique within the suite.
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
     name: Spanned<String>,
+    /// The check kind (`gpuconform list` shows each with its parameters).
+    #[schemars(schema_with = "kinds::check_schema")]
     check: Spanned<String>,
+    /// Earlier steps that must have passed.
     #[serde(default)]
     needs: Vec<Spanned<String>>,
+    /// The check's parameters (`gpuconform list` names them; `lint` checks them).
     #[serde(default, rename = "with")]
     params: BTreeMap<String, Spanned<serde_json::Value>>,
+    /// A duration such as `90s`; overrides the plan's step timeout.
     #[serde(default)]
     timeout: Option<Spanned<String>>,
+    /// Run a failed testcase's check again (its node only) up to this many times; one that
+    /// passes on a retry is reported flaky. Not for uninstall or throughput.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 3))]
     retries: Option<Spanned<i64>>,
+}
+
+/// The JSON Schema of suite files (`schemas/suite.schema.json`).
+pub fn schema() -> serde_json::Value {
+    crate::input::schema::root::<RawSuite>(
+        "https://gpuconform.dev/schema/suite.json",
+        "gpuconform suite",
+        "An ordered list of steps; each runs a check. Generated from gpuconform's types; `gpuconform lint` checks the same and more (needs, parameters per check) with file, line and field.",
+    )
 }
 
 /// One step.
@@ -467,13 +493,41 @@ mod tests {
         assert!(n >= 2, "expected the shipped suites, found {n}");
     }
 
+    /// `schemas/suite.schema.json` and `schemas/plan.schema.json` are what the types generate
+    /// (regenerate with `GPUCONFORM_UPDATE_GOLDEN=1`).
+    #[test]
+    fn the_schema_files_are_generated_from_the_types() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (file, schema) in [
+            ("schemas/suite.schema.json", schema()),
+            ("schemas/plan.schema.json", crate::plan::schema()),
+        ] {
+            let text = crate::input::schema::pretty(&schema);
+            if std::env::var_os("GPUCONFORM_UPDATE_GOLDEN").is_some() {
+                std::fs::write(root.join(file), &text).expect("write schema");
+            }
+            let shipped = std::fs::read_to_string(root.join(file)).expect("schema file");
+            assert_eq!(
+                shipped, text,
+                "{file} is stale: GPUCONFORM_UPDATE_GOLDEN=1 cargo test"
+            );
+        }
+    }
+
     #[test]
     fn schema_names_every_check() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/schema.json");
-        let text = std::fs::read_to_string(path).expect("schema");
-        let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+        let schema = schema();
+        assert_eq!(
+            schema.pointer("/properties/steps/minItems"),
+            Some(&serde_json::json!(1))
+        );
+        assert_eq!(
+            schema.pointer("/$defs/Step/properties/retries/maximum"),
+            Some(&serde_json::json!(3)),
+            "{schema:#}"
+        );
         let kinds = schema
-            .pointer("/$defs/step/properties/check/enum")
+            .pointer("/$defs/Step/properties/check/enum")
             .expect("check enum");
         for k in CheckKind::ALL {
             assert!(

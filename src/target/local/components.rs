@@ -260,7 +260,8 @@ pub fn scheduler_args(
 }
 
 /// kwok: plays the kubelet of every node carrying kwok's annotation, serves their kubelet API on
-/// one loopback port, and reads per-pod `Logs` objects from the API.
+/// one loopback port, and reads per-pod `Logs` and `ClusterExec` objects from the API (exec into
+/// a simulated container runs the command on this machine, in the folder the object names).
 pub fn kwok_args(ports: &Ports, f: &Files, configs: &[PathBuf]) -> Vec<String> {
     let mut args = vec![
         format!("--kubeconfig={}", p(&f.kwok_kubeconfig)),
@@ -273,7 +274,7 @@ pub fn kwok_args(ports: &Ports, f: &Files, configs: &[PathBuf]) -> Vec<String> {
         format!("--tls-private-key-file={}", p(&f.kwok_key)),
         format!("--node-lease-duration-seconds={NODE_LEASE_SECONDS}"),
         format!("--cidr={CLUSTER_CIDR}"),
-        "--enable-crds=Logs".into(),
+        "--enable-crds=Logs,ClusterExec".into(),
     ];
     args.extend(configs.iter().map(|c| format!("--config={}", p(c))));
     args

@@ -175,13 +175,28 @@ fn kwok_configs(dir: &ClusterDir, tools: &Tools) -> Result<Vec<PathBuf>, LocalEr
     Ok(configs)
 }
 
-/// Applies kwok's `Logs` CRD and waits until it is established.
+/// kwok's CRDs the cluster serves (`--enable-crds` of [`super::components::kwok_args`]).
+const KWOK_CRDS: [&str; 2] = ["logs", "clusterexecs"];
+
+/// Applies kwok's `Logs` and `ClusterExec` CRDs and waits until they are established.
 pub async fn install_kwok_crds(
     client: &kube::Client,
     tools: &Tools,
     limit: Duration,
 ) -> Result<(), LocalError> {
-    let path = tools.kwok_crd("logs");
+    for name in KWOK_CRDS {
+        install_kwok_crd(client, tools, name, limit).await?;
+    }
+    Ok(())
+}
+
+async fn install_kwok_crd(
+    client: &kube::Client,
+    tools: &Tools,
+    file: &str,
+    limit: Duration,
+) -> Result<(), LocalError> {
+    let path = tools.kwok_crd(file);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     let crd: CustomResourceDefinition =
         serde_saphyr::from_str(&text).map_err(|e| LocalError::Io {
