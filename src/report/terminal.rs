@@ -1,6 +1,8 @@
 //! Progress on the terminal: a spinner for the step in progress when stderr is a terminal,
 //! plain timestamped lines otherwise (CI logs). Failures are printed with their message as they
-//! happen, so a long run's log tells what broke without opening the report.
+//! happen, so a long run's log tells what broke without opening the report. Passing testcases
+//! get a line each up to [`PASS_LINES`] per step; the rest are counted in one line when the
+//! step ends (a 5,000-node labels step is one screen, not 5,000 lines; the reports have all).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -11,12 +13,17 @@ use super::Status;
 use super::events::{Event, Reporter};
 use crate::output::Printer;
 
+/// Passing testcases shown one per line in each step.
+pub const PASS_LINES: usize = 20;
+
 /// The terminal reporter.
 pub struct Terminal {
     printer: Printer,
     started: Instant,
     spinner: Option<ProgressBar>,
     tty: bool,
+    /// The step whose passes are being counted: `suite/step`, lines shown, passes folded.
+    passes: Option<(String, usize, usize)>,
 }
 
 impl Terminal {
@@ -27,6 +34,34 @@ impl Terminal {
             started: Instant::now(),
             spinner: None,
             tty: std::io::stderr().is_terminal() && !printer.is_quiet(),
+            passes: None,
+        }
+    }
+
+    /// Whether a plain pass of `step` gets its own line (counting it either way).
+    fn pass_shown(&mut self, step: String) -> bool {
+        if self.passes.as_ref().is_none_or(|(s, _, _)| *s != step) {
+            self.fold_passes();
+            self.passes = Some((step, 0, 0));
+        }
+        let Some((_, shown, folded)) = self.passes.as_mut() else {
+            return true;
+        };
+        if *shown < PASS_LINES {
+            *shown += 1;
+            true
+        } else {
+            *folded += 1;
+            false
+        }
+    }
+
+    /// The line for the passes a step did not show.
+    fn fold_passes(&mut self) {
+        if let Some((step, _, folded)) = self.passes.take().filter(|p| p.2 > 0) {
+            self.line(format!(
+                "PASS  {step}: {folded} more testcases passed (every one is in junit.xml and results.json)"
+            ));
         }
     }
 
@@ -72,6 +107,7 @@ impl Reporter for Terminal {
             }
             Event::PhaseStarted(p) => self.spin(format!("{p}…")),
             Event::PhaseFinished(p) => {
+                self.fold_passes();
                 let state = if p.ok { "done" } else { "FAILED" };
                 self.line(format!(
                     "{} {state} in {:.1}s: {}",
@@ -79,6 +115,7 @@ impl Reporter for Terminal {
                 ));
             }
             Event::StepStarted { suite, step, check } => {
+                self.fold_passes();
                 self.spin(format!("{suite}/{step} ({check})…"));
             }
             Event::Case(c) => {
@@ -90,7 +127,11 @@ impl Reporter for Terminal {
                     Status::Skipped => ("SKIP", c.message.clone().unwrap_or_default()),
                 };
                 let sep = if msg.is_empty() { "" } else { ": " };
-                if c.status == Status::Passed && c.warnings.is_empty() && self.printer.is_quiet() {
+                let plain = c.status == Status::Passed && c.warnings.is_empty();
+                if plain && self.printer.is_quiet() {
+                    return;
+                }
+                if plain && !self.pass_shown(format!("{}/{}", c.suite, c.step)) {
                     return;
                 }
                 let text = format!("{tag:<5} {}/{}{sep}{msg}", c.suite, c.name);
@@ -126,5 +167,53 @@ impl Reporter for Terminal {
             | Event::UpgradeCompared { .. }
             | Event::RunFinished(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Verbosity;
+    use crate::report::Case;
+
+    fn case(step: &str, node: usize, status: Status) -> Event {
+        Event::Case(Case {
+            suite: "gpu-stack".into(),
+            step: step.into(),
+            check: "labels".into(),
+            name: format!("{step}/node-{node}"),
+            node: Some(format!("node-{node}")),
+            status,
+            message: (status != Status::Passed).then(|| "wrong".into()),
+            detail: String::new(),
+            warnings: Vec::new(),
+            seconds: 0.0,
+            diagnostics: Vec::new(),
+            attempts: Vec::new(),
+            layer: None,
+        })
+    }
+
+    #[test]
+    fn passes_beyond_the_cap_are_counted_per_step_and_failures_always_shown() {
+        let mut t = Terminal::new(Printer::new(Verbosity::Normal));
+        for n in 0..PASS_LINES + 5 {
+            t.on(&case("labels", n, Status::Passed));
+        }
+        // A failure is never folded, and does not count as a pass.
+        t.on(&case("labels", 999, Status::Failed));
+        assert_eq!(
+            t.passes,
+            Some(("gpu-stack/labels".to_string(), PASS_LINES, 5))
+        );
+        // The next step starts its own count (the fold line was written).
+        t.on(&Event::StepStarted {
+            suite: "gpu-stack".into(),
+            step: "allocatable".into(),
+            check: "allocatable".into(),
+        });
+        assert_eq!(t.passes, None);
+        t.on(&case("allocatable", 0, Status::Passed));
+        assert_eq!(t.passes, Some(("gpu-stack/allocatable".to_string(), 1, 0)));
     }
 }

@@ -1,5 +1,6 @@
-//! The inventory read from the cluster just before teardown: the GPU nodes the run judged and
-//! the operator namespace's pods ([`crate::report::inventory`] turns the objects into it).
+//! The inventory of what is tested, read once the stack is ready: the GPU nodes the run judged
+//! (from the node list discovery read at the same moment) and the operator namespace's pods
+//! ([`crate::report::inventory`] turns the objects into it).
 
 use std::time::Duration;
 
@@ -10,29 +11,23 @@ use kube::api::ListParams;
 use crate::report::inventory::{self, Expected, Inventory};
 use crate::target::GpuNode;
 
-/// How long the two lists may take: the inventory must not hold up teardown.
+/// How long the pod list may take: the inventory must not hold up the suites.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Lists nodes and the `namespace`'s pods and builds the inventory of `gpu_nodes`.
+/// Lists the `namespace`'s pods and builds the inventory of `gpu_nodes` from `nodes`.
 pub async fn read(
     client: &kube::Client,
     namespace: &str,
     gpu_nodes: &[GpuNode],
+    nodes: &[Node],
 ) -> Result<Inventory, String> {
-    let lists = async {
-        let nodes = Api::<Node>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| format!("list nodes: {}", crate::errors::chain(&e)))?;
-        let pods = Api::<Pod>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| format!("list pods in {namespace}: {}", crate::errors::chain(&e)))?;
-        Ok::<_, String>((nodes.items, pods.items))
-    };
-    let (nodes, pods) = tokio::time::timeout(DEADLINE, lists)
+    let api = Api::<Pod>::namespaced(client.clone(), namespace);
+    let params = ListParams::default();
+    let pods = tokio::time::timeout(DEADLINE, api.list(&params))
         .await
-        .map_err(|_| format!("no answer within {}s", DEADLINE.as_secs()))??;
+        .map_err(|_| format!("no answer within {}s", DEADLINE.as_secs()))?
+        .map_err(|e| format!("list pods in {namespace}: {}", crate::errors::chain(&e)))?
+        .items;
     let expected: Vec<Expected> = gpu_nodes
         .iter()
         .map(|g| Expected {
@@ -43,7 +38,7 @@ pub async fn read(
         })
         .collect();
     Ok(inventory::collect(
-        &nodes,
+        nodes,
         &pods,
         &expected,
         &chrono::Utc::now().to_rfc3339(),

@@ -322,6 +322,7 @@ pub async fn run(
 
     // GPU nodes are judged by what the cluster shows once the stack runs: before the install a
     // fresh node has no NFD or GFD labels yet, so the list is read again after it.
+    let mut listed = Vec::new();
     let discovery = if install_ok {
         let t = Instant::now();
         let ready = tokio::select! {
@@ -339,8 +340,14 @@ pub async fn run(
                 t.elapsed().as_secs_f64()
             )));
         }
-        match cluster.gpu_nodes(&settings.catalog, &plan.expect).await {
-            Ok(d) => d,
+        match cluster
+            .gpu_nodes_listed(&settings.catalog, &plan.expect)
+            .await
+        {
+            Ok((d, nodes)) => {
+                listed = nodes;
+                d
+            }
             Err(e) => {
                 em.emit(Event::Warning(format!("list nodes after install: {e}")));
                 discovery
@@ -352,12 +359,14 @@ pub async fn run(
     report_discovery(&mut em, &discovery, infra_failed);
     let gpu_nodes = discovery.nodes;
     // What is tested, read once the stack is ready and before a suite can remove it.
-    if install_ok && !interrupted {
-        match inventory::read(&client, &plan.operator.namespace, &gpu_nodes).await {
+    if install_ok && !interrupted && !listed.is_empty() {
+        match inventory::read(&client, &plan.operator.namespace, &gpu_nodes, &listed).await {
             Ok(inv) => em.emit(Event::Inventory(inv)),
             Err(e) => em.emit(Event::Warning(format!("inventory: {e}"))),
         }
     }
+
+    drop(listed);
 
     // Suites (under `upgrade`: baseline, the upgrade, the suites again, the verdict).
     if !infra_failed && !interrupted && !refused {

@@ -179,9 +179,19 @@ pub async fn discover(
     catalog: &Catalog,
     expects: &[crate::plan::expect::Expect],
 ) -> Result<Discovery, kube::Error> {
+    Ok(discover_listed(client, catalog, expects).await?.0)
+}
+
+/// [`discover`], also handing back the node list it read (the run's inventory is read from
+/// the same list: at thousands of nodes each list is seconds and megabytes).
+pub async fn discover_listed(
+    client: &Client,
+    catalog: &Catalog,
+    expects: &[crate::plan::expect::Expect],
+) -> Result<(Discovery, Vec<Node>), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes.list(&Default::default()).await?;
-    Ok(classify(&list.items, catalog, expects))
+    Ok((classify(&list.items, catalog, expects), list.items))
 }
 
 #[cfg(test)]

@@ -226,6 +226,15 @@ impl Cluster {
         gpu_nodes::discover(&self.client, catalog, expects).await
     }
 
+    /// [`Self::gpu_nodes`] and the node list it was read from.
+    pub async fn gpu_nodes_listed(
+        &self,
+        catalog: &Catalog,
+        expects: &[crate::plan::expect::Expect],
+    ) -> Result<(gpu_nodes::Discovery, Vec<k8s_openapi::api::core::v1::Node>), kube::Error> {
+        gpu_nodes::discover_listed(&self.client, catalog, expects).await
+    }
+
     /// What may remain when teardown is aborted, and how to remove it.
     pub fn abort_notes(&self, state_dir: &Path, run_id: &str) -> Vec<String> {
         match &self.kind {

@@ -232,9 +232,16 @@ pub fn controller_manager_args(
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
     ];
+    args.extend(UNLIMITED_QPS.map(String::from));
     args.extend(gates_arg(gates));
     args
 }
+
+/// The controller manager's and scheduler's client limits lifted, as `kwokctl
+/// --disable-qps-limits` does: their defaults (20 and 50 requests a second) are sized for
+/// kubelets that take seconds per pod, and make a simulated pool of hundreds of nodes wait
+/// minutes for DaemonSet pods (200 GPU nodes × 9 operands) that kwok starts at once.
+const UNLIMITED_QPS: [&str; 2] = ["--kube-api-qps=5000", "--kube-api-burst=10000"];
 
 /// kube-scheduler: its own identity, default profile (extended resources need no plugin).
 pub fn scheduler_args(
@@ -255,6 +262,7 @@ pub fn scheduler_args(
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics".into(),
         "--profiling=false".into(),
     ];
+    args.extend(UNLIMITED_QPS.map(String::from));
     args.extend(gates_arg(gates));
     args
 }
