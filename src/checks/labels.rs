@@ -35,7 +35,7 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, nodes: &[GpuNode], deadline: Instan
             .unwrap_or_else(DriverRule::none)
     };
     let asked = Asked::read(ctx).await;
-    let last = super::watch_nodes(ctx, nodes, deadline, |n, g| {
+    let last = super::watch_node_metadata(ctx, nodes, deadline, |n, g| {
         problems(n, g, &rule_of(g), tolerance, &asked).is_empty()
     })
     .await;

@@ -188,27 +188,71 @@ pub async fn watch_nodes(
 ) -> std::collections::BTreeMap<String, Option<Node>> {
     use futures::StreamExt as _;
     use kube::runtime::{WatchStreamExt as _, watcher};
-    let mut last: std::collections::BTreeMap<String, Option<Node>> =
-        nodes.iter().map(|n| (n.name.clone(), None)).collect();
-    // A watch over no nodes would only end at the deadline.
     if nodes.is_empty() {
-        return last;
+        return unseen(nodes);
     }
     let api: Api<Node> = Api::all(ctx.client.clone());
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .applied_objects();
+        .applied_objects()
+        .map(|ev| ev.ok());
+    until_all_ok(stream, nodes, deadline, ok).await
+}
+
+/// [`watch_nodes`] for checks that judge only a node's metadata (labels, annotations): the
+/// API server sends each node's metadata alone (`PartialObjectMetadata`), not its status —
+/// on a real node the status (conditions, images, addresses) is most of the object, and at
+/// thousands of nodes decoding and keeping it is most of the check's cost. The nodes handed
+/// to `ok` and returned carry `metadata` only.
+pub async fn watch_node_metadata(
+    ctx: &Ctx<'_>,
+    nodes: &[GpuNode],
+    deadline: Instant,
+    ok: impl Fn(&Node, &GpuNode) -> bool,
+) -> std::collections::BTreeMap<String, Option<Node>> {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    if nodes.is_empty() {
+        return unseen(nodes);
+    }
+    // kube asks for `PartialObjectMetadata` for an `Api` of `PartialObjectMeta`.
+    let api: Api<kube::core::PartialObjectMeta<Node>> = Api::all(ctx.client.clone());
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .map(|ev| {
+            ev.ok().map(|m| Node {
+                metadata: m.metadata,
+                ..Node::default()
+            })
+        });
+    until_all_ok(stream, nodes, deadline, ok).await
+}
+
+fn unseen(nodes: &[GpuNode]) -> std::collections::BTreeMap<String, Option<Node>> {
+    nodes.iter().map(|n| (n.name.clone(), None)).collect()
+}
+
+/// The loop of both watches: each event judges only its own node, so the set of nodes not yet
+/// right shrinks and grows with them, and a list of thousands of nodes costs one judgement
+/// per event, not one per node per event. A watch error (`None`) is skipped: the watcher
+/// retries with its backoff until the deadline.
+async fn until_all_ok(
+    stream: impl futures::Stream<Item = Option<Node>>,
+    nodes: &[GpuNode],
+    deadline: Instant,
+    ok: impl Fn(&Node, &GpuNode) -> bool,
+) -> std::collections::BTreeMap<String, Option<Node>> {
+    use futures::StreamExt as _;
+    let mut last = unseen(nodes);
     let mut stream = std::pin::pin!(stream);
-    // Each event judges only its own node: the set of nodes not yet right shrinks and grows
-    // with them, so a list of thousands of nodes costs one judgement per event, not one per
-    // node per event.
     let by_name: std::collections::BTreeMap<&str, &GpuNode> =
         nodes.iter().map(|g| (g.name.as_str(), g)).collect();
     let mut pending: std::collections::BTreeSet<String> =
         nodes.iter().map(|g| g.name.clone()).collect();
     let _ = tokio::time::timeout(left(deadline), async {
         while let Some(ev) = stream.next().await {
-            let Ok(n) = ev else { continue };
+            let Some(n) = ev else { continue };
             let name = n.name_any();
             let Some(g) = by_name.get(name.as_str()) else {
                 continue;
