@@ -57,6 +57,14 @@ async fn seed_cluster_end_to_end() {
         .await
         .expect("client");
     let nodes: Api<Node> = Api::all(client.clone());
+    // Lists read in pages (discovery, the inventory, restarts) see every object once: here a
+    // page of one node at a time, through the API server's continue tokens.
+    let paged = gpuconform::k8s::list::list_in_pages(&nodes, Default::default(), 1, |n| {
+        kube::ResourceExt::name_any(&n)
+    })
+    .await
+    .expect("paged node list");
+    assert_eq!(paged, ["control-plane-1", "cpu-worker-1", "gpu-worker-1"]);
     let gpu = nodes.get("gpu-worker-1").await.expect("gpu node");
     assert!(
         gpuconform::k8s::wait::node_is_ready(&gpu),

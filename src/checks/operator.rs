@@ -137,8 +137,32 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
     // Restarts of operand containers, per GPU node.
     let max = step.int("maxRestarts");
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &spec.namespace);
-    let list = match pods.list(&ListParams::default()).await {
-        Ok(l) => l.items,
+    // In pages, each pod reduced to its containers' restart counts and grouped by node: the
+    // namespace holds about eight pods per GPU node.
+    let listed = crate::k8s::list::list_all(&pods, ListParams::default(), |p| {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        let restarts = Restarts {
+            key: p.metadata.uid.clone().unwrap_or_default(),
+            pod: p.name_any(),
+            containers: p
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.name, c.restart_count))
+                .collect(),
+        };
+        (node, restarts)
+    });
+    let mut by_node: std::collections::BTreeMap<String, Vec<Restarts>> = Default::default();
+    match listed.await {
+        Ok(listed) => {
+            for (node, r) in listed {
+                if let Some(node) = node {
+                    by_node.entry(node).or_default().push(r);
+                }
+            }
+        }
         Err(e) => {
             out.push(Outcome::error(
                 "restarts",
@@ -147,35 +171,22 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
             ));
             return out;
         }
-    };
+    }
     for node in &ctx.gpu_nodes {
         let mut worst: Vec<String> = Vec::new();
         let mut seen = Vec::new();
-        for p in list
-            .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node.name))
-        {
-            for c in p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.clone())
-                .unwrap_or_default()
-            {
-                let key = format!("{}/{}", p.metadata.uid.as_deref().unwrap_or(""), c.name);
-                let since =
-                    restarts_since(c.restart_count, ctx.install.restarts_at_start.get(&key));
+        for p in by_node.get(&node.name).into_iter().flatten() {
+            for (container, count) in &p.containers {
+                let key = format!("{}/{container}", p.key);
+                let since = restarts_since(*count, ctx.install.restarts_at_start.get(&key));
                 seen.push(format!(
-                    "{}/{}: {since} restarts since the run began ({} in all)",
-                    p.name_any(),
-                    c.name,
-                    c.restart_count
+                    "{}/{container}: {since} restarts since the run began ({count} in all)",
+                    p.pod
                 ));
                 if i64::from(since) > max {
                     worst.push(format!(
-                        "{}: container {} of {} restarted {since} times since the run began, expected at most {max}",
-                        node.name,
-                        c.name,
-                        p.name_any(),
+                        "{}: container {container} of {} restarted {since} times since the run began, expected at most {max}",
+                        node.name, p.pod,
                     ));
                 }
             }
@@ -192,6 +203,15 @@ pub async fn run(step: &Step, ctx: &Ctx<'_>, deadline: Instant) -> Vec<Outcome> 
         }
     }
     out
+}
+
+/// What the restarts judgement reads of one operand pod.
+struct Restarts {
+    /// The pod's UID: a restarted pod is a new one, its counts start again.
+    key: String,
+    pod: String,
+    /// Each container's name and restart count.
+    containers: Vec<(String, i32)>,
 }
 
 /// Restarts of a container since the run began: all of them for a pod the run did not see at

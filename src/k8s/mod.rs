@@ -1,6 +1,7 @@
 //! Thin helpers over kube-rs shared by the targets and the checks: building a client from a
 //! kubeconfig file, and waits expressed as conditions with deadlines.
 
+pub mod list;
 pub mod wait;
 
 use std::path::{Path, PathBuf};

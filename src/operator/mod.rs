@@ -265,21 +265,19 @@ pub async fn restart_counts(
     namespace: &str,
 ) -> std::collections::BTreeMap<String, i32> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
-    let Ok(list) = pods.list(&Default::default()).await else {
-        return Default::default();
-    };
-    let mut out = std::collections::BTreeMap::new();
-    for p in list.items {
+    let listed = crate::k8s::list::list_all(&pods, Default::default(), |p| {
         let uid = p.metadata.uid.clone().unwrap_or_default();
-        for c in p
-            .status
+        p.status
             .and_then(|s| s.container_statuses)
             .unwrap_or_default()
-        {
-            out.insert(format!("{uid}/{}", c.name), c.restart_count);
-        }
-    }
-    out
+            .into_iter()
+            .map(|c| (format!("{uid}/{}", c.name), c.restart_count))
+            .collect::<Vec<_>>()
+    });
+    let Ok(listed) = listed.await else {
+        return Default::default();
+    };
+    listed.into_iter().flatten().collect()
 }
 
 /// The UIDs of the operator namespace and the ClusterPolicy CRD, for the teardown check.

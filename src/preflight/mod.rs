@@ -350,19 +350,23 @@ pub type GpuUse = std::collections::BTreeMap<String, (u64, u64)>;
 /// go before the next step needs the GPUs). One node list and one pod list, whatever the size
 /// of the cluster.
 pub async fn gpu_use(client: &Client, own_run: Option<&str>) -> Result<GpuUse, kube::Error> {
+    use crate::k8s::list::list_all;
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut out = GpuUse::new();
-    for n in nodes.list(&ListParams::default()).await?.items {
+    // In pages, each object reduced at once to its GPU numbers: the whole cluster's pods are
+    // read here.
+    let mut out: GpuUse = list_all(&nodes, ListParams::default(), |n| {
         let alloc = gpu_stack::gpu_resources(&n)
             .get(resources::GPU)
             .map_or(0, |(_, a)| *a);
-        out.insert(kube::ResourceExt::name_any(&n), (alloc, 0));
-    }
+        (kube::ResourceExt::name_any(&n), (alloc, 0))
+    })
+    .await?
+    .into_iter()
+    .collect();
     let pods: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
     let own = own_run.map(gpu_stack::ours::run_label);
-    let mut by_node: std::collections::BTreeMap<String, Vec<Pod>> = Default::default();
-    for p in pods.list(&lp).await?.items {
+    let held = list_all(&pods, lp, |p| {
         let theirs = own.as_ref().is_none_or(|own| {
             p.metadata
                 .labels
@@ -371,13 +375,15 @@ pub async fn gpu_use(client: &Client, own_run: Option<&str>) -> Result<GpuUse, k
                 != Some(own)
         });
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        if let (true, None, Some(node)) = (theirs, &p.metadata.deletion_timestamp, node) {
-            by_node.entry(node).or_default().push(p);
+        match (theirs, &p.metadata.deletion_timestamp, node) {
+            (true, None, Some(node)) => Some((node, gpus_in_use(std::slice::from_ref(&p)))),
+            _ => None,
         }
-    }
-    for (node, pods) in by_node {
+    })
+    .await?;
+    for (node, gpus) in held.into_iter().flatten() {
         if let Some(entry) = out.get_mut(&node) {
-            entry.1 = gpus_in_use(&pods);
+            entry.1 += gpus;
         }
     }
     Ok(out)

@@ -123,15 +123,25 @@ fn label<T: std::str::FromStr>(labels: &BTreeMap<String, String>, key: &str) -> 
     labels.get(key).and_then(|v| v.parse().ok())
 }
 
-/// The inventory of `expected` GPU nodes (others in `nodes` are left out) and the `pods` of the
-/// operator's namespace.
-pub fn collect(nodes: &[Node], pods: &[Pod], expected: &[Expected], now: &str) -> Inventory {
+/// The inventory of `expected` GPU nodes (others in `nodes` are left out) and the `operands`
+/// of the operator's namespace (each pod read by [`operand`]).
+pub fn collect(
+    nodes: &[Node],
+    mut operands: Vec<OperandPod>,
+    expected: &[Expected],
+    now: &str,
+) -> Inventory {
     let mut out = Inventory {
         collected_at: now.to_string(),
         ..Inventory::default()
     };
+    // By name: thousands of expected nodes each looked up in thousands of listed ones.
+    let by_name: BTreeMap<&str, &Node> = nodes
+        .iter()
+        .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
+        .collect();
     for e in expected {
-        let Some(n) = nodes.iter().find(|n| n.name_any() == e.name) else {
+        let Some(n) = by_name.get(e.name.as_str()) else {
             continue;
         };
         let l = n.labels();
@@ -169,44 +179,48 @@ pub fn collect(nodes: &[Node], pods: &[Pod], expected: &[Expected], now: &str) -
         });
     }
     out.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    for p in pods {
-        let spec = p.spec.as_ref();
-        let statuses: Vec<_> = p
-            .status
-            .iter()
-            .flat_map(|s| {
-                s.init_container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(s.container_statuses.iter().flatten())
-            })
-            .collect();
-        let containers = spec
-            .into_iter()
-            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
-            .map(|c| ContainerImage {
-                name: c.name.clone(),
-                image: c.image.clone().unwrap_or_default(),
-                image_id: statuses
-                    .iter()
-                    .find(|s| s.name == c.name)
-                    .map(|s| s.image_id.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        out.operands.push(OperandPod {
-            name: p.name_any(),
-            node: spec.and_then(|s| s.node_name.clone()),
-            phase: p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default(),
-            containers,
-        });
-    }
-    out.operands.sort_by(|a, b| a.name.cmp(&b.name));
+    operands.sort_by(|a, b| a.name.cmp(&b.name));
+    out.operands = operands;
     out
+}
+
+/// What the inventory keeps of one operand pod: where it runs, its phase, and each
+/// container's image as asked and as run.
+pub fn operand(p: &Pod) -> OperandPod {
+    let spec = p.spec.as_ref();
+    let statuses: Vec<_> = p
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .collect();
+    let containers = spec
+        .into_iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+        .map(|c| ContainerImage {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: statuses
+                .iter()
+                .find(|s| s.name == c.name)
+                .map(|s| s.image_id.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    OperandPod {
+        name: p.name_any(),
+        node: spec.and_then(|s| s.node_name.clone()),
+        phase: p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default(),
+        containers,
+    }
 }
 
 /// Adds the GPUs one node's bench document lists (a document per MIG device lists the
@@ -263,7 +277,7 @@ mod tests {
     #[test]
     fn real_node_labels_fill_the_inventory() {
         let node = real("aws-g6-12xlarge-l4-ocp421.yaml");
-        let inv = collect(&[node], &[], &expected(), "t");
+        let inv = collect(&[node], Vec::new(), &expected(), "t");
         let n = &inv.nodes[0];
         assert_eq!(n.instance_type.as_deref(), Some("g6.12xlarge"));
         assert_eq!(n.gpu_product.as_deref(), Some("NVIDIA-L4"));
@@ -295,7 +309,7 @@ mod tests {
             name: "gone".into(),
             ..e[0].clone()
         });
-        let inv = collect(&[node], &[pod], &e, "t");
+        let inv = collect(&[node], vec![operand(&pod)], &e, "t");
         assert_eq!(inv.nodes.len(), 1);
         let c = &inv.operands[0].containers;
         assert_eq!(c[0].name, "k8s-driver-manager");

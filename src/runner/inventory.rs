@@ -22,12 +22,14 @@ pub async fn read(
     nodes: &[Node],
 ) -> Result<Inventory, String> {
     let api = Api::<Pod>::namespaced(client.clone(), namespace);
-    let params = ListParams::default();
-    let pods = tokio::time::timeout(DEADLINE, api.list(&params))
+    // In pages, each pod reduced to its inventory entry at once: the operator's namespace
+    // holds about eight pods per GPU node.
+    let listed =
+        crate::k8s::list::list_all(&api, ListParams::default(), |p| inventory::operand(&p));
+    let operands = tokio::time::timeout(DEADLINE, listed)
         .await
         .map_err(|_| format!("no answer within {}s", DEADLINE.as_secs()))?
-        .map_err(|e| format!("list pods in {namespace}: {}", crate::errors::chain(&e)))?
-        .items;
+        .map_err(|e| format!("list pods in {namespace}: {}", crate::errors::chain(&e)))?;
     let expected: Vec<Expected> = gpu_nodes
         .iter()
         .map(|g| Expected {
@@ -39,7 +41,7 @@ pub async fn read(
         .collect();
     Ok(inventory::collect(
         nodes,
-        &pods,
+        operands,
         &expected,
         &chrono::Utc::now().to_rfc3339(),
     ))
