@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt, stream};
+use futures::{FutureExt as _, Stream, StreamExt, stream};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -155,6 +155,39 @@ where
     (store, events)
 }
 
+/// Takes in one trigger; whether a pass is needed for it (a failed watch retries by itself).
+fn note(
+    trigger: Trigger,
+    world: &mut World,
+    jobs_seen: &mut std::collections::HashSet<String>,
+    last_error: &mut String,
+    log: &SimLog,
+) -> bool {
+    match trigger {
+        Trigger::Job(name, uid) => {
+            // Each hook run is a new Job object: act once per UID.
+            if jobs_seen.insert(uid) {
+                if name == "gpu-operator-cleanup-crd" {
+                    log.line("cleanup-crd hook job: deleting the operator CRDs");
+                    world.cleanup_crd_requested = true;
+                } else if name.ends_with("node-feature-discovery-prune") {
+                    log.line("NFD prune hook job: removing feature labels");
+                    world.prune_requested = true;
+                }
+            }
+            true
+        }
+        Trigger::WatchError(e) => {
+            if e != *last_error {
+                log.line(format!("watch error (retrying): {e}"));
+                *last_error = e;
+            }
+            false
+        }
+        Trigger::Changed => true,
+    }
+}
+
 async fn run(
     client: Client,
     mut world: World,
@@ -221,28 +254,29 @@ async fn run(
         };
         tokio::select! {
             _ = &mut stopped => break,
-            trigger = triggers.next() => match trigger {
-                None => break,
-                Some(Trigger::Job(name, uid)) => {
-                    // Each hook run is a new Job object: act once per UID.
-                    if jobs_seen.insert(uid) {
-                        if name == "gpu-operator-cleanup-crd" {
-                            log.line("cleanup-crd hook job: deleting the operator CRDs");
-                            world.cleanup_crd_requested = true;
-                        } else if name.ends_with("node-feature-discovery-prune") {
-                            log.line("NFD prune hook job: removing feature labels");
-                            world.prune_requested = true;
+            trigger = triggers.next() => {
+                let Some(first) = trigger else { break };
+                // Every event already there goes into this one pass: the pass is level-triggered
+                // (it reads the stores, not the events), and a pool of hundreds of nodes sends
+                // thousands of pod updates in a burst, each of which would otherwise cost a
+                // pass over every node.
+                let mut ended = false;
+                let mut changed = note(first, &mut world, &mut jobs_seen, &mut last_error, &log);
+                while let Some(next) = triggers.next().now_or_never() {
+                    match next {
+                        Some(t) => changed |= note(t, &mut world, &mut jobs_seen, &mut last_error, &log),
+                        None => {
+                            ended = true;
+                            break;
                         }
                     }
                 }
-                Some(Trigger::WatchError(e)) => {
-                    if e != last_error {
-                        log.line(format!("watch error (retrying): {e}"));
-                        last_error = e;
-                    }
+                if ended {
+                    break;
+                }
+                if !changed {
                     continue;
                 }
-                Some(Trigger::Changed) => {}
             },
             () = timer => {}
         }
@@ -263,6 +297,7 @@ async fn run(
             policy: pol.first().map(|p| p.as_ref()),
             slices: &sl,
             claims: &cl,
+            by_node: Default::default(),
         };
         let now = Instant::now();
         let (mut actions, mut next) = world.reconcile(&snap, now);

@@ -100,6 +100,7 @@ fn run(s: &Scene) -> (Vec<Action>, Option<Instant>) {
         policy: s.policy.then_some(&p),
         slices: &[],
         claims: &[],
+        by_node: Default::default(),
     };
     let t0 = Instant::now();
     let _ = w.reconcile(&snap, t0);
@@ -429,6 +430,7 @@ fn host_drivers_as_the_driver_manager_and_gfd_see_them() {
             policy: Some(&p),
             slices: &[],
             claims: &[],
+            by_node: Default::default(),
         };
         let t0 = Instant::now();
         let _ = w.reconcile(&snap, t0);
@@ -497,6 +499,7 @@ fn capacity_outlives_the_device_plugin_for_the_grace_period() {
             policy: Some(&p),
             slices: &[],
             claims: &[],
+            by_node: Default::default(),
         };
         let t0 = Instant::now();
         let (first, _) = w.reconcile(&snap, t0);

@@ -22,9 +22,8 @@ impl World {
     ) {
         let mut live = HashSet::new();
         for (node, operand, why) in targets {
-            let Some(pod) = snap.pods.iter().find(|p| {
-                on_node(p, node)
-                    && label_is(p, APP, operand)
+            let Some(pod) = snap.pods_on(node).iter().find(|p| {
+                label_is(p, APP, operand)
                     && p.metadata.deletion_timestamp.is_none()
                     && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
             }) else {

@@ -28,7 +28,7 @@ use crate::gpu_stack::upgrade::{STATE_LABEL, State, resolve_max_unavailable};
 use crate::sim::config::Policy;
 use crate::sim::upgrade::{NodeFault, Policy as Limits, step};
 use crate::sim::world::{
-    APP, Action, DRIVER, EventSpec, Snapshot, World, earliest, label_is, node_gpus, on_node,
+    APP, Action, DRIVER, EventSpec, Snapshot, World, earliest, label_is, node_gpus,
 };
 
 /// The operator validator DaemonSet.
@@ -75,10 +75,10 @@ fn image_version(pod: &Pod) -> Option<String> {
 }
 
 fn driver_pods<'a>(snap: &'a Snapshot<'_>, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
-    snap.pods
+    snap.pods_on(node)
         .iter()
-        .map(AsRef::as_ref)
-        .filter(move |p| on_node(p, node) && label_is(p, APP, DRIVER))
+        .copied()
+        .filter(|p| label_is(p, APP, DRIVER))
 }
 
 /// The driver a node runs: the version of its Ready driver pod.
@@ -90,9 +90,9 @@ pub(in crate::sim) fn loaded_driver(snap: &Snapshot<'_>, node: &str) -> Option<S
 
 /// Whether the operator validator's pod on `node` is Ready: the driver it runs is validated.
 fn validator_ready(snap: &Snapshot<'_>, node: &str) -> bool {
-    snap.pods
+    snap.pods_on(node)
         .iter()
-        .any(|p| on_node(p, node) && label_is(p, APP, VALIDATOR) && pod_ready(p))
+        .any(|p| label_is(p, APP, VALIDATOR) && pod_ready(p))
 }
 
 fn unschedulable(node: &Node) -> bool {
@@ -344,10 +344,10 @@ impl World {
                     // The validator checks the driver in its init containers, once: it is
                     // restarted with the driver so that it validates the new one.
                     let validators = snap
-                        .pods
+                        .pods_on(name)
                         .iter()
-                        .map(AsRef::as_ref)
-                        .filter(|p| on_node(p, name) && label_is(p, APP, VALIDATOR));
+                        .copied()
+                        .filter(|p| label_is(p, APP, VALIDATOR));
                     for p in driver_pods(snap, name).chain(validators) {
                         out.push(Action::DeletePod {
                             namespace: p.namespace().unwrap_or_default(),
