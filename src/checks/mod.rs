@@ -186,17 +186,7 @@ pub async fn watch_nodes(
     deadline: Instant,
     ok: impl Fn(&Node, &GpuNode) -> bool,
 ) -> std::collections::BTreeMap<String, Option<Node>> {
-    use futures::StreamExt as _;
-    use kube::runtime::{WatchStreamExt as _, watcher};
-    if nodes.is_empty() {
-        return unseen(nodes);
-    }
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .map(|ev| ev.ok());
-    until_all_ok(stream, nodes, deadline, ok).await
+    watch_as(ctx, nodes, deadline, crate::k8s::list::lean_node, ok).await
 }
 
 /// [`watch_nodes`] for checks that judge only a node's metadata (labels, annotations): the
@@ -210,22 +200,37 @@ pub async fn watch_node_metadata(
     deadline: Instant,
     ok: impl Fn(&Node, &GpuNode) -> bool,
 ) -> std::collections::BTreeMap<String, Option<Node>> {
+    // Metadata-only requests, decoded without managed fields (`k8s::node_meta`).
+    let into_node = |m: crate::k8s::node_meta::NodeMeta| Node {
+        metadata: m.metadata,
+        ..Node::default()
+    };
+    watch_as(ctx, nodes, deadline, into_node, ok).await
+}
+
+/// Watches every node as `K` (the whole object or its metadata alone), each event turned
+/// into a [`Node`] by `into_node`, until every node in `nodes` is `ok` or the deadline.
+async fn watch_as<K>(
+    ctx: &Ctx<'_>,
+    nodes: &[GpuNode],
+    deadline: Instant,
+    into_node: impl Fn(K) -> Node,
+    ok: impl Fn(&Node, &GpuNode) -> bool,
+) -> std::collections::BTreeMap<String, Option<Node>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
     use futures::StreamExt as _;
     use kube::runtime::{WatchStreamExt as _, watcher};
     if nodes.is_empty() {
         return unseen(nodes);
     }
-    // kube asks for `PartialObjectMetadata` for an `Api` of `PartialObjectMeta`.
-    let api: Api<kube::core::PartialObjectMeta<Node>> = Api::all(ctx.client.clone());
+    let api: Api<K> = Api::all(ctx.client.clone());
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .applied_objects()
-        .map(|ev| {
-            ev.ok().map(|m| Node {
-                metadata: m.metadata,
-                ..Node::default()
-            })
-        });
+        .map(|ev| ev.ok().map(&into_node));
     until_all_ok(stream, nodes, deadline, ok).await
 }
 
