@@ -52,3 +52,13 @@ pub fn without_managed_fields<K: kube::Resource>(mut object: K) -> K {
     object.meta_mut().managed_fields = None;
     object
 }
+
+/// A node without what no check reads and what is most of a real node's object: its
+/// managedFields and the list of images the kubelet holds.
+pub fn lean_node(n: k8s_openapi::api::core::v1::Node) -> k8s_openapi::api::core::v1::Node {
+    let mut n = without_managed_fields(n);
+    if let Some(s) = n.status.as_mut() {
+        s.images = None;
+    }
+    n
+}

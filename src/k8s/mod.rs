@@ -2,6 +2,7 @@
 //! kubeconfig file, and waits expressed as conditions with deadlines.
 
 pub mod list;
+pub mod node_meta;
 pub mod wait;
 
 use std::path::{Path, PathBuf};

@@ -192,14 +192,8 @@ pub async fn discover_listed(
     let api: Api<Node> = Api::all(client.clone());
     // In pages, each node without what nothing here reads: its managedFields and the list of
     // images the kubelet holds (on a real node most of the object).
-    let nodes = crate::k8s::list::list_all(&api, Default::default(), |n| {
-        let mut n = crate::k8s::list::without_managed_fields(n);
-        if let Some(s) = n.status.as_mut() {
-            s.images = None;
-        }
-        n
-    })
-    .await?;
+    let nodes =
+        crate::k8s::list::list_all(&api, Default::default(), crate::k8s::list::lean_node).await?;
     Ok((classify(&nodes, catalog, expects), nodes))
 }
 
