@@ -13,17 +13,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: i32 = 4;
 const MI_OPTION_PURGE_DELAY: i32 = 15;
 
-/// By default mimalloc (v3) keeps freed pages for a second and commits whole arenas eagerly, so a run
-/// that decodes a 5,000-node list and drops it holds on to tens of MB it no longer uses; a
-/// conformance run is not allocation-bound after that, so give memory back at once (peak RSS at
-/// 5,000 nodes: about 210 MB with the defaults, 125 MB with these; docs/performance.md).
+/// By default mimalloc (v3) keeps freed pages for a second and commits whole arenas eagerly, so
+/// a run that decodes a 5,000-node list and drops it holds on to tens of MB it no longer uses.
+/// Giving memory back at once costs no time a run can measure: at 5,000 nodes, peak RSS 190-213
+/// MB with the defaults, 142-150 MB with these, the labels check 0.6-0.8 s either way
+/// (docs/performance.md).
 #[allow(unsafe_code)]
 fn tune_allocator() {
-    // SAFETY: mi_option_set only stores an integer in mimalloc's option table; both indices
-    // exist in the linked mimalloc (checked by the test below) and any value is valid for them.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+    // A value the user set in the environment (read by mimalloc before main) is kept.
+    for (option, env) in [
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
+        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: mi_option_set only stores an integer in mimalloc's option table; both
+            // indices exist in the linked mimalloc (the test below) and 0 is valid for both.
+            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
+        }
     }
 }
 
