@@ -8,8 +8,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's option indices (`mi_option_e` in mimalloc.h, the same in its v2 and v3); the Rust
-/// binding names only some of them. `tests::option_indices_are_mimallocs` pins them by their
-/// documented defaults, so a binding update that renumbers them fails the tests.
+/// binding names only some of them. `tests::option_indices_are_mimallocs` pins them by the
+/// linked mimalloc's default values, so a binding update that renumbers them fails the tests.
 const MI_OPTION_ARENA_EAGER_COMMIT: i32 = 4;
 const MI_OPTION_PURGE_DELAY: i32 = 15;
 
